@@ -1,0 +1,53 @@
+"""What machine this is: CPU model and SIMD features, for ``qwenkit doctor`` and benchmark records."""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+
+_SIMD_FLAGS = ("sse2", "ssse3", "sse4_1", "sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl",
+               "avx512vbmi", "avx512_vnni", "amx_tile", "neon", "asimd", "sve", "sve2")
+
+
+def cpu_model() -> str:
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text(errors="replace").splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() in {"model name", "Hardware", "Processor"} and value.strip():
+                return value.strip()
+    return platform.processor() or platform.machine()
+
+
+def cpu_flags() -> set[str]:
+    """The CPU feature flags the kernel reports (``flags`` on x86, ``Features`` on ARM)."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.exists():
+        return {"neon", "asimd"} if platform.machine() in {"arm64", "aarch64"} else set()
+    for line in cpuinfo.read_text(errors="replace").splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in {"flags", "Features"}:
+            return set(value.split())
+    return set()
+
+
+def simd_features() -> list[str]:
+    """The SIMD features relevant to qwenkit's kernels that this CPU has, in a stable order."""
+    flags = cpu_flags()
+    return [f for f in _SIMD_FLAGS if f in flags]
+
+
+def usable_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def machine_summary() -> dict[str, object]:
+    return {
+        "machine": platform.machine(),
+        "cpu": cpu_model(),
+        "cores": usable_cores(),
+        "simd": simd_features(),
+        "python": platform.python_version(),
+        "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
+    }
