@@ -1,0 +1,34 @@
+"""Qwen3-Embedding-style embedding and reranking (arXiv 2506.05176): models, training, merging, evaluation, serving.
+
+- :class:`Embedder` (``qwenkit.embed.embedder``): last/mean/cls pooling, instruction-formatted queries, Matryoshka dims.
+- :class:`Reranker` (``qwenkit.embed.reranker``): the Qwen3-Reranker yes/no prompt, score ``sigmoid(z_yes - z_no)``.
+- :mod:`qwenkit.embed.losses`: InfoNCE with false-negative masking (paper eq. 1), Matryoshka loss.
+- :mod:`qwenkit.embed.merge`: slerp of checkpoints.
+- :mod:`qwenkit.embed.data`, :mod:`qwenkit.embed.metrics`, :mod:`qwenkit.embed.train`, :mod:`qwenkit.embed.serve`.
+
+Names are imported lazily so that ``import qwenkit.embed`` does not load torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "Embedder": "qwenkit.embed.embedder",
+    "format_query": "qwenkit.embed.embedder",
+    "Reranker": "qwenkit.embed.reranker",
+    "format_rerank_prompt": "qwenkit.embed.reranker",
+    "info_nce_loss": "qwenkit.embed.losses",
+    "matryoshka_info_nce_loss": "qwenkit.embed.losses",
+    "slerp": "qwenkit.embed.merge",
+    "slerp_state_dicts": "qwenkit.embed.merge",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'qwenkit.embed' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)
