@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import pkgutil
+import shutil
 import time
 import traceback
 from pathlib import Path
@@ -148,6 +149,8 @@ def _run_repros(repros, out: Path, *, full: bool, seed: int, threads: int | None
     set_threads(threads)
     entries, failures = [], []
     for item in repros:
+        # a reproduction's directory is regenerated output: start it clean so old metrics never mix in
+        shutil.rmtree(out / item.name, ignore_errors=True)
         run = RunDir(out / item.name)
         typer.echo(f"== {item.name}: {item.title}")
         started = time.perf_counter()
@@ -175,10 +178,9 @@ def _mount_domains() -> None:
     for info in pkgutil.iter_modules(qwenkit.__path__):
         if not info.ispkg or info.name in {"core"}:
             continue
-        module_name = f"qwenkit.{info.name}.cli"
-        if importlib.util.find_spec(module_name) is None:
+        if not (Path(info.module_finder.path) / info.name / "cli.py").exists():
             continue
-        module = importlib.import_module(module_name)
+        module = importlib.import_module(f"qwenkit.{info.name}.cli")
         app.add_typer(module.app, name=info.name)
 
 

@@ -4,7 +4,7 @@ Layout of one checkpoint (a directory)::
 
     step-00000120/
       model.safetensors      model state dict
-      state.safetensors      every other tensor: optimizer moments, RNG states, domain extras ("optimizer/...", "rng/...")
+      state.safetensors      every other tensor: optimizer moments, RNG states, domain extras
       meta.json              step, JSON-able state (param groups, scheduler, RNG of Python/NumPy, domain extras), and
                              the size and sha256 of each tensor file
 

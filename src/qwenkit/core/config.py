@@ -50,7 +50,9 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
                 child = node[part] = {}
             elif not isinstance(child, dict):
                 where = ".".join(path[: i + 1])
-                raise ConfigError(f"override {override!r}: {where} is {child!r}, not a section; cannot set {path[-1]} in it")
+                raise ConfigError(
+                    f"override {override!r}: {where} is {child!r}, not a section; cannot set {path[-1]} in it"
+                )
             node = child
         node[path[-1]] = value
     return result
@@ -66,7 +68,8 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"config file {str(path)!r} is not valid YAML{where}: {getattr(exc, 'problem', exc)}") from exc
+        problem = getattr(exc, "problem", exc)
+        raise ConfigError(f"config file {str(path)!r} is not valid YAML{where}: {problem}") from exc
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -176,6 +176,14 @@ def train_loop(
         if run is not None and accelerator.is_main_process:
             run.truncate_metrics(start_step)
     else:
+        if run is not None and accelerator.is_main_process:
+            existing = latest_checkpoint(run.checkpoints_dir)
+            if existing is not None:
+                raise FileExistsError(
+                    f"{run.path} already holds a run (checkpoint {existing.name}); pass resume=True (--resume) to "
+                    "continue it, or use a new output directory"
+                )
+            run.truncate_metrics(0)
         seed_everything(config.seed)
 
     model, optimizer = accelerator.prepare(model, optimizer)
@@ -184,7 +192,7 @@ def train_loop(
     result = LoopResult(step=start_step, resumed_from=checkpoint.step if checkpoint else None)
     params = [p for p in model.parameters() if p.requires_grad]
 
-    with ProgressBar(config.max_steps, description, quiet=quiet or not accelerator.is_main_process) as bar:
+    with ProgressBar(config.max_steps, description, quiet=True if not accelerator.is_main_process else quiet) as bar:
         bar.update(start_step)
         for step in range(start_step, config.max_steps):
             started = time.perf_counter()

@@ -19,7 +19,8 @@ from qwenkit.core.checkpoint import atomic_write_text
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:980px;margin:2em auto;padding:0 1em;
 color:#1d1d1f;line-height:1.5}
-table{border-collapse:collapse;margin:1em 0;font-size:0.92em}th,td{border:1px solid #ccc;padding:4px 9px;text-align:right}
+table{border-collapse:collapse;margin:1em 0;font-size:0.92em}
+th,td{border:1px solid #ccc;padding:4px 9px;text-align:right}
 th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}img{max-width:100%;border:1px solid #eee}
 code,pre{background:#f6f8fa;font-family:ui-monospace,monospace}pre{padding:0.8em;overflow-x:auto}
 figcaption{color:#555;font-size:0.9em}.ok{color:#137333}.fail{color:#b3261e}

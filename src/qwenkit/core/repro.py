@@ -40,12 +40,11 @@ def discover_repros(package: str = "qwenkit") -> dict[str, Repro]:
     root = importlib.import_module(package)
     found: dict[str, Repro] = {}
     for info in pkgutil.iter_modules(root.__path__):
-        if not info.ispkg:
+        if not info.ispkg or info.name == "core":
             continue
-        module_name = f"{package}.{info.name}.repro"
-        if importlib.util.find_spec(module_name) is None:
+        if not (Path(info.module_finder.path) / info.name / "repro.py").exists():
             continue
-        for repro in importlib.import_module(module_name).REPROS:
+        for repro in importlib.import_module(f"{package}.{info.name}.repro").REPROS:
             if repro.name in found:
                 raise ValueError(f"two reproductions are named {repro.name!r}; names must be unique")
             found[repro.name] = repro

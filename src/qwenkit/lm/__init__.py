@@ -7,23 +7,28 @@
 - :mod:`qwenkit.lm.sampling`: batched sampling with KV cache and the sampler's log-probs.
 """
 
-from qwenkit.lm.loading import ModelLoadError, load_causal_lm, load_tokenizer
-from qwenkit.lm.logprobs import TokenScores, token_logprobs
-from qwenkit.lm.models import qwen3_config, tiny_qwen3, tiny_qwen3_for
-from qwenkit.lm.sampling import SampleBatch, SamplingParams, sample
-from qwenkit.lm.tokenizer import build_synthetic_tokenizer
+import importlib
+from typing import Any
 
-__all__ = [
-    "ModelLoadError",
-    "SampleBatch",
-    "SamplingParams",
-    "TokenScores",
-    "build_synthetic_tokenizer",
-    "load_causal_lm",
-    "load_tokenizer",
-    "qwen3_config",
-    "sample",
-    "tiny_qwen3",
-    "tiny_qwen3_for",
-    "token_logprobs",
-]
+_EXPORTS = {
+    "ModelLoadError": "loading",
+    "load_causal_lm": "loading",
+    "load_tokenizer": "loading",
+    "TokenScores": "logprobs",
+    "token_logprobs": "logprobs",
+    "qwen3_config": "models",
+    "tiny_qwen3": "models",
+    "tiny_qwen3_for": "models",
+    "SampleBatch": "sampling",
+    "SamplingParams": "sampling",
+    "sample": "sampling",
+    "build_synthetic_tokenizer": "tokenizer",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy: importing qwenkit.lm must not import torch (the CLI discovers packages at start-up).
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'qwenkit.lm' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"qwenkit.lm.{_EXPORTS[name]}"), name)

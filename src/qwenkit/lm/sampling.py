@@ -105,7 +105,8 @@ def sample(
     if any(len(p) == 0 for p in prompt_ids):
         raise ValueError("every prompt needs at least one token")
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    stop_ids = torch.tensor(params.stop_token_ids if params.stop_token_ids is not None else _default_stop_ids(tokenizer))
+    stop_list = params.stop_token_ids if params.stop_token_ids is not None else _default_stop_ids(tokenizer)
+    stop_ids = torch.tensor(stop_list)
     device = next(model.parameters()).device
     generator = None
     if params.seed is not None:

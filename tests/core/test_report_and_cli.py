@@ -1,0 +1,49 @@
+import subprocess
+import sys
+
+from typer.testing import CliRunner
+
+from qwenkit.cli import app
+from qwenkit.core.plots import bar_plot, line_plot
+from qwenkit.core.report import Report
+from qwenkit.core.repro import discover_repros
+from qwenkit.core.runs import RunDir
+
+
+def test_report_writes_markdown_and_html_with_relative_images(tmp_path):
+    run = RunDir(tmp_path / "run")
+    for step in range(1, 4):
+        run.log(step, {"loss": 1.0 / step})
+    png = line_plot(run.plot_path("loss"), {"a": run.series("loss")}, bands={"a": ([0.1] * 3, [1.5] * 3)})
+    bars = bar_plot(run.plot_path("bars"), ["x", "y"], {"ours": [2.0, 3.0], "peer": [1.0, 1.0]}, reference=1.0)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and bars.stat().st_size > 1000
+    report = Report("T").text("**bold** and `code`\n- item one\n- item two").table(
+        [{"name": "a|b", "value": 0.123456, "ok": True}]).image(png, "curve").code("x = 1")
+    md, html = report.write(run.path)
+    markdown = md.read_text()
+    assert "| a\\|b | 0.1235 | yes |" in markdown and "![curve](plots/loss.png)" in markdown
+    page = html.read_text()
+    assert "<img src='plots/loss.png'" in page and "<b>bold</b>" in page and "<li>item two</li>" in page
+
+
+def test_cli_version_help_and_doctor():
+    runner = CliRunner()
+    assert runner.invoke(app, ["--version"]).output.startswith("qwenkit ")
+    result = runner.invoke(app, ["doctor"])
+    assert result.exit_code == 0 and "torch" in result.output and "simd" in result.output
+    assert runner.invoke(app, ["repro", "--list"]).output.count("smoke") == 1
+
+
+def test_cli_help_starts_without_importing_torch():
+    code = "import sys, qwenkit.cli; sys.exit(1 if 'torch' in sys.modules else 0)"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_unknown_reproduction_is_a_usage_error(tmp_path):
+    result = CliRunner().invoke(app, ["demo", "--only", "nope", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "unknown reproduction" in result.output
+
+
+def test_repros_are_discovered_in_order():
+    repros = discover_repros()
+    assert next(iter(repros)) == "smoke"
