@@ -156,19 +156,94 @@ def _reply(tokenizer, ids: list[int], thinking: bool, stop: Sequence[str]) -> tu
 
 
 def _logits_local(model, tokenizer, prompt_ids, modes, budgets, max_new_tokens, stop_text, params, processors):
-    budget_processor = ThinkingBudgetProcessor(
-        tokenizer, budgets, stop_text=stop_text, stop_token_ids=chat_stop_token_ids(tokenizer)
-    )
-    batch = _sample(model, tokenizer, prompt_ids, max_new_tokens, params, [*processors, budget_processor])
+    return generate_ids(model, tokenizer, prompt_ids, modes, budgets, [max_new_tokens] * len(prompt_ids), stop_text,
+                        params, processors)
+
+
+class RowTokenLimit:
+    """Logits processor ending row ``r`` (forcing ``stop_id``) once it has generated ``limits[r]`` tokens.
+
+    Lets rows with different ``max_tokens`` share one batch; the forced stop token is dropped from the reply.
+    """
+
+    def __init__(self, limits: Sequence[int], stop_id: int):
+        self.limits, self.stop_id, self.step = list(limits), stop_id, 0
+
+    def __call__(self, input_ids, scores):
+        rows = [r for r, limit in enumerate(self.limits) if limit == self.step]
+        self.step += 1
+        if rows:
+            scores = scores.clone()
+            scores[rows] = float("-inf")
+            scores[rows, self.stop_id] = 0.0
+        return scores
+
+
+class TokenObserver:
+    """Logits processor that leaves scores alone and reports each row's newly generated token to ``on_token``.
+
+    A step's call sees the token chosen at the previous step, so :meth:`finalize` reports the last ones; a row is
+    reported up to and including its first stop token.
+    """
+
+    def __init__(self, on_token, stop_ids: Sequence[int], rows: int):
+        self.on_token, self.stop_ids = on_token, set(stop_ids)
+        self.seen = [0] * rows
+        self.done = [False] * rows
+        self._first = True
+
+    def _report(self, row: int, token: int) -> None:
+        if self.done[row]:
+            return
+        self.seen[row] += 1
+        self.done[row] = token in self.stop_ids
+        self.on_token(row, token)
+
+    def __call__(self, input_ids, scores):
+        if self._first:
+            self._first = False
+        else:
+            for row, token in enumerate(input_ids[:, -1].tolist()):
+                self._report(row, token)
+        return scores
+
+    def finalize(self, completions: Sequence[Sequence[int]]) -> None:
+        for row, ids in enumerate(completions):
+            for token in list(ids)[self.seen[row] :]:
+                self._report(row, token)
+
+
+def generate_ids(
+    model, tokenizer, prompt_ids, modes, budgets, max_tokens, stop_text, params, processors=(), on_token=None
+) -> list[ChatResult]:
+    """The ``logits`` strategy on tokenized prompts, with per-row budgets and per-row ``max_tokens`` in one batch.
+
+    ``on_token(row, token_id)`` (optional) is called for every generated token as soon as it is sampled (streaming).
+    """
+    stop_ids = chat_stop_token_ids(tokenizer)
+    budget_processor = ThinkingBudgetProcessor(tokenizer, budgets, stop_text=stop_text, stop_token_ids=stop_ids)
+    chain = [*processors, budget_processor]
+    longest = max(max_tokens)
+    if min(max_tokens) < longest:
+        chain.append(RowTokenLimit(max_tokens, stop_ids[0]))
+    observer = TokenObserver(on_token, stop_ids, len(prompt_ids)) if on_token is not None else None
+    if observer is not None:
+        chain.append(observer)
+    batch = _sample(model, tokenizer, prompt_ids, longest, params, chain)
     budget_processor.finalize(batch.completion_ids)
+    if observer is not None:
+        observer.finalize(batch.completion_ids)
     results = []
     for row, ids in enumerate(batch.completion_ids):
+        ids, reason = list(ids), batch.finish_reasons[row]
+        if len(ids) > max_tokens[row]:
+            ids, reason = ids[: max_tokens[row]], "length"
         state = budget_processor.rows[row]
         reasoning, content = _reply(tokenizer, ids, modes[row], params.get("stop") or [])
         results.append(ChatResult(
             reasoning=reasoning, content=content, thinking_tokens=state.thinking_tokens if modes[row] else 0,
-            budget_hit=state.budget_hit, finish_reason=batch.finish_reasons[row], passes=1, token_ids=list(ids),
-            strategy="logits", thinking=modes[row],
+            budget_hit=state.budget_hit, finish_reason=reason, passes=1, token_ids=ids, strategy="logits",
+            thinking=modes[row], usage={"prompt_tokens": len(prompt_ids[row]), "completion_tokens": len(ids)},
         ))
     return results
 

@@ -1,0 +1,138 @@
+"""The OpenAI-compatible server, started for real on 127.0.0.1 and driven by the official openai client."""
+
+from __future__ import annotations
+
+import concurrent.futures
+
+import httpx
+import pytest
+
+from qwenkit.infer.server import create_app
+
+MODEL = "tiny-qwen3"
+
+
+@pytest.fixture(scope="module")
+def server(serve, dense, tokenizer):
+    app = create_app(dense, tokenizer, model_name=MODEL, max_batch_size=16, batch_wait_s=0.05)
+    with serve(app) as url:
+        yield url, app
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    from openai import OpenAI
+
+    return OpenAI(base_url=server[0] + "/v1", api_key="unused", max_retries=0, timeout=120)
+
+
+def test_health_and_models(server, client):
+    assert httpx.get(server[0] + "/health").json()["status"] == "ok"
+    assert [m.id for m in client.models.list().data] == [MODEL]
+
+
+def test_non_streaming_with_budget(client, tokenizer):
+    from qwenkit.infer.budget import STOP_TEXT_DOCS
+
+    stop_tokens = len(tokenizer(STOP_TEXT_DOCS, add_special_tokens=False)["input_ids"])
+    response = client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "hi"}], max_tokens=5 + stop_tokens + 10, seed=0,
+        extra_body={"thinking_budget": 5, "top_k": 20},
+    )
+    choice = response.choices[0]
+    reasoning = choice.message.model_extra["reasoning_content"]
+    assert reasoning.endswith("based on the thinking directly now.") and response.model_extra["thinking_budget_hit"]
+    assert response.usage.completion_tokens <= 5 + stop_tokens + 10
+    assert response.usage.completion_tokens_details.reasoning_tokens == 5
+    assert choice.finish_reason in {"stop", "length"}
+
+
+def test_non_thinking_switch(client):
+    response = client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "hi"}], max_tokens=8, seed=0,
+        extra_body={"chat_template_kwargs": {"enable_thinking": False}},
+    )
+    assert response.choices[0].message.model_extra.get("reasoning_content") is None
+    assert response.usage.completion_tokens_details.reasoning_tokens == 0
+
+
+def test_streaming_matches_non_streaming(client):
+    kwargs = dict(model=MODEL, messages=[{"role": "user", "content": "stream me"}], max_tokens=150, temperature=0.0,
+                  extra_body={"thinking_budget": 3})
+    full = client.chat.completions.create(**kwargs)
+    reasoning, content, finish = "", "", None
+    usage = None
+    for chunk in client.chat.completions.create(stream=True, stream_options={"include_usage": True}, **kwargs):
+        if chunk.usage is not None:
+            usage = chunk.usage
+        if not chunk.choices:
+            continue
+        delta = chunk.choices[0].delta
+        reasoning += (delta.model_extra or {}).get("reasoning_content") or ""
+        content += delta.content or ""
+        finish = chunk.choices[0].finish_reason or finish
+    message = full.choices[0].message
+    assert reasoning == message.model_extra["reasoning_content"]
+    assert content == message.content
+    assert finish == full.choices[0].finish_reason
+    assert usage.completion_tokens == full.usage.completion_tokens
+
+
+def test_concurrent_requests_are_batched(server, client):
+    engine = server[1].state.engine
+    before = engine.batches_run
+
+    def ask(i):
+        return client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": f"q{i}"}],
+                                              max_tokens=4 + i % 3, temperature=0.0,
+                                              extra_body={"chat_template_kwargs": {"enable_thinking": False}})
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        responses = list(pool.map(ask, range(8)))
+    assert [r.usage.completion_tokens <= 4 + i % 3 for i, r in enumerate(responses)] == [True] * 8
+    assert engine.batches_run - before < 8 and engine.largest_batch > 1
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "param"),
+    [
+        (b"{not json", 400, None),
+        (b"[1, 2]", 400, None),
+        (b'{"model": "tiny-qwen3"}', 400, "messages"),
+        (b'{"model": "tiny-qwen3", "messages": []}', 400, "messages"),
+        (b'{"model": "tiny-qwen3", "messages": [{"role": "wizard", "content": "x"}]}', 400, "messages.0.role"),
+        (b'{"model": "tiny-qwen3", "messages": [{"role": "user", "content": "x"}], "max_tokens": 0}', 400,
+         "max_tokens"),
+        (b'{"model": "tiny-qwen3", "messages": [{"role": "user", "content": "x"}], "temperature": "hot"}', 400,
+         "temperature"),
+        (b'{"model": "tiny-qwen3", "messages": [{"role": "user", "content": "x"}], "thinking_budget": -1}', 400,
+         "thinking_budget"),
+        (b'{"model": "tiny-qwen3", "messages": [{"role": "user", "content": "x"}], "n": 3}', 400, "n"),
+        (b'{"model": "tiny-qwen3", "messages": [{"role": "user", "content": "x"}], "max_tokens": 100000}', 400,
+         "max_tokens"),
+        (b'{"model": "tiny-qwen3", "messages": [{"role": "user", "content": [{"type": "image_url"}]}]}', 400,
+         "messages"),
+        (b'{"model": "tiny-qwen3", "messages": [{"role": "user", "content": "x"}], "continue_final_message": true}',
+         400, "messages"),
+        (b'{"model": "gpt-9", "messages": [{"role": "user", "content": "x"}]}', 404, "model"),
+    ],
+)
+def test_malformed_requests_get_openai_errors(server, body, status, param):
+    response = httpx.post(server[0] + "/v1/chat/completions", content=body,
+                          headers={"Content-Type": "application/json"})
+    assert response.status_code == status
+    error = response.json()["error"]
+    assert error["message"] and error["type"] == "invalid_request_error"
+    assert error["param"] == param
+
+
+def test_unknown_route_and_method(server):
+    assert httpx.get(server[0] + "/v1/nothing").json()["error"]["code"] == "not_found"
+    assert httpx.get(server[0] + "/v1/chat/completions").status_code == 405
+
+
+def test_openai_client_raises_bad_request(client):
+    import openai
+
+    with pytest.raises(openai.BadRequestError):
+        client.chat.completions.create(model=MODEL, messages=[], max_tokens=3)
