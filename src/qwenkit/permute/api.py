@@ -1,0 +1,231 @@
+"""``permute`` and reusable plans: NumPy semantics, generated C underneath.
+
+``permute(a, axes)`` returns what ``np.ascontiguousarray(np.transpose(a, axes))`` returns, bit for bit (so a 0-d
+input gives shape ``(1,)``, as there). ``axes`` is validated by ``np.transpose`` itself, so invalid axes raise exactly
+NumPy's exceptions. Arrays the kernels cannot or should not handle (object dtypes, overlapping ``out``, tiny or
+already-fast layouts, a missing compiler) are copied by ``np.copyto``, which gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from qwenkit.core.system import usable_cores
+from qwenkit.permute.build import Kernels, load_kernels
+from qwenkit.permute.isa import resolve_isa
+from qwenkit.permute.planner import Plan, make_plan_for
+
+OUTPUT_ALIGNMENT = 64
+"""Outputs ``permute`` allocates start on a cache line, so streaming stores cover whole lines from the first row."""
+
+
+class PermutePlan:
+    """A plan for one input layout, dtype, ``axes`` and output layout, reusable like an FFTW/HPTT plan.
+
+    ``plan(a)`` or ``plan(a, out)`` runs it on any array with the layout it was made for. ``plan.describe()`` says
+    which kernel runs and how the axes were fused, packed and split across threads.
+    """
+
+    def __init__(self, shape, dtype, strides_in, axes, strides_out, *, threads: int | None, isa: str):
+        self.shape = tuple(shape)
+        self.dtype = np.dtype(dtype)
+        self.strides_in = tuple(strides_in)
+        self.axes = tuple(axes)
+        self.out_shape = tuple(self.shape[k] for k in self.axes) or (1,)
+        self.strides_out = tuple(strides_out)
+        self.isa = isa
+        view_strides = tuple(self.strides_in[k] for k in self.axes)
+        out_strides = self.strides_out if self.axes else ()
+        self.plan: Plan = make_plan_for(self.out_shape if self.axes else (), view_strides, out_strides,
+                                        self.dtype.itemsize, isa=isa, threads=threads, cores=usable_cores())
+        if self.dtype.hasobject:
+            self.plan = Plan("numpy", "object references are copied by NumPy", isa, 1, self.plan.nbytes)
+        self._runner_lock = threading.Lock()
+        self._runners: list | None = None
+
+    def describe(self) -> str:
+        return self.plan.describe()
+
+    def __repr__(self) -> str:
+        return (f"PermutePlan(shape={self.shape}, dtype={self.dtype}, axes={self.axes}, kind={self.plan.kind!r}, "
+                f"isa={self.isa!r}, threads={self.plan.threads})")
+
+    def __call__(self, a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        if a.shape != self.shape or a.dtype != self.dtype or a.strides != self.strides_in:
+            raise ValueError(f"this plan is for shape {self.shape}, dtype {self.dtype}, strides {self.strides_in}; "
+                             f"got {a.shape}, {a.dtype}, {a.strides}: make a new plan for this layout")
+        view = np.transpose(a, self.axes)
+        if view.ndim == 0:
+            view = view.reshape(1)
+        if out is None:
+            out = empty_aligned(self.out_shape, self.dtype)
+        elif out.strides != self.strides_out or out.shape != self.out_shape:
+            raise ValueError(f"this plan writes an output of shape {self.out_shape} and strides {self.strides_out}; "
+                             f"got {out.shape} and {out.strides}")
+        _check_out(out, self.out_shape, self.dtype)
+        if self.plan.kind == "empty":
+            return out
+        if self.plan.kind == "numpy" or np.may_share_memory(view, out):
+            np.copyto(out, view)
+            return out
+        runners = self._bind()
+        if runners is None:
+            np.copyto(out, view)
+            return out
+        address_a = view.__array_interface__["data"][0] + self.plan.offset_a
+        address_b = out.__array_interface__["data"][0] + self.plan.offset_b
+        if len(runners) == 1:
+            runners[0](address_a, address_b)
+        else:
+            pending = [_pool(len(runners)).submit(run, address_a, address_b) for run in runners[1:]]
+            runners[0](address_a, address_b)
+            for future in pending:
+                future.result()
+        return out
+
+    def _bind(self):
+        """One callable per thread chunk, holding the cffi arguments; built once per plan."""
+        with self._runner_lock:
+            if self._runners is None:
+                kernels = load_kernels(self.isa, self.plan.width)
+                self._runners = [] if kernels is None else _bind_plan(self.plan, kernels)
+            return self._runners or None
+
+
+def _bind_plan(plan: Plan, kernels: Kernels) -> list:
+    ffi, lib = kernels.ffi, kernels.lib
+    keep = []
+
+    def int64s(values) -> object:
+        array = np.ascontiguousarray(values, dtype=np.int64)
+        keep.append(array)
+        return ffi.cast("const int64_t *", array.ctypes.data if array.size else 0)
+
+    nouter = len(plan.outer.shape)
+    oshape, oa, ob = int64s(plan.outer.shape), int64s(plan.outer.sa), int64s(plan.outer.sb)
+    cast_a = functools.partial(ffi.cast, "const char *")
+    cast_b = functools.partial(ffi.cast, "char *")
+    runners = []
+    for chunk in plan.chunks:
+        if plan.kind == "rows":
+            def run(a, b, c=chunk):
+                lib.qk_rows(cast_a(a), cast_b(b), plan.row_bytes, nouter, oshape, oa, ob, c.o0, c.o1)
+        elif plan.kind == "strided":
+            def run(a, b, c=chunk):
+                lib.qk_strided(cast_a(a), cast_b(b), plan.inner.shape[0], plan.inner.sa[0], plan.inner.sb[0],
+                               nouter, oshape, oa, ob, c.o0, c.o1)
+        else:
+            args = ffi.new("qk_tile_args *", {
+                "np": plan.pb.size, "nq": plan.qa.size, "tp": plan.tp, "tq": plan.tq,
+                "pb": int64s(plan.pb), "qa": int64s(plan.qa), "nouter": nouter,
+                "oshape": oshape, "oa": oa, "ob": ob, "stream": int(plan.stream)})
+            keep.append(args)
+
+            def run(a, b, c=chunk, args=args):
+                lib.qk_tile(cast_a(a), cast_b(b), args, c.o0, c.o1, c.p0, c.p1)
+        run.keep = keep  # the int64 tables and structs live as long as the runners
+        runners.append(run)
+    return runners
+
+
+@functools.lru_cache(maxsize=4)
+def _pool(workers: int) -> ThreadPoolExecutor:
+    """A process-wide pool per size (like BLAS's threads); the C calls run with the GIL released by cffi."""
+    return ThreadPoolExecutor(max_workers=workers - 1, thread_name_prefix="qwenkit-permute")
+
+
+def empty_aligned(shape, dtype) -> np.ndarray:
+    """An uninitialized C-contiguous array whose data starts on a ``OUTPUT_ALIGNMENT``-byte boundary."""
+    dtype = np.dtype(dtype)
+    nbytes = math.prod(shape) * dtype.itemsize
+    raw = np.empty(nbytes + OUTPUT_ALIGNMENT, dtype=np.uint8)
+    start = -raw.ctypes.data % OUTPUT_ALIGNMENT
+    return raw[start:start + nbytes].view(dtype).reshape(shape)
+
+
+def _check_out(out, shape, dtype) -> None:
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"out must be a numpy.ndarray, got {type(out).__name__}")
+    if out.shape != tuple(shape):
+        raise ValueError(f"out has shape {out.shape}; the permuted array has shape {tuple(shape)}")
+    if out.dtype != dtype:
+        raise TypeError(f"out has dtype {out.dtype}; permute copies bits and needs exactly {dtype}")
+    if not out.flags.writeable:
+        raise ValueError("out is read-only; pass a writeable array")
+
+
+def _overlaps_itself(out: np.ndarray) -> bool:
+    """True when two indices of ``out`` may address the same byte (zero or interleaved strides)."""
+    dims = sorted((abs(s), n) for n, s in zip(out.shape, out.strides, strict=True) if n > 1)
+    extent = out.itemsize
+    for stride, n in dims:
+        if stride < extent:
+            return True
+        extent = stride * (n - 1) + extent
+    return False
+
+
+@functools.lru_cache(maxsize=512)
+def _cached_plan(shape, dtype, strides_in, axes, strides_out, threads, isa) -> PermutePlan:
+    return PermutePlan(shape, dtype, strides_in, axes, strides_out, threads=threads, isa=isa)
+
+
+def make_plan(a: np.ndarray, axes=None, out: np.ndarray | None = None, *, threads: int | None = None,
+              isa: str = "auto") -> PermutePlan:
+    """A reusable plan for arrays laid out like ``a`` (and ``out``, when given; else a C-contiguous output)."""
+    a = np.asarray(a)
+    view = np.transpose(a, axes)
+    full_axes = _axes_of(a, axes)
+    out_shape = view.shape or (1,)
+    strides_out = out.strides if out is not None else _c_strides(out_shape, a.dtype.itemsize)
+    if out is not None:
+        _check_out(out, out_shape, a.dtype)
+    return PermutePlan(a.shape, a.dtype, a.strides, full_axes, strides_out, threads=_check_threads(threads),
+                       isa=resolve_isa(isa))
+
+
+def permute(a, axes=None, out: np.ndarray | None = None, *, threads: int | None = None,
+            isa: str = "auto") -> np.ndarray:
+    """``np.ascontiguousarray(np.transpose(a, axes))``, bit for bit, or that written into ``out``.
+
+    ``threads``: number of threads (default: one per 4 MiB of output, at most the usable cores).
+    ``isa``: ``"auto"`` (``$QWENKIT_PERMUTE_ISA`` or the best this CPU runs), or ``available_isas()`` names.
+    """
+    a = np.asarray(a)
+    view = np.transpose(a, axes)  # validates axes with NumPy's own exceptions
+    out_shape = view.shape or (1,)
+    if out is None:
+        out = empty_aligned(out_shape, a.dtype)
+    else:
+        _check_out(out, out_shape, a.dtype)
+        if _overlaps_itself(out):
+            np.copyto(out, view.reshape(out_shape))
+            return out
+    plan = _cached_plan(a.shape, a.dtype, a.strides, _axes_of(a, axes), out.strides, _check_threads(threads),
+                        resolve_isa(isa))
+    return plan(a, out)
+
+
+def _axes_of(a: np.ndarray, axes) -> tuple[int, ...]:
+    if axes is None:
+        return tuple(range(a.ndim))[::-1]
+    return tuple(int(k) % a.ndim for k in axes) if a.ndim else ()
+
+
+def _c_strides(shape, itemsize: int) -> tuple[int, ...]:
+    strides, step = [], itemsize
+    for n in reversed(shape):
+        strides.append(step)
+        step *= n
+    return tuple(reversed(strides))
+
+
+def _check_threads(threads: int | None) -> int | None:
+    if threads is not None and (not isinstance(threads, int | np.integer) or threads < 1):
+        raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
+    return None if threads is None else int(threads)

@@ -1,0 +1,423 @@
+"""C code generator: one translation unit per (ISA, element width) holding every kernel class.
+
+A kernel moves raw elements of ``width`` bytes (1, 2, 4, 8 or 16); the planner maps every dtype onto one of these.
+Each unit exports three functions (see ``CDEF``):
+
+- ``qk_rows``: copy contiguous runs (the input's and the output's unit-stride axis are the same axis);
+- ``qk_strided``: element-by-element copy along one axis, for layouts without two unit-stride axes;
+- ``qk_tile``: the block transpose. The *block* is an ``np x nq`` plane: ``p`` runs over elements that are contiguous
+  in the input (one or more packed input axes), ``q`` over elements contiguous in the output. Input row ``j`` starts at
+  byte ``qa[j]``, output row ``i`` at ``pb[i]`` (tables, so a row index may span several short axes). The plane is cut
+  into macro tiles (``tp x tq``) and those into micro tiles that are transposed in registers.
+
+The micro tile is a *lane-parallel* transpose: a vector of ``V`` bytes holds ``V/16`` independent 128-bit lanes, each
+lane an ``m x m`` block with ``m = 16/width``. ``log2(m)`` stages of unpack-low/high (x86) or zip1/zip2 (NEON) with
+doubling chunk sizes transpose every lane at once (``transpose_network`` derives and checks the register order in
+Python), so one micro tile is ``m`` input rows of ``V/width`` elements, giving ``V/width`` output rows of ``m``
+elements (16 bytes each). Where the output is large and its rows are cache-line aligned, a macro tile is transposed
+into an aligned L1 buffer and then written with non-temporal stores of whole cache lines: partial-line streaming
+stores break write combining and run slower than NumPy (docs/permute.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+WIDTHS: tuple[int, ...] = (1, 2, 4, 8, 16)
+LANE_BYTES = 16
+TILE_BUFFER_BYTES = 65536
+MAX_TILE_P = 512
+MAX_OUTER_DIMS = 64
+
+CDEF = """
+typedef struct {
+    int64_t np, nq, tp, tq;
+    const int64_t *pb;
+    const int64_t *qa;
+    int32_t nouter;
+    const int64_t *oshape;
+    const int64_t *oa;
+    const int64_t *ob;
+    int32_t stream;
+} qk_tile_args;
+void qk_tile(const char *a, char *b, const qk_tile_args *t, int64_t o0, int64_t o1, int64_t p0, int64_t p1);
+void qk_rows(const char *a, char *b, int64_t row_bytes, int32_t nouter, const int64_t *oshape,
+             const int64_t *oa, const int64_t *ob, int64_t o0, int64_t o1);
+void qk_strided(const char *a, char *b, int64_t n, int64_t sa, int64_t sb, int32_t nouter, const int64_t *oshape,
+                const int64_t *oa, const int64_t *ob, int64_t o0, int64_t o1);
+int32_t qk_micro_p(void);
+int32_t qk_micro_q(void);
+"""
+
+
+@dataclass(frozen=True)
+class IsaSpec:
+    """How one instruction set spells the few vector operations the micro kernels need."""
+
+    name: str
+    vector_bytes: int
+    include: str
+    vtype: str = ""
+    load: str = ""  # {p}
+    load_aligned: str = ""
+    zero: str = ""
+    unpack: dict[int, tuple[str, str]] = field(default_factory=dict)  # chunk bits -> (low, high) templates {a},{b}
+    lane: tuple[str, ...] = ()  # per 128-bit lane: {v} -> that lane as a 16-byte value
+    store16: str = ""  # {p},{v}
+    stream: str = ""  # {p},{v}: non-temporal store of a full vector; "" where the ISA has none
+    fence: str = ""
+    masked: bool = False  # AVX-512BW/VL byte masks for partial micro tiles
+
+
+
+def _x86_unpack(prefix: str) -> dict[int, tuple[str, str]]:
+    return {bits: (f"{prefix}_unpacklo_epi{bits}({{a}}, {{b}})", f"{prefix}_unpackhi_epi{bits}({{a}}, {{b}})")
+            for bits in (8, 16, 32, 64)}
+
+
+def _neon_unpack() -> dict[int, tuple[str, str]]:
+    out = {}
+    for bits in (8, 16, 32, 64):
+        def zip_(which: int, bits: int = bits) -> str:
+            if bits == 8:
+                return f"vzip{which}q_u8({{a}}, {{b}})"
+            return (f"vreinterpretq_u8_u{bits}(vzip{which}q_u{bits}(vreinterpretq_u{bits}_u8({{a}}), "
+                    f"vreinterpretq_u{bits}_u8({{b}})))")
+        out[bits] = (zip_(1), zip_(2))
+    return out
+
+
+ISA_SPECS: dict[str, IsaSpec] = {
+    "scalar": IsaSpec("scalar", 0, ""),
+    "sse2": IsaSpec(
+        "sse2", 16, "#include <emmintrin.h>", "__m128i", "_mm_loadu_si128((const __m128i *)({p}))",
+        "_mm_load_si128((const __m128i *)({p}))", "_mm_setzero_si128()", _x86_unpack("_mm"), ("{v}",),
+        "_mm_storeu_si128((__m128i *)({p}), {v})", "_mm_stream_si128((__m128i *)({p}), {v})", "_mm_sfence()"),
+    "avx2": IsaSpec(
+        "avx2", 32, "#include <immintrin.h>", "__m256i", "_mm256_loadu_si256((const __m256i *)({p}))",
+        "_mm256_load_si256((const __m256i *)({p}))", "_mm256_setzero_si256()", _x86_unpack("_mm256"),
+        ("_mm256_castsi256_si128({v})", "_mm256_extracti128_si256({v}, 1)"),
+        "_mm_storeu_si128((__m128i *)({p}), {v})", "_mm256_stream_si256((__m256i *)({p}), {v})", "_mm_sfence()"),
+    "avx512": IsaSpec(
+        "avx512", 64, "#include <immintrin.h>", "__m512i", "_mm512_loadu_si512((const void *)({p}))",
+        "_mm512_load_si512((const void *)({p}))", "_mm512_setzero_si512()", _x86_unpack("_mm512"),
+        ("_mm512_castsi512_si128({v})", *(f"_mm512_extracti32x4_epi32({{v}}, {lane})" for lane in (1, 2, 3))),
+        "_mm_storeu_si128((__m128i *)({p}), {v})", "_mm512_stream_si512((void *)({p}), {v})", "_mm_sfence()",
+        masked=True),
+    # NEON has no plain non-temporal store intrinsic; the tile buffer is still written out in whole lines.
+    "neon": IsaSpec(
+        "neon", 16, "#include <arm_neon.h>", "uint8x16_t", "vld1q_u8((const uint8_t *)({p}))",
+        "vld1q_u8((const uint8_t *)({p}))", "vdupq_n_u8(0)", _neon_unpack(), ("{v}",),
+        "vst1q_u8((uint8_t *)({p}), {v})", "vst1q_u8((uint8_t *)({p}), {v})", ""),
+}
+
+
+def bit_reverse(value: int, bits: int) -> int:
+    return int(format(value, f"0{bits}b")[::-1], 2) if bits else 0
+
+
+def transpose_network(m: int) -> tuple[list[int], list[tuple[int, int, int, int]]]:
+    """The in-lane ``m x m`` transpose as unpack stages, and the input row each register must be loaded with.
+
+    Returns ``(load_rows, stages)``: register ``k`` is loaded with input row ``load_rows[k]`` (a bit reversal), and
+    each stage entry ``(chunk, k, lo_from, hi_from)`` says: with chunks of ``chunk`` elements, new register ``k`` is
+    the low (``k`` even) or high interleave of old registers ``lo_from`` and ``hi_from``. After the stages, register
+    ``k`` holds output row ``k`` with its elements in input-row order. The claim is checked by simulation here, at
+    generation time, so a wrong network can never be emitted.
+    """
+    bits = m.bit_length() - 1
+    load_rows = [bit_reverse(k, bits) for k in range(m)]
+    regs = [[(row, col) for col in range(m)] for row in load_rows]
+    stages: list[tuple[int, int, int, int]] = []
+    chunk = 1
+    while chunk < m:
+        new = []
+        for k in range(m):
+            a, b = regs[k // 2], regs[k // 2 + m // 2]
+            half = slice(m // 2, m) if k % 2 else slice(0, m // 2)
+            a, b = a[half], b[half]
+            merged = []
+            for start in range(0, m // 2, chunk):
+                merged += a[start:start + chunk] + b[start:start + chunk]
+            new.append(merged)
+            stages.append((chunk, k, k // 2, k // 2 + m // 2))
+        regs = new
+        chunk *= 2
+    for k, reg in enumerate(regs):
+        if reg != [(row, k) for row in range(m)]:
+            raise AssertionError(f"transpose network for m={m} is wrong at register {k}: {reg}")
+    return load_rows, stages
+
+
+def micro_shape(isa: str, width: int) -> tuple[int, int]:
+    """``(mp, mq)``: output rows and input rows of one micro tile (``mp`` elements are loaded per input row)."""
+    spec = ISA_SPECS[isa]
+    if isa == "scalar":
+        return 8, 8
+    return spec.vector_bytes // width, LANE_BYTES // width
+
+
+def generate_source(isa: str, width: int) -> str:
+    """The complete C11 translation unit for ``isa`` and elements of ``width`` bytes."""
+    if width not in WIDTHS:
+        raise ValueError(f"element width {width} is not one of {WIDTHS}")
+    if isa not in ISA_SPECS:
+        raise ValueError(f"no code generator for ISA {isa!r}; known: {list(ISA_SPECS)}")
+    spec = ISA_SPECS[isa]
+    mp, mq = micro_shape(isa, width)
+    micro = _scalar_micro() if isa == "scalar" else _vector_micro(spec, width)
+    head = f"""/* Generated by qwenkit.permute.codegen for ISA {isa}, elements of {width} bytes. Do not edit. */
+#include <stdint.h>
+#include <string.h>
+{spec.include}
+#define W {width}
+#define MP {mp}
+#define MQ {mq}
+#define TILE_BUFFER_BYTES {TILE_BUFFER_BYTES}
+#define MAX_TILE_P {MAX_TILE_P}
+#define MAX_OUTER_DIMS {MAX_OUTER_DIMS}
+#define HAVE_STREAM {1 if spec.stream else 0}
+#define VB {max(spec.vector_bytes, 16)}
+{CDEF}
+"""
+    stream_row = _stream_row(spec)
+    return head + micro + stream_row + _COMMON_C
+
+
+def _scalar_micro() -> str:
+    return """
+static inline void micro_part(const char *a, const int64_t *qa, int nqv, char *b, const int64_t *pb, int npv)
+{
+    for (int i = 0; i < npv; ++i)
+        for (int j = 0; j < nqv; ++j)
+            memcpy(b + pb[i] + (int64_t)j * W, a + qa[j] + (int64_t)i * W, W);
+}
+
+static inline void micro_full(const char *a, const int64_t *qa, char *b, const int64_t *pb)
+{
+    micro_part(a, qa, MQ, b, pb, MP);
+}
+"""
+
+
+def _vector_micro(spec: IsaSpec, width: int) -> str:
+    m = LANE_BYTES // width
+    load_rows, stages = transpose_network(m)
+    vt = spec.vtype
+    lines = [f"static inline void transpose_lanes({vt} *r)", "{"]
+    for stage_start in range(0, len(stages), m):
+        block = stages[stage_start:stage_start + m]
+        lo, hi = spec.unpack[block[0][0] * width * 8]
+        names = [f"t{stage_start // m}_{k}" for k in range(m)]
+        for (_, k, src_a, src_b), name in zip(block, names, strict=True):
+            expr = (hi if k % 2 else lo).format(a=f"r[{src_a}]", b=f"r[{src_b}]")
+            lines.append(f"    {vt} {name} = {expr};")
+        lines += [f"    r[{k}] = {name};" for k, name in enumerate(names)]
+    if not stages:
+        lines.append("    (void)r;  /* 16-byte elements: each lane already is one output row */")
+    lines.append("}")
+    network = "\n".join(lines) + "\n"
+
+    loads_full = "\n".join(f"    r[{k}] = {spec.load.format(p=f'a + qa[{row}]')};" for k, row in enumerate(load_rows))
+    # Register k, lane l holds output row l*m + k; lanes are extracted with literal indices (immediates).
+    outputs = [(lane * m + k, spec.lane[lane].format(v=f"r[{k}]")) for lane in range(len(spec.lane)) for k in range(m)]
+    stores_full = "\n".join(f"    {spec.store16.format(p=f'b + pb[{row}]', v=value)};" for row, value in outputs)
+    if spec.masked:
+        part_setup = """    const __mmask64 load_mask = npv * W >= 64 ? ~(__mmask64)0
+                                : (((__mmask64)1 << (npv * W)) - 1);
+    const __mmask16 store_mask = (__mmask16)((1u << (nqv * W)) - 1);"""
+        part_load = f"(row < nqv ? _mm512_maskz_loadu_epi8(load_mask, a + qa[row]) : {spec.zero})"
+        stores_part = "\n".join(
+            f"    if ({row} < npv) _mm_mask_storeu_epi8(b + pb[{row}], store_mask, {value});" for row, value in outputs)
+    else:
+        part_setup = "    _Alignas(64) char tmp[VB];"
+        part_load = "load_part(a + qa[row], row < nqv ? npv : 0, tmp)"
+        stores_part = "\n".join(
+            f"    if ({row} < npv) store_part(b + pb[{row}], {value}, nqv, tmp);" for row, value in outputs)
+    helpers = "" if spec.masked else f"""
+/* Partial rows go through a small stack buffer: never read or write past the array. */
+static inline vec_t load_part(const char *src, int n, char *tmp)
+{{
+    if (n == MP) return {spec.load.format(p='src')};
+    memset(tmp, 0, VB);
+    memcpy(tmp, src, (size_t)n * W);
+    return {spec.load.format(p='tmp')};
+}}
+
+static inline void store_part(char *dst, {"uint8x16_t" if spec.name == "neon" else "__m128i"} v, int n, char *tmp)
+{{
+    if (n == MQ) {{ {spec.store16.format(p='dst', v='v')}; return; }}
+    {spec.store16.format(p='tmp', v='v')};
+    memcpy(dst, tmp, (size_t)n * W);
+}}
+"""
+    return f"""
+typedef {vt} vec_t;
+static const int load_rows[MQ] = {{{", ".join(map(str, load_rows))}}};
+{network}{helpers}
+static inline void micro_full(const char *a, const int64_t *qa, char *b, const int64_t *pb)
+{{
+    vec_t r[MQ];
+{loads_full}
+    transpose_lanes(r);
+{stores_full}
+}}
+
+static inline void micro_part(const char *a, const int64_t *qa, int nqv, char *b, const int64_t *pb, int npv)
+{{
+    vec_t r[MQ];
+{part_setup}
+    for (int k = 0; k < MQ; ++k) {{
+        const int row = load_rows[k];
+        r[k] = {part_load};
+    }}
+    transpose_lanes(r);
+{stores_part}
+}}
+"""
+
+
+def _stream_row(spec: IsaSpec) -> str:
+    if not spec.stream:
+        return """
+static inline void stream_row(char *dst, const char *src, int64_t bytes) { memcpy(dst, src, (size_t)bytes); }
+static inline void stream_fence(void) {}
+"""
+    body = spec.stream.format(p="dst + k", v=spec.load_aligned.format(p="src + k"))
+    fence = f"{spec.fence};" if spec.fence else ""
+    return f"""
+static inline void stream_row(char *dst, const char *src, int64_t bytes)
+{{
+    for (int64_t k = 0; k < bytes; k += VB) {body};
+}}
+static inline void stream_fence(void) {{ {fence} }}
+"""
+
+
+_COMMON_C = r"""
+int32_t qk_micro_p(void) { return MP; }
+int32_t qk_micro_q(void) { return MQ; }
+
+/* Odometer over the outer axes (last fastest): set the index and byte offsets of flat position o. */
+static inline void outer_seek(int32_t n, const int64_t *shape, const int64_t *sa, const int64_t *sb, int64_t o,
+                              int64_t *idx, int64_t *off_a, int64_t *off_b)
+{
+    *off_a = 0; *off_b = 0;
+    for (int32_t d = n - 1; d >= 0; --d) {
+        idx[d] = o % shape[d];
+        o /= shape[d];
+        *off_a += idx[d] * sa[d];
+        *off_b += idx[d] * sb[d];
+    }
+}
+
+static inline void outer_next(int32_t n, const int64_t *shape, const int64_t *sa, const int64_t *sb,
+                              int64_t *idx, int64_t *off_a, int64_t *off_b)
+{
+    for (int32_t d = n - 1; d >= 0; --d) {
+        if (++idx[d] < shape[d]) { *off_a += sa[d]; *off_b += sb[d]; return; }
+        idx[d] = 0;
+        *off_a -= (shape[d] - 1) * sa[d];
+        *off_b -= (shape[d] - 1) * sb[d];
+    }
+}
+
+void qk_rows(const char *a, char *b, int64_t row_bytes, int32_t nouter, const int64_t *oshape,
+             const int64_t *oa, const int64_t *ob, int64_t o0, int64_t o1)
+{
+    int64_t idx[MAX_OUTER_DIMS], off_a, off_b;
+    outer_seek(nouter, oshape, oa, ob, o0, idx, &off_a, &off_b);
+    for (int64_t o = o0; o < o1; ++o) {
+        memcpy(b + off_b, a + off_a, (size_t)row_bytes);
+        outer_next(nouter, oshape, oa, ob, idx, &off_a, &off_b);
+    }
+}
+
+void qk_strided(const char *a, char *b, int64_t n, int64_t sa, int64_t sb, int32_t nouter, const int64_t *oshape,
+                const int64_t *oa, const int64_t *ob, int64_t o0, int64_t o1)
+{
+    int64_t idx[MAX_OUTER_DIMS], off_a, off_b;
+    outer_seek(nouter, oshape, oa, ob, o0, idx, &off_a, &off_b);
+    for (int64_t o = o0; o < o1; ++o) {
+        const char *src = a + off_a;
+        char *dst = b + off_b;
+        for (int64_t k = 0; k < n; ++k) memcpy(dst + k * sb, src + k * sa, W);
+        outer_next(nouter, oshape, oa, ob, idx, &off_a, &off_b);
+    }
+}
+
+/* Transpose an np x nq block: B[pb[i] + j*W] = A[qa[j] + i*W] (a, b, qa, pb already offset to the block). */
+static void transpose_block(const char *a, const int64_t *qa, char *b, const int64_t *pb, int64_t np, int64_t nq)
+{
+    for (int64_t i = 0; i < np; i += MP) {
+        const int npv = np - i < MP ? (int)(np - i) : MP;
+        for (int64_t j = 0; j < nq; j += MQ) {
+            const int nqv = nq - j < MQ ? (int)(nq - j) : MQ;
+            if (npv == MP && nqv == MQ) micro_full(a + i * W, qa + j, b + j * W, pb + i);
+            else micro_part(a + i * W, qa + j, nqv, b + j * W, pb + i, npv);
+        }
+    }
+}
+
+/* Tiled transpose without the buffer: macro tiles in output-row order, micro tiles straight to the output. */
+static void plane_direct(const char *a, char *b, const qk_tile_args *t, int64_t p0, int64_t p1)
+{
+    for (int64_t ip = p0; ip < p1; ip += t->tp) {
+        const int64_t rows = p1 - ip < t->tp ? p1 - ip : t->tp;
+        for (int64_t jq = 0; jq < t->nq; jq += t->tq) {
+            const int64_t cols = t->nq - jq < t->tq ? t->nq - jq : t->tq;
+            transpose_block(a + ip * W, t->qa + jq, b + jq * W, t->pb + ip, rows, cols);
+        }
+    }
+}
+
+/* Ask for the input rows [j0, j1) of the next macro tile while this one is transposed: the rows are short runs
+   in different pages, which the hardware prefetchers do not follow. */
+static inline void prefetch_rows(const char *a, const int64_t *qa, int64_t j0, int64_t j1, int64_t rows)
+{
+    for (int64_t j = j0; j < j1; ++j)
+        for (int64_t k = 0; k < rows * W; k += 64) __builtin_prefetch(a + qa[j] + k, 0, 3);
+}
+
+/* One plane, output rows [p0, p1): macro tiles of tp x tq; full tiles whose output rows are cache-line aligned go
+   through the aligned buffer and out with whole-line non-temporal stores. */
+static void plane(const char *a, char *b, const qk_tile_args *t, int64_t p0, int64_t p1,
+                  char *buf, const int64_t *pbuf)
+{
+    const int64_t nq = t->nq, tq = t->tq;
+    const int64_t misalign = (int64_t)((uintptr_t)(b + t->pb[p0]) & 63);
+    if (misalign % W != 0) { plane_direct(a, b, t, p0, p1); return; }
+    int64_t head = ((64 - misalign) & 63) / W;
+    if (head > nq) head = nq;
+    for (int64_t ip = p0; ip < p1; ip += t->tp) {
+        const int64_t rows = p1 - ip < t->tp ? p1 - ip : t->tp;
+        const char *a_rows = a + ip * W;
+        const int64_t *pb = t->pb + ip;
+        if (head > 0) transpose_block(a_rows, t->qa, b, pb, rows, head);
+        int64_t jq = head;
+        for (; jq + tq <= nq; jq += tq) {
+            prefetch_rows(a_rows, t->qa, jq + tq, jq + 2 * tq < nq ? jq + 2 * tq : nq, rows);
+            transpose_block(a_rows, t->qa + jq, buf, pbuf, rows, tq);
+            for (int64_t i = 0; i < rows; ++i) stream_row(b + pb[i] + jq * W, buf + i * tq * W, tq * W);
+        }
+        if (jq < nq) transpose_block(a_rows, t->qa + jq, b + jq * W, pb, rows, nq - jq);
+    }
+}
+
+void qk_tile(const char *a, char *b, const qk_tile_args *t, int64_t o0, int64_t o1, int64_t p0, int64_t p1)
+{
+    _Alignas(64) char buf[TILE_BUFFER_BYTES];
+    int64_t pbuf[MAX_TILE_P];
+    const int stream = t->stream && HAVE_STREAM && t->tp <= MAX_TILE_P && t->tp * t->tq * W <= TILE_BUFFER_BYTES;
+    if (stream)
+        for (int64_t i = 0; i < t->tp; ++i) pbuf[i] = i * t->tq * W;
+    int64_t idx[MAX_OUTER_DIMS], off_a, off_b;
+    outer_seek(t->nouter, t->oshape, t->oa, t->ob, o0, idx, &off_a, &off_b);
+    for (int64_t o = o0; o < o1; ++o) {
+        if (stream) plane(a + off_a, b + off_b, t, p0, p1, buf, pbuf);
+        else plane_direct(a + off_a, b + off_b, t, p0, p1);
+        outer_next(t->nouter, t->oshape, t->oa, t->ob, idx, &off_a, &off_b);
+    }
+    if (stream) stream_fence();
+}
+"""

@@ -1,0 +1,281 @@
+"""The planner: turn "copy view A into array B" into one kernel call, in pure Python (no C, no memory touched).
+
+A permutation is a strided copy: ``np.transpose(a, axes)`` is a view whose strides, in output-axis order, are A's;
+the output's strides are B's. Every decision below is made on (shape, A strides, B strides, itemsize) alone:
+
+1. **Raw elements.** Any dtype is moved as raw elements of ``width`` bytes, the largest of 16/8/4/2/1 dividing its
+   itemsize; a larger or odd itemsize (structs, 24-byte records) becomes a trailing unpermuted axis of such elements.
+2. **Normalize.** Drop size-1 axes; flip axes whose output stride is negative (moving both base pointers); order axes
+   by decreasing output stride (the destination order every loop follows).
+3. **Fuse** neighbouring axes that are dense in both A and B (HPTT's ``fuseIndices``).
+4. **Widen.** A trailing axis contiguous in both A and B of 2-16 bytes folds into one wider element (a uint8 RGBA
+   pixel is moved as one 4-byte element), the icodywu trick.
+5. **Classify** into a kernel class: ``rows`` (A's and B's unit-stride axis coincide: memcpy of runs), ``tile`` (a
+   block transpose between A's contiguous axes and B's contiguous axes; several short axes may be packed on each
+   side of the block, see ``_grow_block``), ``strided`` (one side has no unit-stride axis), or ``numpy`` when the cost
+   model predicts no gain (tiny arrays, layouts NumPy's own loops already copy near bandwidth).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from qwenkit.permute import codegen
+
+MIN_KERNEL_BYTES = 32 * 1024
+"""Below this, NumPy's call overhead is smaller than ours; the copy is delegated."""
+STREAM_MIN_BYTES = 4 * 1024 * 1024
+"""Output size from which non-temporal stores pay off (it no longer stays in L2 for the next reader)."""
+BLOCK_TARGET_BYTES = 512
+"""A block side is grown by packing further short axes until it spans this many bytes (or cannot grow)."""
+MIN_ROW_BYTES_FOR_ROWS = 64
+"""A ``rows`` copy of shorter runs than this is no faster than NumPy's own inner loop; it is delegated."""
+MIN_PLANE_ELEMENTS = 64
+"""A block smaller than this many elements spends more on tile bookkeeping than on moving data; delegated."""
+TILE_P_BYTES = 1024
+"""Macro tile extent along p (bytes of each input row read per tile)."""
+TILE_Q_BYTES = 128
+"""Macro tile extent along q (bytes of each output row written per tile: two whole cache lines)."""
+THREAD_MIN_BYTES = 4 * 1024 * 1024
+"""Default threading: one thread per this many bytes of output, at most the usable cores."""
+
+
+@dataclass(frozen=True)
+class Axes:
+    """Normalized axes: extents and byte strides on both sides, in destination order (last = B's fastest)."""
+
+    shape: tuple[int, ...]
+    sa: tuple[int, ...]
+    sb: tuple[int, ...]
+
+    def take(self, indices) -> Axes:
+        return Axes(tuple(self.shape[i] for i in indices), tuple(self.sa[i] for i in indices),
+                    tuple(self.sb[i] for i in indices))
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One thread's share: flat outer range and output-row (p) range of the block."""
+
+    o0: int
+    o1: int
+    p0: int = 0
+    p1: int = 0
+
+
+@dataclass(frozen=True, eq=False)
+class Plan:
+    """An inspectable plan: which kernel, on which normalized axes, in which chunks. ``describe()`` reads it out."""
+
+    kind: str  # "empty" | "numpy" | "rows" | "tile" | "strided"
+    reason: str
+    isa: str
+    width: int
+    nbytes: int
+    offset_a: int = 0
+    offset_b: int = 0
+    outer: Axes = Axes((), (), ())
+    row_bytes: int = 0  # rows
+    inner: Axes = Axes((), (), ())  # strided: the innermost axis
+    p_axes: Axes = Axes((), (), ())  # tile: axes packed on the A-contiguous side (innermost first)
+    q_axes: Axes = Axes((), (), ())  # tile: axes packed on the B-contiguous side (innermost first)
+    pb: np.ndarray | None = field(default=None, repr=False)  # tile: B byte offset of each output row
+    qa: np.ndarray | None = field(default=None, repr=False)  # tile: A byte offset of each input row
+    tp: int = 0
+    tq: int = 0
+    stream: bool = False
+    chunks: tuple[Chunk, ...] = ()
+
+    @property
+    def threads(self) -> int:
+        return max(1, len(self.chunks))
+
+    @property
+    def outer_count(self) -> int:
+        return math.prod(self.outer.shape)
+
+    def describe(self) -> str:
+        lines = [f"kind={self.kind} ({self.reason}); isa={self.isa}; element={self.width} B; {self.nbytes} bytes; "
+                 f"threads={self.threads}"]
+        if self.kind == "tile":
+            lines.append(f"block {math.prod(self.p_axes.shape)} x {math.prod(self.q_axes.shape)}: p axes "
+                         f"{self.p_axes.shape} (A-contiguous), q axes {self.q_axes.shape} (B-contiguous); "
+                         f"macro tile {self.tp} x {self.tq}; streaming stores {'on' if self.stream else 'off'}")
+        if self.kind == "rows":
+            lines.append(f"runs of {self.row_bytes} bytes")
+        if self.kind == "strided":
+            lines.append(f"inner axis {self.inner.shape[0]} (A stride {self.inner.sa[0]}, B {self.inner.sb[0]})")
+        if self.kind in {"rows", "tile", "strided"}:
+            lines.append(f"outer loops {self.outer.shape} (A strides {self.outer.sa}, B strides {self.outer.sb})")
+        return "\n".join(lines)
+
+
+def element_width(itemsize: int) -> int:
+    """The largest kernel element width (16, 8, 4, 2, 1 bytes) that divides ``itemsize``."""
+    return next(w for w in reversed(codegen.WIDTHS) if itemsize % w == 0)
+
+
+def normalize(shape, strides_a, strides_b, itemsize: int) -> tuple[Axes, int, int, int]:
+    """Steps 1-4: raw elements, size-1 axes dropped, output strides made positive, destination order, fused, widened.
+
+    Returns ``(axes, width, offset_a, offset_b)`` where the offsets (bytes) move the base pointers to the first
+    element of the flipped axes.
+    """
+    width = element_width(itemsize)
+    dims = [(n, sa, sb) for n, sa, sb in zip(shape, strides_a, strides_b, strict=True) if n != 1]
+    if itemsize > width:
+        dims.append((itemsize // width, width, width))
+    offset_a = offset_b = 0
+    flipped = []
+    for n, sa, sb in dims:
+        if sb < 0:
+            offset_a += (n - 1) * sa
+            offset_b += (n - 1) * sb
+            sa, sb = -sa, -sb
+        flipped.append((n, sa, sb))
+    flipped.sort(key=lambda d: d[2], reverse=True)
+    fused: list[tuple[int, int, int]] = []
+    for n, sa, sb in flipped:
+        if fused:
+            pn, psa, psb = fused[-1]
+            if psa == sa * n and psb == sb * n:
+                fused[-1] = (pn * n, sa, sb)
+                continue
+        fused.append((n, sa, sb))
+    if fused:
+        n, sa, sb = fused[-1]
+        if sa == width and sb == width:
+            wider = math.gcd(n * width, codegen.WIDTHS[-1])
+            if wider > width:
+                run_bytes, width = n * width, wider
+                fused.pop()
+                if run_bytes > wider:
+                    fused.append((run_bytes // wider, wider, wider))
+    axes = Axes(tuple(d[0] for d in fused), tuple(d[1] for d in fused), tuple(d[2] for d in fused))
+    return axes, width, offset_a, offset_b
+
+
+def make_plan_for(shape, strides_a, strides_b, itemsize: int, *, isa: str, threads: int | None,
+                  cores: int = 1) -> Plan:
+    """Plan copying a view of ``shape``/``strides_a`` into an array with ``strides_b`` (bytes)."""
+    nbytes = math.prod(shape) * itemsize
+    if nbytes == 0:
+        return Plan("empty", "nothing to copy", isa, 1, 0)
+    axes, width, offset_a, offset_b = normalize(shape, strides_a, strides_b, itemsize)
+    common = dict(isa=isa, width=width, nbytes=nbytes, offset_a=offset_a, offset_b=offset_b)
+    if nbytes < MIN_KERNEL_BYTES:
+        return Plan("numpy", f"smaller than {MIN_KERNEL_BYTES} bytes", **common)
+    n_threads = threads if threads is not None else max(1, min(cores, nbytes // THREAD_MIN_BYTES))
+    ndim = len(axes.shape)
+    if ndim == 0 or (axes.sa[-1] == width and axes.sb[-1] == width):
+        return _plan_rows(axes, n_threads, common)
+    if axes.sb[-1] == width and width in axes.sa[:-1]:
+        return _plan_tile(axes, n_threads, common)
+    if n_threads == 1:
+        return Plan("numpy", "no unit-stride axis on one side: NumPy's strided loop is as fast single-threaded",
+                    **common)
+    outer = axes.take(range(ndim - 1))
+    return Plan("strided", "no unit-stride axis on one side", outer=outer, inner=axes.take([ndim - 1]),
+                chunks=_split_outer(math.prod(outer.shape), n_threads), **common)
+
+
+def _plan_rows(axes: Axes, n_threads: int, common: dict) -> Plan:
+    width = common["width"]
+    if not axes.shape:
+        return Plan("rows", "a single element", row_bytes=width, chunks=(Chunk(0, 1),), **common)
+    row_bytes = axes.shape[-1] * width
+    outer = axes.take(range(len(axes.shape) - 1))
+    if not outer.shape and n_threads > 1:
+        # One long contiguous run: cut it into equal, line-aligned pieces, one outer step each.
+        piece = -(-row_bytes // n_threads // 64) * 64
+        count = -(-row_bytes // piece)
+        if row_bytes % piece == 0:
+            return Plan("rows", "contiguous copy split across threads", row_bytes=piece,
+                        outer=Axes((count,), (piece,), (piece,)), chunks=_split_outer(count, n_threads), **common)
+    if row_bytes < MIN_ROW_BYTES_FOR_ROWS:
+        return Plan("numpy", f"runs of {row_bytes} bytes: NumPy's inner loop copies these as fast", **common)
+    return Plan("rows", "input and output share their unit-stride axis", row_bytes=row_bytes, outer=outer,
+                chunks=_split_outer(math.prod(outer.shape), n_threads), **common)
+
+
+def _grow_block(axes: Axes, p: int, q: int, width: int) -> tuple[list[int], list[int]]:
+    """Pack short axes into both sides of the block: the GenTT idea of giving a register tile several small axes.
+
+    The p side starts at A's unit-stride axis and grows by the axis that continues it densely in A; the q side
+    starts at B's unit-stride axis (the last) and grows likewise in B. The smaller side (in bytes) grows first, an
+    axis goes to one side only, and growth stops at ``BLOCK_TARGET_BYTES`` per side.
+    """
+    p_side, q_side = [p], [q]
+
+    def extent(side):
+        return math.prod(axes.shape[k] for k in side) * width
+
+    def continuation(side, strides):
+        last = side[-1]
+        want = strides[last] * axes.shape[last]
+        for k in range(len(axes.shape)):
+            if k not in p_side and k not in q_side and strides[k] == want:
+                return k
+        return None
+
+    while True:
+        grew = False
+        for side, strides in sorted(((p_side, axes.sa), (q_side, axes.sb)), key=lambda s: extent(s[0])):
+            if extent(side) >= BLOCK_TARGET_BYTES:
+                continue
+            k = continuation(side, strides)
+            if k is not None:
+                side.append(k)
+                grew = True
+                break
+        if not grew:
+            return p_side, q_side
+
+
+def _offsets(axes: Axes, side: list[int], strides) -> np.ndarray:
+    """Byte offsets of every multi-index over ``side`` (first axis fastest), as int64."""
+    offsets = np.zeros(1, dtype=np.int64)
+    for k in side:
+        offsets = (offsets[None, :] + np.arange(axes.shape[k], dtype=np.int64)[:, None] * strides[k]).reshape(-1)
+    return offsets
+
+
+def _plan_tile(axes: Axes, n_threads: int, common: dict) -> Plan:
+    width, isa = common["width"], common["isa"]
+    ndim = len(axes.shape)
+    p = max((k for k in range(ndim - 1) if axes.sa[k] == width), key=lambda k: axes.shape[k])
+    p_side, q_side = _grow_block(axes, p, ndim - 1, width)
+    n_p = math.prod(axes.shape[k] for k in p_side)
+    n_q = math.prod(axes.shape[k] for k in q_side)
+    if n_p * n_q < MIN_PLANE_ELEMENTS:
+        return Plan("numpy", f"block of {n_p} x {n_q} elements is too small to tile", **common)
+    mp, mq = codegen.micro_shape(isa, width)
+    pb = _offsets(axes, p_side, axes.sb)
+    qa = _offsets(axes, q_side, axes.sa)
+    tq = max(mq, TILE_Q_BYTES // width)
+    tp = max(mp, -(-(TILE_P_BYTES // width) // mp) * mp)
+    while tp > mp and tp * tq * width > codegen.TILE_BUFFER_BYTES:
+        tp -= mp
+    outer_idx = [k for k in range(ndim) if k not in p_side and k not in q_side]
+    outer = axes.take(outer_idx)
+    aligned_rows = bool(np.all((pb - pb[0]) % 64 == 0))
+    stream = (codegen.ISA_SPECS[isa].stream != "" and common["nbytes"] >= STREAM_MIN_BYTES and aligned_rows
+              and (tq * width) % 64 == 0 and n_q >= tq and tp * tq * width <= codegen.TILE_BUFFER_BYTES)
+    n_outer = math.prod(outer.shape)
+    if n_outer >= n_threads:
+        chunks = tuple(Chunk(c.o0, c.o1, 0, n_p) for c in _split_outer(n_outer, n_threads))
+    else:
+        per = -(-n_p // n_threads // tp) * tp
+        chunks = tuple(Chunk(o, o + 1, p0, min(p0 + per, n_p)) for o in range(n_outer) for p0 in range(0, n_p, per))
+    return Plan("tile", "block transpose between the two unit-stride sides", outer=outer,
+                p_axes=axes.take(p_side), q_axes=axes.take(q_side), pb=pb, qa=qa, tp=tp, tq=tq, stream=stream,
+                chunks=chunks, **common)
+
+
+def _split_outer(count: int, n_threads: int) -> tuple[Chunk, ...]:
+    n = max(1, min(n_threads, count))
+    bounds = [count * i // n for i in range(n + 1)]
+    return tuple(Chunk(bounds[i], bounds[i + 1]) for i in range(n) if bounds[i + 1] > bounds[i])
