@@ -6,8 +6,8 @@
 See docs/permute.md for the design (planner, code generator, cache) and the measured speed-ups.
 """
 
-from qwenkit.permute.api import PermutePlan, empty_aligned, make_plan, permute
-from qwenkit.permute.build import PermuteFallbackWarning, cache_info, clear_cache
+from qwenkit.permute.api import PermutePlan, clear_cache, empty_aligned, make_plan, permute
+from qwenkit.permute.build import PermuteFallbackWarning, cache_info
 from qwenkit.permute.isa import UnknownIsaError, cpu_isas
 
 

@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from qwenkit.core.system import usable_cores
+from qwenkit.permute import build
 from qwenkit.permute.build import Kernels, load_kernels
 from qwenkit.permute.isa import resolve_isa
 from qwenkit.permute.planner import Plan, make_plan_for
@@ -142,6 +143,8 @@ def _pool(workers: int) -> ThreadPoolExecutor:
 def empty_aligned(shape, dtype) -> np.ndarray:
     """An uninitialized C-contiguous array whose data starts on a ``OUTPUT_ALIGNMENT``-byte boundary."""
     dtype = np.dtype(dtype)
+    if dtype.hasobject:  # references cannot live in a reinterpreted byte buffer
+        return np.empty(shape, dtype)
     nbytes = math.prod(shape) * dtype.itemsize
     raw = np.empty(nbytes + OUTPUT_ALIGNMENT, dtype=np.uint8)
     start = -raw.ctypes.data % OUTPUT_ALIGNMENT
@@ -229,3 +232,12 @@ def _check_threads(threads: int | None) -> int | None:
     if threads is not None and (not isinstance(threads, int | np.integer) or threads < 1):
         raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
     return None if threads is None else int(threads)
+
+
+def clear_cache() -> int:
+    """Delete the compiled kernels on disk and forget this process's plans; returns how many libraries were removed.
+
+    Libraries already loaded stay mapped for plans still held by the caller; new plans compile afresh.
+    """
+    _cached_plan.cache_clear()
+    return build.clear_cache()

@@ -1,0 +1,95 @@
+"""The planner on hand-worked layouts: fusion, widening, classification, block packing, thread chunks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from qwenkit.permute import planner
+from qwenkit.permute.planner import make_plan_for, normalize
+
+
+def _plan(a, axes, *, threads=1, isa="avx2"):
+    view = np.transpose(a, axes)
+    c_strides = np.empty(view.shape, a.dtype).strides
+    return make_plan_for(view.shape, view.strides, c_strides, a.dtype.itemsize, isa=isa, threads=threads)
+
+
+def test_fuses_axes_that_stay_adjacent_and_dense():
+    a = np.empty((4, 5, 6, 7), np.float32)
+    view = a.transpose(2, 3, 0, 1)  # (6,7) and (4,5) each stay together
+    axes, width, _, _ = normalize(view.shape, view.strides, np.empty(view.shape, a.dtype).strides, 4)
+    assert axes.shape == (42, 20) and width == 4
+
+
+def test_widens_a_short_unpermuted_inner_axis():
+    a = np.empty((64, 32, 4), np.uint8)  # RGBA image, transpose H and W
+    view = a.transpose(1, 0, 2)
+    axes, width, _, _ = normalize(view.shape, view.strides, np.empty(view.shape, np.uint8).strides, 1)
+    assert width == 4 and axes.shape == (32, 64)
+
+
+def test_odd_itemsizes_become_runs_of_smaller_elements():
+    axes, width, _, _ = normalize((10, 20), (12, 240), (240, 12), 12)
+    assert width == 4 and axes.shape[-1] == 3
+
+
+def test_negative_output_strides_flip_both_sides():
+    axes, _, offset_a, offset_b = normalize((5, 6), (4, 20), (-24, 4), 4)
+    assert offset_b == -4 * 24 and offset_a == 4 * 4
+    assert all(s > 0 for s in axes.sb)
+
+
+def test_classes():
+    assert _plan(np.empty((512, 512), np.float32), (1, 0)).kind == "tile"
+    assert _plan(np.empty((64, 64, 64), np.float32), (1, 0, 2)).kind == "rows"
+    assert _plan(np.empty((8,), np.float32), (0,)).kind == "numpy"  # tiny
+    assert _plan(np.empty((512, 512), np.float32), (0, 1)).kind == "rows"  # a plain copy
+
+
+def test_short_axes_are_packed_into_the_block():
+    """The TTC case: A's unit axis is 15 long; the next input axis (15) is packed beside it, giving a 225 x 32
+    block instead of a 15 x 32 one."""
+    plan = _plan(np.empty((16, 32, 15, 32, 15, 15), np.float32), (0, 3, 2, 5, 4, 1))
+    assert plan.kind == "tile"
+    assert plan.p_axes.shape == (15, 15) and plan.q_axes.shape == (32,)
+    assert plan.pb.size == 225 and plan.qa.size == 32
+
+
+def test_all_size_two_tensor_packs_many_axes():
+    rng = np.random.default_rng(0)
+    plan = _plan(np.empty((2,) * 16, np.float32), tuple(rng.permutation(16)))
+    assert plan.kind == "tile"
+    assert len(plan.p_axes.shape) + len(plan.q_axes.shape) >= 4
+    assert max(plan.pb.size, plan.qa.size) * plan.width >= planner.BLOCK_TARGET_BYTES
+
+
+def test_block_offset_tables_address_the_right_bytes(forced_kernels):
+    """For the first outer index, output element (i, j) of the block must be input element (j, i) of the block."""
+    a = np.arange(6 * 10 * 12, dtype=np.int16).reshape(6, 10, 12)
+    plan = _plan(a, (2, 0, 1))
+    assert plan.kind == "tile" and plan.width == 2
+    expected = np.ascontiguousarray(a.transpose(2, 0, 1)).view(np.uint8).reshape(-1)
+    source = a.view(np.uint8).reshape(-1)
+    for i in range(plan.pb.size):
+        for j in range(plan.qa.size):
+            got = expected[plan.offset_b + plan.pb[i] + 2 * j:][:2]
+            want = source[plan.offset_a + plan.qa[j] + 2 * i:][:2]
+            assert np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_thread_chunks_cover_the_work_once(threads):
+    plan = _plan(np.empty((300, 700), np.float32), (1, 0), threads=threads)
+    covered = np.zeros(plan.pb.size, int)
+    for chunk in plan.chunks:
+        assert chunk.o0 == 0 and chunk.o1 == 1
+        covered[chunk.p0:chunk.p1] += 1
+    assert (covered == 1).all() and plan.threads == threads
+    plan3 = _plan(np.empty((40, 300, 70), np.float32), (0, 2, 1), threads=threads)
+    assert sum(c.o1 - c.o0 for c in plan3.chunks) == plan3.outer_count
+
+
+def test_scalar_isa_never_streams():
+    plan = _plan(np.empty((2048, 2048), np.float32), (1, 0), isa="scalar")
+    assert plan.kind == "tile" and not plan.stream
