@@ -23,7 +23,7 @@ from torch import nn
 
 
 class PatchPCACodec(nn.Module):
-    """Whitened PCA of ``patch x patch x 3`` pixel patches: ``z = ((x - mu) W_k) / s_k`` and back ``x = z s_k W_k^T + mu``.
+    """Whitened PCA of ``patch x patch x 3`` pixel patches: ``z = ((x - mu) W_k) / s_k``, back ``x = z s_k W_k^T + mu``.
 
     ``W_k`` are the top-k principal directions of the fitted patches, ``s_k`` their standard deviations, so each
     latent channel has unit variance on the training distribution (what the flow's Gaussian prior assumes).
@@ -80,7 +80,8 @@ class PatchPCACodec(nn.Module):
 
 class DiffusersVAECodec(nn.Module):
     """``AutoencoderKLQwenImage`` as a token codec: encode (mode of the posterior), normalise with the VAE's
-    ``latents_mean/std``, pack 2x2 latent patches into tokens of ``4 z_dim`` channels (``QwenImagePipeline._pack_latents``).
+    ``latents_mean/std``, pack 2x2 latent patches into tokens of ``4 z_dim`` channels
+    (``QwenImagePipeline._pack_latents``).
     """
 
     def __init__(self, vae):

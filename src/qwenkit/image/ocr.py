@@ -20,10 +20,27 @@ class OCRUnavailableError(RuntimeError):
     """An OCR backend is not installed; the message says what to install."""
 
 
-def _prepare(image, min_height: int):
+def crop_to_ink(image, *, threshold: float = 48.0, margin: float = 0.15):
+    """Crop to the pixels that differ from the background (the median border colour) by more than ``threshold``,
+    plus a margin of ``margin`` x the ink height. Recognition-only OCR hallucinates characters in wide empty space
+    ("北京" on a wide canvas reads "北京東"), so single lines are cropped before reading."""
+    array = np.asarray(image, dtype=np.float32)
+    border = np.concatenate([array[0], array[-1], array[:, 0], array[:, -1]])
+    ink = np.abs(array - np.median(border, axis=0)).max(axis=-1) > threshold
+    if not ink.any():
+        return image
+    rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
+    pad = max(2, int(round((rows[-1] - rows[0] + 1) * margin)))
+    return image.crop((max(0, cols[0] - pad), max(0, rows[0] - pad), min(image.width, cols[-1] + 1 + pad),
+                       min(image.height, rows[-1] + 1 + pad)))
+
+
+def _prepare(image, min_height: int, crop: bool = False):
     from PIL import Image
 
     image = image.convert("RGB") if image.mode != "RGB" else image
+    if crop:
+        image = crop_to_ink(image)
     if image.height < min_height:
         scale = min_height / image.height
         image = image.resize((max(1, round(image.width * scale)), min_height), Image.BICUBIC)
@@ -41,7 +58,7 @@ class RapidOCRReader:
         self._engine = _rapidocr_engine()
 
     def read(self, image, *, multiline: bool = False) -> str:
-        array = np.asarray(_prepare(image, self.min_height))
+        array = np.asarray(_prepare(image, self.min_height, crop=not multiline))
         if not multiline:
             result, _ = self._engine(array, use_det=False, use_cls=False)
             return "".join(r[0] for r in result or []).strip()
@@ -84,7 +101,7 @@ class TesseractReader:
 
     def read(self, image, *, multiline: bool = False) -> str:
         psm = 6 if multiline else 7
-        image = _prepare(image, self.min_height)
+        image = _prepare(image, self.min_height, crop=not multiline)
         return self._pytesseract.image_to_string(image, lang=self.languages, config=f"--psm {psm}").strip()
 
 

@@ -134,7 +134,8 @@ class RenderSpec:
         return self.text.split("\n") if self.text else []
 
 
-def fit_font_size(font_path: str, lines: list[str], box_w: int, box_h: int, max_px: int = 0, spacing: float = 0.15) -> int:
+def fit_font_size(font_path: str, lines: list[str], box_w: int, box_h: int, max_px: int = 0,
+                  spacing: float = 0.15) -> int:
     """The largest font size (px) at which ``lines`` fit in a ``box_w x box_h`` box; at least 6."""
     hi = max_px or max(6, box_h)
     lo, best = 6, 6

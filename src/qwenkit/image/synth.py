@@ -29,15 +29,16 @@ STAGES = ("non_text", "glyph", "word", "multi_word", "paragraph")
 
 LATIN_GLYPHS = "ABCDEFGHJKLMNPQRSTUVWXYZ0123456789"  # no I/O: they collide with 1/0 under OCR
 EN_WORDS = (
-    "cat dog sun map box red sky tea car pen cup art bus key ice owl fox jam net top "
-    "open shop sale menu exit park book cafe rain snow time city road home milk gold fish star tree wind "
-    "hello world qwen image train model river music light north south green paper train smile"
-).split()
+    "cat", "dog", "sun", "map", "box", "red", "sky", "tea", "car", "pen", "cup", "art", "bus", "key", "ice", "owl",
+    "fox", "jam", "net", "top", "open", "shop", "sale", "menu", "exit", "park", "book", "cafe", "rain", "snow",
+    "time", "city", "road", "home", "milk", "gold", "fish", "star", "tree", "wind", "hello", "world", "qwen",
+    "image", "train", "model", "river", "music", "light", "north", "south", "green", "paper", "train", "smile",
+)
 ZH_GLYPHS = "人大山水火木日月口中天上下小文字书花鱼鸟马车门田"
 ZH_WORDS = (
-    "通义 千问 图像 文字 你好 世界 北京 上海 山水 花园 书店 出口 入口 咖啡 音乐 火车 天气 学生 老师 中文 "
-    "电影 月亮 太阳 大海 小猫"
-).split()
+    "通义", "千问", "图像", "文字", "你好", "世界", "北京", "上海", "山水", "花园", "书店",
+    "出口", "入口", "咖啡", "音乐", "火车", "天气", "学生", "老师", "中文", "电影", "月亮", "太阳", "大海", "小猫",
+)
 CJK_ALPHABET = "".join(dict.fromkeys(ZH_GLYPHS + "".join(ZH_WORDS)))
 """Every CJK character the built-in corpora use (pass it to the text encoder's tokenizer alphabet)."""
 

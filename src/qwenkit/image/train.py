@@ -239,7 +239,8 @@ def load_kit(directory: str | Path) -> ImageKit:
                                 "train one with `qwenkit image train`")
     config = load_config(ImageTrainConfig, json.loads((directory / "qwenkit_image.json").read_text("utf-8")))
     transformer = QwenImageTransformer2DModel.from_pretrained(directory / "transformer")
-    encoder = TextConditionEncoder(load_causal_lm(directory / "text_encoder"), load_tokenizer(directory / "text_encoder"))
+    text_dir = directory / "text_encoder"
+    encoder = TextConditionEncoder(load_causal_lm(text_dir), load_tokenizer(text_dir))
     codec = PatchPCACodec(config.model.codec_patch, config.model.codec_channels)
     codec.load_state_dict(load_file(directory / "codec.safetensors"))
     semantic = None
