@@ -115,14 +115,15 @@ def _bind_plan(plan: Plan, kernels: Kernels) -> list:
     for chunk in plan.chunks:
         if plan.kind == "rows":
             def run(a, b, c=chunk):
-                lib.qk_rows(cast_a(a), cast_b(b), plan.row_bytes, nouter, oshape, oa, ob, c.o0, c.o1)
+                lib.qk_rows(cast_a(a), cast_b(b), plan.row_bytes, nouter, oshape, oa, ob, c.o0, c.o1,
+                            int(plan.stream))
         elif plan.kind == "strided":
             def run(a, b, c=chunk):
                 lib.qk_strided(cast_a(a), cast_b(b), plan.inner.shape[0], plan.inner.sa[0], plan.inner.sb[0],
-                               nouter, oshape, oa, ob, c.o0, c.o1)
+                               plan.row_bytes // plan.width, nouter, oshape, oa, ob, c.o0, c.o1)
         else:
             args = ffi.new("qk_tile_args *", {
-                "np": plan.pb.size, "nq": plan.qa.size, "tp": plan.tp, "tq": plan.tq,
+                "np": plan.pb.size, "nq": plan.qa.size, "tp": plan.tp, "tq": plan.tq, "sp": plan.p_axes.sa[0],
                 "pb": int64s(plan.pb), "qa": int64s(plan.qa), "nouter": nouter,
                 "oshape": oshape, "oa": oa, "ob": ob, "stream": int(plan.stream)})
             keep.append(args)

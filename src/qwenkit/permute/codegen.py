@@ -4,11 +4,13 @@ A kernel moves raw elements of ``width`` bytes (1, 2, 4, 8 or 16); the planner m
 Each unit exports three functions (see ``CDEF``):
 
 - ``qk_rows``: copy contiguous runs (the input's and the output's unit-stride axis are the same axis);
-- ``qk_strided``: element-by-element copy along one axis, for layouts without two unit-stride axes;
+- ``qk_strided``: copy along one axis item by item (an item: one element, or a short run of elements that is
+  contiguous on both sides), for layouts without two distinct unit-stride axes or with runs too short for memcpy;
 - ``qk_tile``: the block transpose. The *block* is an ``np x nq`` plane: ``p`` runs over elements that are contiguous
   in the input (one or more packed input axes), ``q`` over elements contiguous in the output. Input row ``j`` starts at
   byte ``qa[j]``, output row ``i`` at ``pb[i]`` (tables, so a row index may span several short axes). The plane is cut
-  into macro tiles (``tp x tq``) and those into micro tiles that are transposed in registers.
+  into macro tiles (``tp x tq``) and those into micro tiles that are transposed in registers. When the input's
+  fastest axis is itself strided (``sp != width``, a sliced view), the same tiling runs with element copies.
 
 The micro tile is a *lane-parallel* transpose: a vector of ``V`` bytes holds ``V/16`` independent 128-bit lanes, each
 lane an ``m x m`` block with ``m = 16/width``. ``log2(m)`` stages of unpack-low/high (x86) or zip1/zip2 (NEON) with
@@ -28,10 +30,12 @@ LANE_BYTES = 16
 TILE_BUFFER_BYTES = 65536
 MAX_TILE_P = 512
 MAX_OUTER_DIMS = 64
+SMALL_PLANE_BYTES = 65536
 
 CDEF = """
 typedef struct {
     int64_t np, nq, tp, tq;
+    int64_t sp;
     const int64_t *pb;
     const int64_t *qa;
     int32_t nouter;
@@ -42,9 +46,9 @@ typedef struct {
 } qk_tile_args;
 void qk_tile(const char *a, char *b, const qk_tile_args *t, int64_t o0, int64_t o1, int64_t p0, int64_t p1);
 void qk_rows(const char *a, char *b, int64_t row_bytes, int32_t nouter, const int64_t *oshape,
-             const int64_t *oa, const int64_t *ob, int64_t o0, int64_t o1);
-void qk_strided(const char *a, char *b, int64_t n, int64_t sa, int64_t sb, int32_t nouter, const int64_t *oshape,
-                const int64_t *oa, const int64_t *ob, int64_t o0, int64_t o1);
+             const int64_t *oa, const int64_t *ob, int64_t o0, int64_t o1, int32_t stream);
+void qk_strided(const char *a, char *b, int64_t n, int64_t sa, int64_t sb, int64_t run, int32_t nouter,
+                const int64_t *oshape, const int64_t *oa, const int64_t *ob, int64_t o0, int64_t o1);
 int32_t qk_micro_p(void);
 int32_t qk_micro_q(void);
 """
@@ -176,6 +180,7 @@ def generate_source(isa: str, width: int) -> str:
 #define TILE_BUFFER_BYTES {TILE_BUFFER_BYTES}
 #define MAX_TILE_P {MAX_TILE_P}
 #define MAX_OUTER_DIMS {MAX_OUTER_DIMS}
+#define SMALL_PLANE_BYTES {SMALL_PLANE_BYTES}
 #define HAVE_STREAM {1 if spec.stream else 0}
 #define VB {max(spec.vector_bytes, 16)}
 {CDEF}
@@ -235,12 +240,14 @@ def _vector_micro(spec: IsaSpec, width: int) -> str:
         stores_part = "\n".join(
             f"    if ({row} < npv) store_part(b + pb[{row}], {value}, nqv, tmp);" for row, value in outputs)
     helpers = "" if spec.masked else f"""
-/* Partial rows go through a small stack buffer: never read or write past the array. */
+/* Partial rows never write past the array. A short row is loaded whole when the whole vector lies in the same
+   4 KiB page as its first byte (so the load cannot fault; the extra lanes only reach output rows that are not
+   stored), else through a small stack buffer. */
 static inline vec_t load_part(const char *src, int n, char *tmp)
 {{
-    if (n == MP) return {spec.load.format(p='src')};
+    if (n == MP || (n > 0 && ((uintptr_t)src & 4095) <= 4096 - VB)) return {spec.load.format(p='src')};
     memset(tmp, 0, VB);
-    memcpy(tmp, src, (size_t)n * W);
+    for (int e = 0; e < n; ++e) memcpy(tmp + e * W, src + e * W, W);
     return {spec.load.format(p='tmp')};
 }}
 
@@ -248,7 +255,7 @@ static inline void store_part(char *dst, {"uint8x16_t" if spec.name == "neon" el
 {{
     if (n == MQ) {{ {spec.store16.format(p='dst', v='v')}; return; }}
     {spec.store16.format(p='tmp', v='v')};
-    memcpy(dst, tmp, (size_t)n * W);
+    for (int e = 0; e < n; ++e) memcpy(dst + e * W, tmp + e * W, W);
 }}
 """
     return f"""
@@ -281,14 +288,20 @@ def _stream_row(spec: IsaSpec) -> str:
     if not spec.stream:
         return """
 static inline void stream_row(char *dst, const char *src, int64_t bytes) { memcpy(dst, src, (size_t)bytes); }
+static inline void stream_copy(char *dst, const char *src, int64_t bytes) { memcpy(dst, src, (size_t)bytes); }
 static inline void stream_fence(void) {}
 """
     body = spec.stream.format(p="dst + k", v=spec.load_aligned.format(p="src + k"))
+    body_unaligned = spec.stream.format(p="dst + k", v=spec.load.format(p="src + k"))
     fence = f"{spec.fence};" if spec.fence else ""
     return f"""
 static inline void stream_row(char *dst, const char *src, int64_t bytes)
 {{
     for (int64_t k = 0; k < bytes; k += VB) {body};
+}}
+static inline void stream_copy(char *dst, const char *src, int64_t bytes)
+{{
+    for (int64_t k = 0; k < bytes; k += VB) {body_unaligned};
 }}
 static inline void stream_fence(void) {{ {fence} }}
 """
@@ -323,38 +336,65 @@ static inline void outer_next(int32_t n, const int64_t *shape, const int64_t *sa
 }
 
 void qk_rows(const char *a, char *b, int64_t row_bytes, int32_t nouter, const int64_t *oshape,
-             const int64_t *oa, const int64_t *ob, int64_t o0, int64_t o1)
+             const int64_t *oa, const int64_t *ob, int64_t o0, int64_t o1, int32_t stream)
 {
     int64_t idx[MAX_OUTER_DIMS], off_a, off_b;
+    stream = stream && HAVE_STREAM && row_bytes % VB == 0;
     outer_seek(nouter, oshape, oa, ob, o0, idx, &off_a, &off_b);
     for (int64_t o = o0; o < o1; ++o) {
-        memcpy(b + off_b, a + off_a, (size_t)row_bytes);
+        char *dst = b + off_b;
+        if (stream && ((uintptr_t)dst & 63) == 0) stream_copy(dst, a + off_a, row_bytes);
+        else memcpy(dst, a + off_a, (size_t)row_bytes);
         outer_next(nouter, oshape, oa, ob, idx, &off_a, &off_b);
     }
+    if (stream) stream_fence();
 }
 
-void qk_strided(const char *a, char *b, int64_t n, int64_t sa, int64_t sb, int32_t nouter, const int64_t *oshape,
-                const int64_t *oa, const int64_t *ob, int64_t o0, int64_t o1)
+/* n items along one axis (byte strides sa, sb), each a run of `run` contiguous elements on both sides. */
+void qk_strided(const char *a, char *b, int64_t n, int64_t sa, int64_t sb, int64_t run, int32_t nouter,
+                const int64_t *oshape, const int64_t *oa, const int64_t *ob, int64_t o0, int64_t o1)
 {
     int64_t idx[MAX_OUTER_DIMS], off_a, off_b;
     outer_seek(nouter, oshape, oa, ob, o0, idx, &off_a, &off_b);
     for (int64_t o = o0; o < o1; ++o) {
         const char *src = a + off_a;
         char *dst = b + off_b;
-        for (int64_t k = 0; k < n; ++k) memcpy(dst + k * sb, src + k * sa, W);
+        if (run == 1)
+            for (int64_t k = 0; k < n; ++k) memcpy(dst + k * sb, src + k * sa, W);
+        else
+            for (int64_t k = 0; k < n; ++k)
+                for (int64_t e = 0; e < run; ++e) memcpy(dst + k * sb + e * W, src + k * sa + e * W, W);
         outer_next(nouter, oshape, oa, ob, idx, &off_a, &off_b);
     }
 }
 
-/* Transpose an np x nq block: B[pb[i] + j*W] = A[qa[j] + i*W] (a, b, qa, pb already offset to the block). */
-static void transpose_block(const char *a, const int64_t *qa, char *b, const int64_t *pb, int64_t np, int64_t nq)
+/* Transpose an np x nq block: B[pb[i] + j*W] = A[qa[j] + i*W] (a, b, qa, pb already offset to the block).
+   A block at least one micro tile wide never runs a partial tile: the last tile of a row or column is moved back
+   to end at the edge and rewrites a few elements with the same values (inside this block, so inside this thread's
+   share). Only blocks narrower than a micro tile take the masked / buffered partial path. */
+static void transpose_block(const char *a, int64_t sp, const int64_t *qa, char *b, const int64_t *pb, int64_t np,
+                            int64_t nq)
 {
+    if (sp != W) {  /* the input's fastest axis is strided (a sliced view): blocked element copies */
+        for (int64_t i = 0; i < np; ++i)
+            for (int64_t j = 0; j < nq; ++j) memcpy(b + pb[i] + j * W, a + qa[j] + i * sp, W);
+        return;
+    }
+    if (np >= MP && nq >= MQ) {
+        for (int64_t i0 = 0; i0 < np; i0 += MP) {
+            const int64_t i = i0 + MP <= np ? i0 : np - MP;
+            for (int64_t j0 = 0; j0 < nq; j0 += MQ) {
+                const int64_t j = j0 + MQ <= nq ? j0 : nq - MQ;
+                micro_full(a + i * W, qa + j, b + j * W, pb + i);
+            }
+        }
+        return;
+    }
     for (int64_t i = 0; i < np; i += MP) {
         const int npv = np - i < MP ? (int)(np - i) : MP;
         for (int64_t j = 0; j < nq; j += MQ) {
             const int nqv = nq - j < MQ ? (int)(nq - j) : MQ;
-            if (npv == MP && nqv == MQ) micro_full(a + i * W, qa + j, b + j * W, pb + i);
-            else micro_part(a + i * W, qa + j, nqv, b + j * W, pb + i, npv);
+            micro_part(a + i * W, qa + j, nqv, b + j * W, pb + i, npv);
         }
     }
 }
@@ -366,17 +406,18 @@ static void plane_direct(const char *a, char *b, const qk_tile_args *t, int64_t 
         const int64_t rows = p1 - ip < t->tp ? p1 - ip : t->tp;
         for (int64_t jq = 0; jq < t->nq; jq += t->tq) {
             const int64_t cols = t->nq - jq < t->tq ? t->nq - jq : t->tq;
-            transpose_block(a + ip * W, t->qa + jq, b + jq * W, t->pb + ip, rows, cols);
+            transpose_block(a + ip * t->sp, t->sp, t->qa + jq, b + jq * W, t->pb + ip, rows, cols);
         }
     }
 }
 
 /* Ask for the input rows [j0, j1) of the next macro tile while this one is transposed: the rows are short runs
    in different pages, which the hardware prefetchers do not follow. */
-static inline void prefetch_rows(const char *a, const int64_t *qa, int64_t j0, int64_t j1, int64_t rows)
+static inline void prefetch_rows(const char *a, const int64_t *qa, int64_t j0, int64_t j1, int64_t row_bytes)
 {
+    if (row_bytes < 0) { a += row_bytes; row_bytes = -row_bytes; }
     for (int64_t j = j0; j < j1; ++j)
-        for (int64_t k = 0; k < rows * W; k += 64) __builtin_prefetch(a + qa[j] + k, 0, 3);
+        for (int64_t k = 0; k < row_bytes; k += 64) __builtin_prefetch(a + qa[j] + k, 0, 3);
 }
 
 /* One plane, output rows [p0, p1): macro tiles of tp x tq; full tiles whose output rows are cache-line aligned go
@@ -391,16 +432,16 @@ static void plane(const char *a, char *b, const qk_tile_args *t, int64_t p0, int
     if (head > nq) head = nq;
     for (int64_t ip = p0; ip < p1; ip += t->tp) {
         const int64_t rows = p1 - ip < t->tp ? p1 - ip : t->tp;
-        const char *a_rows = a + ip * W;
+        const char *a_rows = a + ip * t->sp;
         const int64_t *pb = t->pb + ip;
-        if (head > 0) transpose_block(a_rows, t->qa, b, pb, rows, head);
+        if (head > 0) transpose_block(a_rows, t->sp, t->qa, b, pb, rows, head);
         int64_t jq = head;
         for (; jq + tq <= nq; jq += tq) {
-            prefetch_rows(a_rows, t->qa, jq + tq, jq + 2 * tq < nq ? jq + 2 * tq : nq, rows);
-            transpose_block(a_rows, t->qa + jq, buf, pbuf, rows, tq);
+            prefetch_rows(a_rows, t->qa, jq + tq, jq + 2 * tq < nq ? jq + 2 * tq : nq, rows * t->sp);
+            transpose_block(a_rows, t->sp, t->qa + jq, buf, pbuf, rows, tq);
             for (int64_t i = 0; i < rows; ++i) stream_row(b + pb[i] + jq * W, buf + i * tq * W, tq * W);
         }
-        if (jq < nq) transpose_block(a_rows, t->qa + jq, b + jq * W, pb, rows, nq - jq);
+        if (jq < nq) transpose_block(a_rows, t->sp, t->qa + jq, b + jq * W, pb, rows, nq - jq);
     }
 }
 
@@ -411,9 +452,17 @@ void qk_tile(const char *a, char *b, const qk_tile_args *t, int64_t o0, int64_t 
     const int stream = t->stream && HAVE_STREAM && t->tp <= MAX_TILE_P && t->tp * t->tq * W <= TILE_BUFFER_BYTES;
     if (stream)
         for (int64_t i = 0; i < t->tp; ++i) pbuf[i] = i * t->tq * W;
-    int64_t idx[MAX_OUTER_DIMS], off_a, off_b;
+    int64_t idx[MAX_OUTER_DIMS], off_a, off_b, next_idx[MAX_OUTER_DIMS], next_a, next_b;
     outer_seek(t->nouter, t->oshape, t->oa, t->ob, o0, idx, &off_a, &off_b);
+    /* Small planes: fetch the next plane's input rows while this one is transposed (latency, not bandwidth,
+       limits a plane of a few short rows). */
+    const int prefetch_next = (p1 - p0) * t->nq * W <= SMALL_PLANE_BYTES;
+    outer_seek(t->nouter, t->oshape, t->oa, t->ob, o0, next_idx, &next_a, &next_b);
     for (int64_t o = o0; o < o1; ++o) {
+        if (prefetch_next && o + 1 < o1) {
+            outer_next(t->nouter, t->oshape, t->oa, t->ob, next_idx, &next_a, &next_b);
+            prefetch_rows(a + next_a + p0 * t->sp, t->qa, 0, t->nq, (p1 - p0) * t->sp);
+        }
         if (stream) plane(a + off_a, b + off_b, t, p0, p1, buf, pbuf);
         else plane_direct(a + off_a, b + off_b, t, p0, p1);
         outer_next(t->nouter, t->oshape, t->oa, t->ob, idx, &off_a, &off_b);

@@ -11,9 +11,10 @@ the output's strides are B's. Every decision below is made on (shape, A strides,
 4. **Widen.** A trailing axis contiguous in both A and B of 2-16 bytes folds into one wider element (a uint8 RGBA
    pixel is moved as one 4-byte element), the icodywu trick.
 5. **Classify** into a kernel class: ``rows`` (A's and B's unit-stride axis coincide: memcpy of runs), ``tile`` (a
-   block transpose between A's contiguous axes and B's contiguous axes; several short axes may be packed on each
-   side of the block, see ``_grow_block``), ``strided`` (one side has no unit-stride axis), or ``numpy`` when the cost
-   model predicts no gain (tiny arrays, layouts NumPy's own loops already copy near bandwidth).
+   block transpose between A's fastest axes and B's contiguous axes; several short axes may be packed on each
+   side of the block, see ``_grow_block``; A's fastest axis may be strided, as in a sliced view), ``strided``
+   (common runs too short for memcpy, copied item by item), or ``numpy`` when the cost model predicts no gain
+   (tiny arrays, outputs without a unit-stride axis, layouts NumPy's own loops already copy near bandwidth).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ STREAM_MIN_BYTES = 4 * 1024 * 1024
 BLOCK_TARGET_BYTES = 512
 """A block side is grown by packing further short axes until it spans this many bytes (or cannot grow)."""
 MIN_ROW_BYTES_FOR_ROWS = 64
-"""A ``rows`` copy of shorter runs than this is no faster than NumPy's own inner loop; it is delegated."""
+"""Common runs shorter than this are copied item by item (``strided``) rather than by one memcpy call each."""
 MIN_PLANE_ELEMENTS = 64
 """A block smaller than this many elements spends more on tile bookkeeping than on moving data; delegated."""
 TILE_P_BYTES = 1024
@@ -78,7 +79,7 @@ class Plan:
     offset_a: int = 0
     offset_b: int = 0
     outer: Axes = Axes((), (), ())
-    row_bytes: int = 0  # rows
+    row_bytes: int = 0  # rows: bytes per run; strided: bytes per item
     inner: Axes = Axes((), (), ())  # strided: the innermost axis
     p_axes: Axes = Axes((), (), ())  # tile: axes packed on the A-contiguous side (innermost first)
     q_axes: Axes = Axes((), (), ())  # tile: axes packed on the B-contiguous side (innermost first)
@@ -107,7 +108,8 @@ class Plan:
         if self.kind == "rows":
             lines.append(f"runs of {self.row_bytes} bytes")
         if self.kind == "strided":
-            lines.append(f"inner axis {self.inner.shape[0]} (A stride {self.inner.sa[0]}, B {self.inner.sb[0]})")
+            lines.append(f"inner axis {self.inner.shape[0]} (A stride {self.inner.sa[0]}, B {self.inner.sb[0]}), "
+                         f"items of {self.row_bytes} bytes")
         if self.kind in {"rows", "tile", "strided"}:
             lines.append(f"outer loops {self.outer.shape} (A strides {self.outer.sa}, B strides {self.outer.sb})")
         return "\n".join(lines)
@@ -172,13 +174,27 @@ def make_plan_for(shape, strides_a, strides_b, itemsize: int, *, isa: str, threa
     ndim = len(axes.shape)
     if ndim == 0 or (axes.sa[-1] == width and axes.sb[-1] == width):
         return _plan_rows(axes, n_threads, common)
-    if axes.sb[-1] == width and width in axes.sa[:-1]:
-        return _plan_tile(axes, n_threads, common)
-    if n_threads == 1:
-        return Plan("numpy", "no unit-stride axis on one side: NumPy's strided loop is as fast single-threaded",
-                    **common)
+    if axes.sb[-1] != width:
+        return Plan("numpy", "the output has no unit-stride axis", **common)
+    p = min(range(ndim), key=lambda k: (abs(axes.sa[k]) if axes.sa[k] else math.inf, -axes.shape[k]))
+    if p == ndim - 1 or axes.sa[p] == 0:
+        return Plan("numpy", "the input's smallest stride is along the output's unit-stride axis: a strided copy "
+                    "that NumPy's loop already streams", **common)
+    if axes.sa[p] == -width:
+        # A reversed input axis (a[::-1]): walk it forwards in A and backwards in B, so the SIMD kernel applies.
+        n = axes.shape[p]
+        common = {**common, "offset_a": common["offset_a"] + (n - 1) * axes.sa[p],
+                  "offset_b": common["offset_b"] + (n - 1) * axes.sb[p]}
+        axes = Axes(axes.shape, tuple(-s if k == p else s for k, s in enumerate(axes.sa)),
+                    tuple(-s if k == p else s for k, s in enumerate(axes.sb)))
+    return _plan_tile(axes, p, n_threads, common)
+
+
+def _plan_strided(axes: Axes, run: int, n_threads: int, common: dict, reason: str) -> Plan:
+    """Item-by-item copy along the last axis; an item is ``run`` bytes (one element or a short common run)."""
+    ndim = len(axes.shape)
     outer = axes.take(range(ndim - 1))
-    return Plan("strided", "no unit-stride axis on one side", outer=outer, inner=axes.take([ndim - 1]),
+    return Plan("strided", reason, outer=outer, inner=axes.take([ndim - 1]), row_bytes=run,
                 chunks=_split_outer(math.prod(outer.shape), n_threads), **common)
 
 
@@ -195,10 +211,17 @@ def _plan_rows(axes: Axes, n_threads: int, common: dict) -> Plan:
         if row_bytes % piece == 0:
             return Plan("rows", "contiguous copy split across threads", row_bytes=piece,
                         outer=Axes((count,), (piece,), (piece,)), chunks=_split_outer(count, n_threads), **common)
-    if row_bytes < MIN_ROW_BYTES_FOR_ROWS:
-        return Plan("numpy", f"runs of {row_bytes} bytes: NumPy's inner loop copies these as fast", **common)
+    if row_bytes < MIN_ROW_BYTES_FOR_ROWS and outer.shape:
+        # Short common runs: memcpy per run costs more than the run; copy them item by item along the next axis.
+        return _plan_strided(outer, row_bytes, n_threads, common, f"common runs of only {row_bytes} bytes")
+    stream = (_streams(common) and row_bytes % 64 == 0 and all(s % 64 == 0 for s in outer.sb))
     return Plan("rows", "input and output share their unit-stride axis", row_bytes=row_bytes, outer=outer,
-                chunks=_split_outer(math.prod(outer.shape), n_threads), **common)
+                stream=stream, chunks=_split_outer(math.prod(outer.shape), n_threads), **common)
+
+
+def _streams(common: dict) -> bool:
+    """Whether non-temporal stores are worth it: the ISA has them and the output is large."""
+    return codegen.ISA_SPECS[common["isa"]].stream != "" and common["nbytes"] >= STREAM_MIN_BYTES
 
 
 def _grow_block(axes: Axes, p: int, q: int, width: int) -> tuple[list[int], list[int]]:
@@ -243,16 +266,22 @@ def _offsets(axes: Axes, side: list[int], strides) -> np.ndarray:
     return offsets
 
 
-def _plan_tile(axes: Axes, n_threads: int, common: dict) -> Plan:
+def _plan_tile(axes: Axes, p: int, n_threads: int, common: dict) -> Plan:
+    """Block transpose between input axis ``p`` (A's fastest: unit stride, or strided for sliced inputs) and the
+    output's unit-stride axis (the last)."""
     width, isa = common["width"], common["isa"]
     ndim = len(axes.shape)
-    p = max((k for k in range(ndim - 1) if axes.sa[k] == width), key=lambda k: axes.shape[k])
     p_side, q_side = _grow_block(axes, p, ndim - 1, width)
     n_p = math.prod(axes.shape[k] for k in p_side)
     n_q = math.prod(axes.shape[k] for k in q_side)
     if n_p * n_q < MIN_PLANE_ELEMENTS:
         return Plan("numpy", f"block of {n_p} x {n_q} elements is too small to tile", **common)
     mp, mq = codegen.micro_shape(isa, width)
+    if n_q < mq and not codegen.ISA_SPECS[isa].masked and isa != "scalar" and axes.sa[p] == width:
+        # Output runs shorter than a 16-byte lane: without masked stores every row is written element by element
+        # through a buffer, and both that and our item-by-item loop measured slower than NumPy (0.7-0.8x).
+        return Plan("numpy", f"output runs of {n_q} elements are shorter than a vector lane and this ISA has no "
+                    "masked stores", **common)
     pb = _offsets(axes, p_side, axes.sb)
     qa = _offsets(axes, q_side, axes.sa)
     tq = max(mq, TILE_Q_BYTES // width)
@@ -262,7 +291,7 @@ def _plan_tile(axes: Axes, n_threads: int, common: dict) -> Plan:
     outer_idx = [k for k in range(ndim) if k not in p_side and k not in q_side]
     outer = axes.take(outer_idx)
     aligned_rows = bool(np.all((pb - pb[0]) % 64 == 0))
-    stream = (codegen.ISA_SPECS[isa].stream != "" and common["nbytes"] >= STREAM_MIN_BYTES and aligned_rows
+    stream = (_streams(common) and aligned_rows
               and (tq * width) % 64 == 0 and n_q >= tq and tp * tq * width <= codegen.TILE_BUFFER_BYTES)
     n_outer = math.prod(outer.shape)
     if n_outer >= n_threads:

@@ -1,0 +1,77 @@
+"""``qwenkit permute``: the benchmark report, the randomized equivalence check, and plan inspection."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(help="SIMD tensor permutation (generated C kernels): benchmark, check, explain.",
+                  no_args_is_help=True)
+
+
+@app.command()
+def bench(
+    out: Annotated[Path, typer.Option("--out", help="Directory for permute.json/.md/.html and the charts.")] = Path(
+        "runs/permute-bench"),
+    quick: Annotated[bool, typer.Option("--quick", help="The ~1-minute subset instead of the full matrix.")] = False,
+    threads: Annotated[list[int] | None, typer.Option("--threads", help="Thread counts (repeatable).")] = None,
+    repeats: Annotated[int, typer.Option(help="Runs per contender (min and median are kept).")] = 5,
+    seed: Annotated[int, typer.Option(help="Seed of the random 6-D and 20-D cases.")] = 0,
+) -> None:
+    """Benchmark qwenkit against NumPy, torch and numba and write a report with bar charts."""
+    from qwenkit.permute.bench import full_cases, quick_cases, run_benchmark, write_report
+
+    cases = quick_cases(seed) if quick else full_cases(seed)
+    record = run_benchmark(cases, threads_list=tuple(threads or (1, 2)), repeats=repeats, with_numba=not quick,
+                           progress=typer.echo)
+    json_path, md_path, _ = write_report(record, out, title="qwenkit.permute benchmark")
+    typer.echo(f"wrote {json_path} and {md_path}")
+
+
+@app.command()
+def check(
+    cases: Annotated[int, typer.Option(help="Random cases; each runs on every ISA with 1 and 2 threads.")] = 300,
+    seed: Annotated[int, typer.Option(help="Seed of the case generator.")] = 0,
+) -> None:
+    """Randomized bit-exact comparison with NumPy on every ISA this CPU runs (plus scalar)."""
+    from qwenkit.permute.check import run_check
+    from qwenkit.permute.isa import cpu_isas
+
+    typer.echo(f"ISAs: {', '.join(cpu_isas())}")
+    report = run_check(cases, seed, progress=typer.echo)
+    for failure in report.failures[:20]:
+        typer.echo(f"MISMATCH {failure}", err=True)
+    typer.echo(f"{report.cases} cases x {len(cpu_isas())} ISAs x 2 thread counts: "
+               f"{'all equal to NumPy' if report.ok else f'{len(report.failures)} mismatches'}")
+    if not report.ok:
+        raise typer.Exit(code=1)
+
+
+@app.command()
+def explain(
+    shape: Annotated[str, typer.Argument(help="Input shape, e.g. 32,64,56,56")],
+    axes: Annotated[str, typer.Argument(help="Permutation, e.g. 0,2,3,1")],
+    dtype: Annotated[str, typer.Option(help="NumPy dtype name.")] = "float32",
+    threads: Annotated[int | None, typer.Option("--threads", help="Threads (default: automatic).")] = None,
+    isa: Annotated[str, typer.Option(help="ISA or 'auto'.")] = "auto",
+) -> None:
+    """Print the plan for a C-contiguous input: kernel class, fused and packed axes, tiles, threads."""
+    import numpy as np
+
+    from qwenkit.permute import make_plan
+
+    dims = tuple(int(x) for x in shape.split(","))
+    perm = tuple(int(x) for x in axes.split(","))
+    layout = np.lib.stride_tricks.as_strided(np.zeros(1, dtype), dims, np.empty(0, dtype).itemsize *
+                                             np.array(_c_steps(dims), dtype=np.int64))
+    typer.echo(make_plan(layout, perm, threads=threads, isa=isa).describe())
+
+
+def _c_steps(dims: tuple[int, ...]) -> list[int]:
+    steps, step = [], 1
+    for n in reversed(dims):
+        steps.append(step)
+        step *= n
+    return steps[::-1]
