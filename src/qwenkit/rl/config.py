@@ -79,9 +79,10 @@ class RLConfig(StrictModel):
 
     @model_validator(mode="after")
     def _check(self) -> RLConfig:
-        if "max_steps" in self.trainer.model_fields_set:
+        if "max_steps" in self.trainer.model_fields_set and self.trainer.max_steps != self.max_steps:
             raise ValueError(
-                "trainer.max_steps is derived (rollouts * num_iterations * num_mini_batches); set `rollouts` instead"
+                f"trainer.max_steps={self.trainer.max_steps} but it is derived: rollouts * num_iterations * "
+                f"num_mini_batches = {self.max_steps}; set `rollouts` instead and drop trainer.max_steps"
             )
         rows = self.rollout.prompts * self.rollout.group_size
         per_step = self.rollout.num_mini_batches * self.trainer.grad_accum_steps

@@ -180,8 +180,9 @@ def train(
     seed = config.trainer.seed if seed is None else seed
     run = RunDir(out)
     world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else _env_world_size()
+    trainer_config = config.trainer.model_copy(update={"max_steps": config.max_steps, "seed": seed})
     if world == 1 or _env_rank() == 0:
-        run.save_config(config)
+        run.save_config(config.model_copy(update={"trainer": trainer_config}))
     task = get_task(config.task)
     model, tokenizer = build_model_and_tokenizer(config)
     random.seed(seed)
@@ -209,7 +210,6 @@ def train(
 
     source = RolloutSource(model, tokenizer, task, config, seed, ref_model=ref_model, world_size=world,
                            on_rollout=keep_samples)
-    trainer_config = config.trainer.model_copy(update={"max_steps": config.max_steps, "seed": seed})
 
     def evaluate(m: torch.nn.Module) -> dict[str, float]:
         return {"pass_rate": pass_rate(m, tokenizer, task, eval_examples, max_new)} if eval_examples else {}
