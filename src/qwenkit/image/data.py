@@ -48,14 +48,14 @@ class EditPair:
 
 def make_edit_pair(seed: int, index: int, *, width: int, height: int, stage: str = "glyph", language: str = "en",
                    kinds: Sequence[str] = EDIT_KINDS, glyphs: str | None = None,
-                   words: Sequence[str] | None = None) -> EditPair:
+                   words: Sequence[str] | None = None, texture: str | None = None) -> EditPair:
     """A (source, edited target, instruction) triple drawn deterministically from ``(seed, index)``."""
     rng = np.random.default_rng([seed, index, 7])
     kind = kinds[int(rng.integers(len(kinds)))]
     if kind not in EDIT_KINDS:
         raise ValueError(f"unknown edit kind {kind!r}; use {EDIT_KINDS}")
     source = make_spec(seed, index, stage, width=width, height=height, language=language, glyphs=glyphs,
-                       words=words, jitter=0.3)
+                       words=words, jitter=0.3, texture=texture)
     spec = source.spec
     if kind == "word":
         other = make_spec(seed + 1, index, stage, width=width, height=height, language=language, glyphs=glyphs,
@@ -86,11 +86,12 @@ class BatchMaker:
     def __init__(self, *, seed: int, batch_size: int, width: int, height: int, max_steps: int,
                  curriculum: CurriculumSchedule, tasks: dict[str, float], language: str = "en",
                  edit_stage: str = "glyph", edit_kinds: Sequence[str] = EDIT_KINDS, grad_accum_steps: int = 1,
-                 style: str = "pure", glyphs: str | None = None, words: Sequence[str] | None = None):
+                 style: str = "pure", glyphs: str | None = None, words: Sequence[str] | None = None,
+                 texture: str | None = None):
         self.seed, self.batch_size, self.width, self.height = seed, batch_size, width, height
         self.max_steps, self.curriculum, self.language = max_steps, curriculum, language
         self.edit_stage, self.edit_kinds, self.grad_accum_steps = edit_stage, tuple(edit_kinds), grad_accum_steps
-        self.style, self.glyphs, self.words = style, glyphs, words
+        self.style, self.glyphs, self.words, self.texture = style, glyphs, words, texture
         active = {t: w for t, w in tasks.items() if w > 0}
         if not active:
             raise ValueError(f"no task has a positive weight in {tasks}; give t2i, ti2i or i2i a weight > 0")
@@ -107,7 +108,7 @@ class BatchMaker:
         if task == "ti2i":
             pairs = [make_edit_pair(self.seed, base + j, width=self.width, height=self.height, stage=self.edit_stage,
                                     language=self.language, kinds=self.edit_kinds, glyphs=self.glyphs,
-                                    words=self.words) for j in range(self.batch_size)]
+                                    words=self.words, texture=self.texture) for j in range(self.batch_size)]
             return {"task": task, "target": to_tensor([p.target.image() for p in pairs]),
                     "source": to_tensor([p.source.image() for p in pairs]),
                     "prompts": [p.instruction for p in pairs]}
@@ -121,4 +122,4 @@ class BatchMaker:
     def sample(self, index: int, rng: np.random.Generator) -> Sample:
         stage = self.curriculum.sample_stage(self.progress(index // self.batch_size), rng)
         return make_spec(self.seed, index, stage, width=self.width, height=self.height, language=self.language,
-                         style=self.style, glyphs=self.glyphs, words=self.words)
+                         style=self.style, glyphs=self.glyphs, words=self.words, texture=self.texture)

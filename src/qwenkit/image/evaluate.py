@@ -25,7 +25,8 @@ def t2i_eval_set(config, n: int, seed: int = 10_007) -> list:
     from qwenkit.image.synth import make_spec
 
     return [make_spec(seed, i, config.target_stage, width=config.width, height=config.height,
-                      language=config.language, style=config.style, glyphs=config.glyphs) for i in range(n)]
+                      language=config.language, style=config.style, glyphs=config.glyphs, texture=config.texture)
+            for i in range(n)]
 
 
 def evaluate_t2i(kit, n: int = 64, *, steps: int = 20, cfg_scale: float = 3.0, seed: int = 10_007,
@@ -44,7 +45,7 @@ def edit_eval_set(config, n: int, seed: int = 20_011) -> list:
 
     return [make_edit_pair(seed, i, width=config.width, height=config.height, stage=config.edit_stage,
                            language=config.language if config.language != "mixed" else "en",
-                           kinds=config.edit_kinds, glyphs=config.glyphs) for i in range(n)]
+                           kinds=config.edit_kinds, glyphs=config.glyphs, texture=config.texture) for i in range(n)]
 
 
 def score_edits(sources: Sequence, edited: Sequence, targets: Sequence, expected_texts: Sequence[str],

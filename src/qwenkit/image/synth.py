@@ -221,6 +221,7 @@ def make_spec(
     words: Sequence[str] | None = None,
     fg: str | None = None,
     bg: str | None = None,
+    texture: str | None = None,
 ) -> Sample:
     """Sample ``index`` of data set ``seed``: a deterministic function of its arguments (its own RNG stream)."""
     rng = np.random.default_rng([seed, index, STAGES.index(stage)])
@@ -235,7 +236,8 @@ def make_spec(
     fonts = [f for f in fonts_for(text) if font_covers(f, text)]
     if not fonts:
         raise ValueError(f"no installed font covers {text!r}")
-    texture = "plain" if style != "pure" else ("plain", "noise", "gradient")[int(rng.integers(3))]
+    drawn_texture = ("plain", "noise", "gradient")[int(rng.integers(3))]
+    texture = texture or ("plain" if style != "pure" else drawn_texture)
     board = "white" if _luma(fg) < 128 else "black"
     spec = RenderSpec(
         style=style,

@@ -59,6 +59,8 @@ class ImageTrainConfig(StrictModel):
     language: Literal["en", "zh", "mixed"] = "en"
     style: Literal["pure", "compositional", "layout"] = "pure"
     glyphs: str | None = Field(None, description="restrict single glyphs to these characters")
+    texture: Literal["plain", "noise", "gradient"] | None = Field(None, description="fix the background texture "
+                                                                   "of pure renders (null: drawn per sample)")
     target_stage: str = "glyph"
     curriculum: bool = Field(True, description="non-text -> glyph -> ... -> target_stage; false: target only")
     schedule: CurriculumSchedule | None = Field(None, description="explicit schedule (overrides curriculum)")
@@ -129,7 +131,7 @@ def batch_maker(config: ImageTrainConfig, seed: int | None = None) -> BatchMaker
         height=config.height, max_steps=config.trainer.max_steps, curriculum=config.curriculum_schedule(),
         tasks=dict(config.tasks), language=config.language, edit_stage=config.edit_stage,
         edit_kinds=config.edit_kinds, grad_accum_steps=config.trainer.grad_accum_steps, style=config.style,
-        glyphs=config.glyphs,
+        glyphs=config.glyphs, texture=config.texture,
     )
 
 

@@ -1,0 +1,178 @@
+"""``qwenkit image``: synth, train, generate, edit, eval-text. Heavy imports happen inside the commands."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(help="Qwen-Image: text-rendering data synthesis, tiny MMDiT training, generation, editing, "
+                  "OCR-scored evaluation.", no_args_is_help=True)
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", help="YAML config file.")]
+SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a config field: key=value (repeatable).")]
+SeedOpt = Annotated[int | None, typer.Option("--seed", help="Seed (overrides the config's).")]
+ThreadsOpt = Annotated[int | None, typer.Option("--threads", help="Torch threads (default: usable cores).")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+
+
+def _setup(threads: int | None, quiet: bool) -> None:
+    from qwenkit.core.progress import set_quiet
+    from qwenkit.core.seeding import set_threads
+
+    set_quiet(True if quiet else None)
+    set_threads(threads)
+
+
+def _overrides(values: list[str] | None, seed: int | None, seed_key: str) -> list[str]:
+    return list(values or []) + ([f"{seed_key}={seed}"] if seed is not None else [])
+
+
+@app.command()
+def synth(
+    out: Annotated[Path, typer.Option("--out", help="Output folder (shards + manifest.json).")] = Path("runs/synth"),
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    seed: SeedOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Render text images (pure / compositional / layout, EN + ZH) with captions, sharded, optionally OCR-filtered."""
+    from qwenkit.core.config import load_config
+    from qwenkit.core.progress import set_quiet
+    from qwenkit.image.synth import SynthConfig, synthesize
+
+    set_quiet(True if quiet else None)
+    cfg = load_config(SynthConfig, config, _overrides(set_, seed, "seed"))
+    manifest = synthesize(cfg, out)
+    typer.echo(f"wrote {manifest['kept']} samples in {len(manifest['shards'])} shards to {out} "
+               f"({manifest['dropped_by_ocr']} dropped by the OCR filter)")
+
+
+@app.command()
+def train(
+    out: Annotated[Path, typer.Option("--out", help="Run directory.")] = Path("runs/image-train"),
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    seed: SeedOpt = None,
+    threads: ThreadsOpt = None,
+    quiet: QuietOpt = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from the run's latest checkpoint.")] = False,
+    eval_samples: Annotated[int, typer.Option("--eval-samples", help="OCR-scored samples per eval (0: none).")] = 32,
+) -> None:
+    """Train a tiny MMDiT (rectified flow, CFG dropout, EMA, curriculum, multi-task, dual encoding); saves out/model."""
+    from qwenkit.core.config import load_config
+    from qwenkit.core.runs import RunDir
+    from qwenkit.image.evaluate import evaluate_t2i
+    from qwenkit.image.report import write_train_report
+    from qwenkit.image.train import ImageTrainConfig, build_kit, save_kit
+    from qwenkit.image.train import train as run_training
+
+    _setup(threads, quiet)
+    cfg = load_config(ImageTrainConfig, config, _overrides(set_, seed, "trainer.seed"))
+    run = RunDir(out)
+    kit = build_kit(cfg)
+
+    def eval_fn(_model) -> dict:
+        scores, _ = evaluate_t2i(kit, eval_samples, steps=20)
+        return {"word_accuracy": scores["word_accuracy"], "ned": scores["ned"]}
+
+    kit, result = run_training(cfg, run=run, resume=resume, kit=kit, eval_fn=eval_fn if eval_samples else None)
+    model_dir = save_kit(kit, run.path / "model")
+    write_train_report(run, kit)
+    typer.echo(f"trained {result.step} steps; model: {model_dir}; report: {run.path / 'report.html'}")
+
+
+@app.command()
+def generate(
+    model: Annotated[Path, typer.Option("--model", help="A model folder written by `qwenkit image train`.")],
+    prompt: Annotated[list[str], typer.Option("--prompt", help="Prompt (repeatable).")],
+    out: Annotated[Path, typer.Option("--out", help="Output folder for PNGs and grid.png.")] = Path("runs/generate"),
+    steps: Annotated[int, typer.Option(help="Euler steps.")] = 20,
+    cfg_scale: Annotated[float, typer.Option("--cfg", help="Classifier-free guidance scale (1 = off).")] = 3.0,
+    num: Annotated[int, typer.Option("--num", help="Images per prompt.")] = 1,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    threads: ThreadsOpt = None,
+) -> None:
+    """Text-to-image: PNG per image plus a grid."""
+    from qwenkit.image.sample import generate as run_generate
+    from qwenkit.image.train import load_kit
+
+    _setup(threads, True)
+    kit = load_kit(model)
+    prompts = [p for p in prompt for _ in range(num)]
+    images = run_generate(kit, prompts, steps=steps, cfg_scale=cfg_scale, seed=seed)
+    _write_images(out, images, columns=max(1, num))
+
+
+@app.command()
+def edit(
+    model: Annotated[Path, typer.Option("--model", help="A model folder written by `qwenkit image train`.")],
+    image: Annotated[list[Path], typer.Option("--image", help="Input image (repeatable).")],
+    instruction: Annotated[list[str], typer.Option("--instruction", help="One, or one per image (repeatable).")],
+    out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("runs/edit"),
+    steps: Annotated[int, typer.Option(help="Euler steps.")] = 20,
+    cfg_scale: Annotated[float, typer.Option("--cfg", help="Guidance scale on the instruction (1 = off).")] = 2.0,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    threads: ThreadsOpt = None,
+) -> None:
+    """Edit images by instruction with the model's edit conditioning (dual / semantic / VAE)."""
+    from PIL import Image
+
+    from qwenkit.image.sample import generate as run_generate
+    from qwenkit.image.train import load_kit
+
+    _setup(threads, True)
+    if len(instruction) not in (1, len(image)):
+        raise typer.BadParameter(f"{len(instruction)} instructions for {len(image)} images; give 1 or one each",
+                                 param_hint="--instruction")
+    kit = load_kit(model)
+    size = (kit.config.width, kit.config.height)
+    sources = [Image.open(p).convert("RGB").resize(size) for p in image]
+    instructions = instruction * len(image) if len(instruction) == 1 else instruction
+    edited = run_generate(kit, instructions, steps=steps, cfg_scale=cfg_scale, seed=seed, source_images=sources)
+    _write_images(out, [im for pair in zip(sources, edited, strict=True) for im in pair], columns=2)
+
+
+def _write_images(out: Path, images: list, columns: int) -> None:
+    from qwenkit.image.sample import image_grid
+
+    out.mkdir(parents=True, exist_ok=True)
+    for i, im in enumerate(images):
+        im.save(out / f"{i:04d}.png")
+    image_grid(images, columns=columns).save(out / "grid.png")
+    typer.echo(f"wrote {len(images)} images and grid.png to {out}")
+
+
+@app.command("eval-text")
+def eval_text(
+    images: Annotated[Path | None, typer.Option("--images", help="Folder with manifest.json or texts.jsonl.")] = None,
+    model: Annotated[Path | None, typer.Option("--model", help="Or: a trained model, scored on held-out captions.")]
+    = None,
+    reader: Annotated[str, typer.Option("--reader", help="rapidocr or tesseract.")] = "rapidocr",
+    num: Annotated[int, typer.Option("--num", help="Held-out samples (with --model).")] = 64,
+    out: Annotated[Path | None, typer.Option("--out", help="Write the scores as JSON here.")] = None,
+    threads: ThreadsOpt = None,
+) -> None:
+    """OCR-scored text rendering: word accuracy, NED and char accuracy of a folder of images or of a model."""
+    from qwenkit.image.ocr import text_rendering_scores
+
+    _setup(threads, True)
+    if (images is None) == (model is None):
+        raise typer.BadParameter("give exactly one of --images FOLDER or --model DIR", param_hint="--images/--model")
+    if images is not None:
+        from qwenkit.image.evaluate import read_text_folder
+
+        pictures, texts = read_text_folder(images)
+        scores = text_rendering_scores(pictures, texts, reader=reader)
+    else:
+        from qwenkit.image.evaluate import evaluate_t2i
+        from qwenkit.image.train import load_kit
+
+        scores, _ = evaluate_t2i(load_kit(model), num, reader=reader)
+    text = json.dumps(scores, indent=2)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text + "\n", encoding="utf-8")
+    typer.echo(text)

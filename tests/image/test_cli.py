@@ -1,0 +1,45 @@
+import json
+
+from typer.testing import CliRunner
+
+from qwenkit.image.cli import app
+
+TINY_SETS = [
+    "width=16", "height=16", "batch_size=4", "codec_fit_samples=32", "model.layers=1", "model.heads=2",
+    "model.head_dim=8", "model.axes_dims_rope=[2,2,4]", "model.codec_channels=8", "trainer.max_steps=2",
+    "tasks={t2i: 1.0, ti2i: 1.0}",
+]
+
+
+def test_cli_synth_train_generate_edit_eval(tmp_path):
+    runner = CliRunner()
+    data = tmp_path / "data"
+    result = runner.invoke(app, ["synth", "--out", str(data), "--set", "count=3", "--set", "languages=[en]",
+                                 "--set", "stages=[word]", "--seed", "1", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((data / "manifest.json").read_text())["kept"] == 3
+
+    result = runner.invoke(app, ["eval-text", "--images", str(data), "--out", str(tmp_path / "scores.json")])
+    assert result.exit_code == 0, result.output
+    scores = json.loads((tmp_path / "scores.json").read_text())
+    assert scores["n"] == 3 and 0.0 <= scores["ned"] <= 1.0
+
+    run = tmp_path / "run"
+    args = ["train", "--out", str(run), "--eval-samples", "0", "--quiet", "--threads", "1"]
+    result = runner.invoke(app, args + [x for s in TINY_SETS for x in ("--set", s)])
+    assert result.exit_code == 0, result.output
+    assert (run / "model" / "qwenkit_image.json").is_file() and (run / "report.html").is_file()
+
+    out = tmp_path / "gen"
+    result = runner.invoke(app, ["generate", "--model", str(run / "model"), "--prompt", '"A" black on white',
+                                 "--num", "2", "--steps", "2", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert (out / "grid.png").is_file() and (out / "0001.png").is_file()
+
+    result = runner.invoke(app, ["edit", "--model", str(run / "model"), "--image", str(out / "0000.png"),
+                                 "--instruction", "make text red", "--steps", "2", "--out", str(tmp_path / "ed")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "ed" / "0001.png").is_file()
+
+    bad = runner.invoke(app, ["eval-text"])
+    assert bad.exit_code != 0 and "exactly one" in bad.output
