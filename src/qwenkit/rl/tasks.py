@@ -8,7 +8,6 @@ checks against, ``target`` a correct completion (for the SFT warm start). Prompt
 from __future__ import annotations
 
 import ast
-import itertools
 import operator
 import random
 from collections import Counter
@@ -136,11 +135,3 @@ def draw_examples(task: Task, count: int, seed: int) -> list[Example]:
     return [task.draw(rng) for _ in range(count)]
 
 
-def solvable_countdown(numbers: list[int], target: int) -> bool:
-    """Whether some left-to-right expression over a permutation of ``numbers`` reaches ``target`` (test helper)."""
-    for perm in itertools.permutations(numbers):
-        for ops in itertools.product("+-*", repeat=len(numbers) - 1):
-            expression = str(perm[0]) + "".join(o + str(x) for o, x in zip(ops, perm[1:], strict=True))
-            if evaluate_expression(expression)[0] == target:  # type: ignore[index]
-                return True
-    return False
