@@ -4,16 +4,28 @@
 - :class:`ThinkingBudgetProcessor`: the per-row budget state machine, usable with ``model.generate`` too.
 - :mod:`qwenkit.infer.server`: ``create_app`` / ``qwenkit infer serve``, an OpenAI-compatible chat server.
 - The chat format and the chat backends live in :mod:`qwenkit.lm.chat` and :mod:`qwenkit.lm.backends`.
+
+Names are imported on first use, so that ``qwenkit --help`` (which imports this package's CLI) never loads torch.
 """
 
-from qwenkit.infer.budget import STOP_TEXT_DOCS, STOP_TEXT_PAPER, ThinkingBudgetProcessor, resolve_stop_text
-from qwenkit.infer.generate import ChatResult, generate_chat
+from __future__ import annotations
 
-__all__ = [
-    "STOP_TEXT_DOCS",
-    "STOP_TEXT_PAPER",
-    "ChatResult",
-    "ThinkingBudgetProcessor",
-    "generate_chat",
-    "resolve_stop_text",
-]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "STOP_TEXT_DOCS": "qwenkit.infer.budget",
+    "STOP_TEXT_PAPER": "qwenkit.infer.budget",
+    "ThinkingBudgetProcessor": "qwenkit.infer.budget",
+    "resolve_stop_text": "qwenkit.infer.budget",
+    "ChatResult": "qwenkit.infer.generate",
+    "generate_chat": "qwenkit.infer.generate",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'qwenkit.infer' has no attribute {name!r}")

@@ -1,0 +1,209 @@
+"""The budget curve (Qwen3 paper, section 4.3): answer accuracy on a verifiable task against the thinking budget.
+
+Tasks, each with a checkable answer:
+
+- ``digits``: the user gives ``L`` digits, the answer is their sum mod 10. Thinking writes the running sums mod 10
+  (``3 7 2 9`` -> ``3029``, answer ``9``), so each thinking token is one step of work and a budget of ``b`` tokens
+  leaves ``L - b`` additions to do without thinking. :func:`train_digits_model` trains a tiny Qwen3 on it in about a
+  minute (thinking-mode data plus, as in thinking-mode fusion, replies whose thinking was cut at a random point and
+  closed with the stop text, followed by the right answer), so the curve can be measured on CPU.
+- ``addition``: "What is a + b?" for any instruction model (e.g. SmolLM2); the answer is the last integer of the reply.
+
+:func:`budget_sweep` runs :func:`qwenkit.infer.generate_chat` at every budget on the same questions, batched.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import Field
+
+from qwenkit.core.config import StrictModel
+from qwenkit.core.loop import TrainConfig
+
+TOY_STOP_TEXT = "\nTime is up.\n</think>\n\n"
+"""The stop text of the toy model (short, so that its sequences stay short); any model takes any stop text."""
+STOP_TEXT_NOTE = ("The toy model uses the short stop text `\\nTime is up.\\n</think>\\n\\n` (one token per character "
+                  "keeps sequences short); real models default to Qwen's documented text.")
+
+
+@dataclass(frozen=True)
+class Question:
+    prompt: str
+    answer: str
+    thoughts: str = ""
+
+
+def digits_question(rng: random.Random, length: int) -> Question:
+    digits = [rng.randrange(10) for _ in range(length)]
+    running, total = [], 0
+    for d in digits:
+        total = (total + d) % 10
+        running.append(str(total))
+    return Question(prompt="".join(map(str, digits)), answer=str(total), thoughts="".join(running))
+
+
+def addition_question(rng: random.Random, digits: int) -> Question:
+    a, b = rng.randrange(10 ** (digits - 1), 10**digits), rng.randrange(10 ** (digits - 1), 10**digits)
+    return Question(prompt=f"What is {a} + {b}? Reply with the number only.", answer=str(a + b))
+
+
+def make_questions(task: str, count: int, *, length: int, seed: int) -> list[Question]:
+    rng = random.Random(seed)
+    if task == "digits":
+        return [digits_question(rng, length) for _ in range(count)]
+    if task == "addition":
+        return [addition_question(rng, length) for _ in range(count)]
+    raise ValueError(f"unknown task {task!r}; choose 'digits' or 'addition'")
+
+
+def is_correct(task: str, content: str, answer: str) -> bool:
+    """``digits``: the reply (stripped) is the answer; ``addition``: the last integer in the reply is the answer."""
+    if task == "digits":
+        return content.strip() == answer
+    numbers = re.findall(r"-?\d+", content.replace(",", ""))
+    return bool(numbers) and numbers[-1] == answer
+
+
+class SweepConfig(StrictModel):
+    task: Literal["digits", "addition"] = "digits"
+    length: int = Field(6, ge=1, le=32, description="digits per question (digits) or per operand (addition)")
+    budgets: list[int | None] = Field(default_factory=lambda: [0, 1, 2, 3, 4, 5, 6, None],
+                                      description="thinking budgets to measure; null = unlimited")
+    questions: int = Field(200, ge=1)
+    max_new_tokens: int = Field(48, ge=1)
+    stop_text: str = TOY_STOP_TEXT
+    strategy: Literal["logits", "two_pass"] = "logits"
+    temperature: float = Field(0.0, ge=0.0, description="0 = greedy (the toy model); Qwen3 recommends 0.6")
+    batch_size: int = Field(100, ge=1)
+    seed: int = 0
+
+
+class ToyTrainConfig(StrictModel):
+    size: Literal["nano", "tiny", "small", "base"] = "small"
+    length: int = Field(6, ge=1, le=32)
+    batch_size: int = Field(64, ge=1)
+    cut_fraction: float = Field(0.5, ge=0.0, le=1.0, description="share of examples whose thinking is cut short")
+    stop_text: str = TOY_STOP_TEXT
+    trainer: TrainConfig = Field(default_factory=lambda: TrainConfig(max_steps=500, lr=3e-3, lr_schedule="cosine",
+                                                                     warmup_steps=20, min_lr_ratio=0.05))
+
+
+def _toy_texts(question: Question, cut: int | None, stop_text: str) -> tuple[str, str]:
+    """(prompt, completion) of one training example: full thinking, or thinking cut after ``cut`` tokens."""
+    from qwenkit.lm.chat import generation_prompt
+
+    prompt, _ = generation_prompt([{"role": "user", "content": question.prompt}])
+    thinking = question.thoughts + "\n</think>\n\n" if cut is None else question.thoughts[:cut] + stop_text
+    return prompt, thinking + question.answer + "<|im_end|>"
+
+
+def toy_batch(tokenizer, config: ToyTrainConfig, step: int, seed: int) -> dict[str, Any]:
+    """Micro-batch ``step`` (a pure function of ``step`` and ``seed``, so resume re-creates it exactly)."""
+    import torch
+
+    rng = random.Random(seed * 1_000_003 + step)
+    rows, labels = [], []
+    for _ in range(config.batch_size):
+        question = digits_question(rng, config.length)
+        cut = rng.randrange(config.length) if rng.random() < config.cut_fraction else None
+        prompt, completion = _toy_texts(question, cut, config.stop_text)
+        prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        completion_ids = tokenizer(completion, add_special_tokens=False)["input_ids"]
+        rows.append(prompt_ids + completion_ids)
+        labels.append([-100] * len(prompt_ids) + completion_ids)
+    width = max(len(r) for r in rows)
+    pad = tokenizer.pad_token_id
+    input_ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows])
+    label_ids = torch.tensor([lab + [-100] * (width - len(lab)) for lab in labels])
+    mask = (torch.arange(width)[None, :] < torch.tensor([len(r) for r in rows])[:, None]).long()
+    return {"input_ids": input_ids, "attention_mask": mask, "labels": label_ids}
+
+
+def train_digits_model(config: ToyTrainConfig, *, run=None, seed: int = 0, quiet: bool | None = None):
+    """A tiny Qwen3 trained on the ``digits`` task with the shared loop; returns (model, tokenizer, loop result)."""
+    from qwenkit.core.loop import train_loop
+    from qwenkit.lm import build_synthetic_tokenizer, tiny_qwen3_for
+
+    tokenizer = build_synthetic_tokenizer()
+    model = tiny_qwen3_for(tokenizer, size=config.size, seed=seed)
+
+    def step_fn(model, batch):
+        out = model(**batch)
+        return out.loss, {}
+
+    trainer = config.trainer.model_copy(update={"seed": seed})
+    result = train_loop(model, step_fn, lambda i: toy_batch(tokenizer, config, i, seed), trainer, run=run,
+                        description="training the digits model", quiet=quiet)
+    model.eval()
+    return model, tokenizer, result
+
+
+@dataclass
+class SweepPoint:
+    budget: int | None
+    accuracy: float
+    mean_thinking_tokens: float
+    max_thinking_tokens: int
+    budget_hit_rate: float
+    exact: bool
+    """Every row that hit the budget thought exactly ``budget`` tokens (and no row thought more)."""
+
+
+def budget_sweep(model, tokenizer, config: SweepConfig, *, quiet: bool | None = None) -> list[SweepPoint]:
+    """Accuracy and thinking statistics of ``model`` at every budget of ``config`` on the same questions."""
+    from qwenkit.core.progress import track
+    from qwenkit.infer.generate import generate_chat
+
+    questions = make_questions(config.task, config.questions, length=config.length, seed=config.seed + 1)
+    points = []
+    for budget in track(config.budgets, "budget sweep", quiet=quiet):
+        results = []
+        for start in range(0, len(questions), config.batch_size):
+            chunk = questions[start : start + config.batch_size]
+            results += generate_chat(
+                model, tokenizer, [[{"role": "user", "content": q.prompt}] for q in chunk],
+                max_new_tokens=config.max_new_tokens, thinking_budget=budget, strategy=config.strategy,
+                stop_text=config.stop_text, temperature=config.temperature, seed=config.seed + start,
+            )
+        correct = [is_correct(config.task, r.content, q.answer) for r, q in zip(results, questions, strict=True)]
+        tokens = [r.thinking_tokens or 0 for r in results]
+        exact = budget is None or (all(t <= budget for t in tokens)
+                                   and all(r.thinking_tokens == budget for r in results if r.budget_hit))
+        points.append(SweepPoint(
+            budget=budget, accuracy=sum(correct) / len(correct), mean_thinking_tokens=sum(tokens) / len(tokens),
+            max_thinking_tokens=max(tokens), budget_hit_rate=sum(r.budget_hit for r in results) / len(results),
+            exact=exact,
+        ))
+    return points
+
+
+def sweep_report(points: Sequence[SweepPoint], run, *, title: str, intro: str) -> str:
+    """Write the curve (PNG), the table and the report into ``run``; return a one-line summary."""
+    from qwenkit.core.plots import line_plot
+    from qwenkit.core.report import Report
+
+    finite = [p for p in points if p.budget is not None]
+    unlimited = [p for p in points if p.budget is None]
+    series = {"accuracy": ([p.budget for p in finite], [p.accuracy for p in finite])}
+    plot = line_plot(run.plot_path("budget_curve"), series, title="accuracy against thinking budget",
+                     xlabel="thinking budget (tokens)", ylabel="accuracy")
+    rows = [{"budget": "unlimited" if p.budget is None else p.budget, "accuracy": p.accuracy,
+             "mean thinking tokens": p.mean_thinking_tokens, "max thinking tokens": p.max_thinking_tokens,
+             "budget hit rate": p.budget_hit_rate, "exact budget": p.exact} for p in points]
+    for p in points:
+        run.log(-1 if p.budget is None else p.budget,
+                {"accuracy": p.accuracy, "mean_thinking_tokens": p.mean_thinking_tokens})
+    report = Report(title).text(intro)
+    if unlimited:
+        report.text(f"Unlimited thinking: accuracy **{unlimited[0].accuracy:.3f}**.")
+    report.table(rows, caption="budget sweep (same questions at every budget)").image(plot, "the budget curve")
+    report.write(run.path)
+    first, last = points[0], points[-1]
+    label = "unlimited" if last.budget is None else f"budget {last.budget}"
+    exact = "exact at every budget" if all(p.exact for p in points) else "NOT exact at some budget"
+    return f"accuracy {first.accuracy:.2f} at budget {first.budget} -> {last.accuracy:.2f} {label}; {exact}"
