@@ -2,9 +2,10 @@
 
 Tasks, each with a checkable answer:
 
-- ``digits``: the user gives ``L`` digits, the answer is their sum mod 10. Thinking writes the running sums mod 10
-  (``3 7 2 9`` -> ``3029``, answer ``9``), so each thinking token is one step of work and a budget of ``b`` tokens
-  leaves ``L - b`` additions to do without thinking. :func:`train_digits_model` trains a tiny Qwen3 on it in about a
+- ``digits``: the user gives ``L`` digits below ``m`` (the modulus), the answer is their sum mod ``m``. Thinking
+  writes the running sums mod ``m`` (``m = 10``: ``3729`` -> ``3029``, answer ``9``; ``m = 2``: running parity), so
+  each thinking token is one step of work and a budget of ``b`` tokens leaves ``L - b`` additions to do without
+  thinking; guessing scores ``1/m``. :func:`train_digits_model` trains a tiny Qwen3 on it in about a
   minute (thinking-mode data plus, as in thinking-mode fusion, replies whose thinking was cut at a random point and
   closed with the stop text, followed by the right answer), so the curve can be measured on CPU.
 - ``addition``: "What is a + b?" for any instruction model (e.g. SmolLM2); the answer is the last integer of the reply.
@@ -38,11 +39,11 @@ class Question:
     thoughts: str = ""
 
 
-def digits_question(rng: random.Random, length: int) -> Question:
-    digits = [rng.randrange(10) for _ in range(length)]
+def digits_question(rng: random.Random, length: int, modulus: int = 10) -> Question:
+    digits = [rng.randrange(modulus) for _ in range(length)]
     running, total = [], 0
     for d in digits:
-        total = (total + d) % 10
+        total = (total + d) % modulus
         running.append(str(total))
     return Question(prompt="".join(map(str, digits)), answer=str(total), thoughts="".join(running))
 
@@ -52,10 +53,10 @@ def addition_question(rng: random.Random, digits: int) -> Question:
     return Question(prompt=f"What is {a} + {b}? Reply with the number only.", answer=str(a + b))
 
 
-def make_questions(task: str, count: int, *, length: int, seed: int) -> list[Question]:
+def make_questions(task: str, count: int, *, length: int, seed: int, modulus: int = 10) -> list[Question]:
     rng = random.Random(seed)
     if task == "digits":
-        return [digits_question(rng, length) for _ in range(count)]
+        return [digits_question(rng, length, modulus) for _ in range(count)]
     if task == "addition":
         return [addition_question(rng, length) for _ in range(count)]
     raise ValueError(f"unknown task {task!r}; choose 'digits' or 'addition'")
@@ -71,8 +72,9 @@ def is_correct(task: str, content: str, answer: str) -> bool:
 
 class SweepConfig(StrictModel):
     task: Literal["digits", "addition"] = "digits"
-    length: int = Field(6, ge=1, le=32, description="digits per question (digits) or per operand (addition)")
-    budgets: list[int | None] = Field(default_factory=lambda: [0, 1, 2, 3, 4, 5, 6, None],
+    length: int = Field(8, ge=1, le=32, description="digits per question (digits) or per operand (addition)")
+    modulus: int = Field(2, ge=2, le=10, description="digits task: digits below it, answer = sum mod it")
+    budgets: list[int | None] = Field(default_factory=lambda: [0, 2, 4, 5, 6, 7, 8, None],
                                       description="thinking budgets to measure; null = unlimited")
     questions: int = Field(200, ge=1)
     max_new_tokens: int = Field(48, ge=1)
@@ -84,12 +86,13 @@ class SweepConfig(StrictModel):
 
 
 class ToyTrainConfig(StrictModel):
-    size: Literal["nano", "tiny", "small", "base"] = "small"
-    length: int = Field(6, ge=1, le=32)
+    size: Literal["nano", "tiny", "small", "base"] = "tiny"
+    length: int = Field(8, ge=1, le=32)
+    modulus: int = Field(2, ge=2, le=10)
     batch_size: int = Field(64, ge=1)
     cut_fraction: float = Field(0.5, ge=0.0, le=1.0, description="share of examples whose thinking is cut short")
     stop_text: str = TOY_STOP_TEXT
-    trainer: TrainConfig = Field(default_factory=lambda: TrainConfig(max_steps=500, lr=3e-3, lr_schedule="cosine",
+    trainer: TrainConfig = Field(default_factory=lambda: TrainConfig(max_steps=400, lr=3e-3, lr_schedule="cosine",
                                                                      warmup_steps=20, min_lr_ratio=0.05))
 
 
@@ -109,7 +112,7 @@ def toy_batch(tokenizer, config: ToyTrainConfig, step: int, seed: int) -> dict[s
     rng = random.Random(seed * 1_000_003 + step)
     rows, labels = [], []
     for _ in range(config.batch_size):
-        question = digits_question(rng, config.length)
+        question = digits_question(rng, config.length, config.modulus)
         cut = rng.randrange(config.length) if rng.random() < config.cut_fraction else None
         prompt, completion = _toy_texts(question, cut, config.stop_text)
         prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
@@ -159,7 +162,8 @@ def budget_sweep(model, tokenizer, config: SweepConfig, *, quiet: bool | None = 
     from qwenkit.core.progress import track
     from qwenkit.infer.generate import generate_chat
 
-    questions = make_questions(config.task, config.questions, length=config.length, seed=config.seed + 1)
+    questions = make_questions(config.task, config.questions, length=config.length, seed=config.seed + 1,
+                               modulus=config.modulus)
     points = []
     for budget in track(config.budgets, "budget sweep", quiet=quiet):
         results = []
