@@ -80,3 +80,30 @@ def test_tesseract_reads_known_text(fixtures, language):
     # tesseract's chi_sim model is the weaker reader (it reads 千 as 王, 花 as 化); measured NED 0.83 on these
     bar = {"en": 1.0, "zh": 0.6}[language]
     assert scores["ned"] >= bar, scores
+
+
+@pytest.mark.skipif(not _has_rapidocr(), reason="rapidocr-onnxruntime is not installed")
+def test_evaluate_any_diffusers_pipeline():
+    import torch
+    from diffusers import (
+        AutoencoderKLQwenImage,
+        FlowMatchEulerDiscreteScheduler,
+        QwenImagePipeline,
+        QwenImageTransformer2DModel,
+    )
+
+    from qwenkit.image.evaluate import evaluate_pipeline
+
+    torch.manual_seed(0)
+    # the tiny configs of diffusers' own QwenImage pipeline tests; the text encoder is bypassed with prompt_embeds
+    transformer = QwenImageTransformer2DModel(patch_size=2, in_channels=16, out_channels=4, num_layers=2,
+                                              attention_head_dim=16, num_attention_heads=3, joint_attention_dim=16,
+                                              axes_dims_rope=(8, 4, 4))
+    vae = AutoencoderKLQwenImage(base_dim=24, z_dim=4, dim_mult=[1, 2, 4], num_res_blocks=1,
+                                 temperal_downsample=[False, True], latents_mean=[0.0] * 4, latents_std=[1.0] * 4)
+    pipe = QwenImagePipeline(scheduler=FlowMatchEulerDiscreteScheduler(), vae=vae, text_encoder=None,
+                             tokenizer=None, transformer=transformer)
+    calls = [{"prompt_embeds": torch.randn(1, 4, 16), "prompt_embeds_mask": torch.ones(1, 4, dtype=torch.long)}] * 2
+    scores, images = evaluate_pipeline(pipe, calls, ["HELLO", "通义"], height=32, width=32, num_inference_steps=2)
+    assert len(images) == 2 and images[0].size == (32, 32)
+    assert scores["n"] == 2 and scores["word_accuracy"] == 0.0  # an untrained pipeline renders no text

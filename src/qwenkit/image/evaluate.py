@@ -101,14 +101,16 @@ def read_text_folder(folder: str | Path) -> tuple[list, list[str]]:
     return [Image.open(p).convert("RGB") for p, _ in pairs], [t for _, t in pairs]
 
 
-def evaluate_pipeline(pipe, prompts: Sequence[str], texts: Sequence[str], *, reader="rapidocr", seed: int = 0,
+def evaluate_pipeline(pipe, prompts: Sequence[str | dict], texts: Sequence[str], *, reader="rapidocr", seed: int = 0,
                       **pipe_kwargs) -> tuple[dict, list]:
     """OCR-score any diffusers text-to-image pipeline (e.g. ``QwenImagePipeline``): one image per prompt, scored
-    against ``texts`` (the text each prompt asks to render)."""
+    against ``texts`` (the text each prompt asks to render). A prompt may be a dict of call arguments instead (e.g.
+    ``{"prompt_embeds": ..., "prompt_embeds_mask": ...}`` for a pipeline without its text encoder)."""
     import torch
 
     images = []
     for i, prompt in enumerate(prompts):
         generator = torch.Generator().manual_seed(seed + i)
-        images.append(pipe(prompt=prompt, generator=generator, **pipe_kwargs).images[0])
+        call = dict(prompt) if isinstance(prompt, dict) else {"prompt": prompt}
+        images.append(pipe(generator=generator, **call, **pipe_kwargs).images[0])
     return text_rendering_scores(images, list(texts), reader=reader), images
