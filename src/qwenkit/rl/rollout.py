@@ -17,7 +17,8 @@ from typing import Any
 import torch
 
 from qwenkit.lm.logprobs import token_logprobs
-from qwenkit.lm.sampling import SamplingParams, sample
+from qwenkit.lm.sampling import SamplingParams
+from qwenkit.rl.backends import LocalBackend, RolloutBackend
 from qwenkit.rl.config import RLConfig
 from qwenkit.rl.losses import group_advantages
 from qwenkit.rl.tasks import Example, Task
@@ -89,8 +90,11 @@ def generate_rollout(
     index: int,
     seed: int,
     ref_model: torch.nn.Module | None = None,
+    backend: RolloutBackend | None = None,
 ) -> Rollout:
-    """Sample, reward and score rollout batch ``index`` (deterministic given the weights, ``seed`` and ``index``)."""
+    """Sample (with ``backend``, default: the model itself), reward and score rollout batch ``index`` (deterministic
+    given the weights, ``seed`` and ``index``)."""
+    backend = backend or LocalBackend(model, tokenizer)
     group = config.rollout.group_size
     want = config.rollout.prompts
     max_new = config.rollout.max_new_tokens or task.max_new_tokens
@@ -105,7 +109,7 @@ def generate_rollout(
             max_new_tokens=max_new, temperature=config.rollout.temperature, top_p=config.rollout.top_p,
             top_k=config.rollout.top_k, seed=hash((seed, index, rounds)) % 2**31,
         )
-        batch = sample(model, tokenizer, prompts, params)
+        batch = backend.generate(prompts, params)
         for g, example in enumerate(examples):
             rows = range(g * group, (g + 1) * group)
             rewards = [float(task.reward(example.prompt, batch.texts[r], example.reference)) for r in rows]
@@ -179,7 +183,9 @@ class RolloutSource:
         ref_model: torch.nn.Module | None = None,
         world_size: int = 1,
         on_rollout: Callable[[Rollout], None] | None = None,
+        backend: RolloutBackend | None = None,
     ):
+        self.backend = backend
         self.model, self.tokenizer, self.task, self.config, self.seed = model, tokenizer, task, config, seed
         self.ref_model = ref_model
         self.world_size = world_size
@@ -211,9 +217,11 @@ class RolloutSource:
     def __call__(self, micro_index: int) -> dict[str, Any]:
         index, within = divmod(micro_index, self.micro_per_rollout)
         if index != self.rollout_index:
+            policy = getattr(self.model, "module", self.model)
+            if self.backend is not None:
+                self.backend.sync_weights(policy)
             self.rollout = generate_rollout(
-                getattr(self.model, "module", self.model), self.tokenizer, self.task, self.config, index, self.seed,
-                self.ref_model,
+                policy, self.tokenizer, self.task, self.config, index, self.seed, self.ref_model, self.backend
             )
             self.rollout_index = index
             if self.on_rollout is not None:
