@@ -121,7 +121,7 @@ def test_gspo_token_gradient_equals_gspo_on_a_real_model():
         grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
     scale = grads[0].abs().max()
     assert scale > 0
-    assert float((grads[0] - grads[1]).abs().max()) <= 1e-5 * float(scale)
+    assert torch.equal(grads[0], grads[1])  # float64 loss math: bit-identical float32 gradients
 
 
 def test_config_errors_name_the_field():

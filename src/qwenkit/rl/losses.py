@@ -145,6 +145,8 @@ def policy_loss(
     ``level="sequence"`` refuses a ``token_mask``: its ratio couples every token of a response, so no token can be
     excluded from the gradient; use ``sequence_token``.
 
+    Precision: computed in float64 whatever the input dtype; the loss is returned in the dtype of ``logp``.
+
     Clip semantics: the clip is active (no gradient) where ``ratio < 1 - eps_low`` and ``A < 0`` ("low") or
     ``ratio > 1 + eps_high`` and ``A > 0`` ("high"); these define the clip fractions in the returned stats.
     """
@@ -168,11 +170,17 @@ def policy_loss(
     if ref_logp is None and kl_coef:
         raise ValueError(f"kl_coef={kl_coef} needs ref_logp (the reference model's log-probs)")
     mask = mask.bool()
+    input_dtype = logp.dtype
+    # The loss math runs in float64: negligible next to the model, and formulas that are equal in exact arithmetic
+    # (GSPO and GSPO-token) then give the same float32 gradients, so whole training runs coincide bit for bit.
+    logp = logp.double()
     zeros = torch.zeros_like(logp)
     # sanitise padding first, so that garbage there can reach neither the value nor (as 0 * inf) the gradient
     logp = torch.where(mask, logp, zeros)
     old_logp = torch.where(mask, old_logp.to(logp.dtype), zeros).detach()
     advantages = advantages.to(logp.dtype)
+    if torch.is_tensor(normalizer):
+        normalizer = normalizer.to(logp.dtype)
     if advantages.dim() == 1:
         adv_tok = advantages[:, None].expand_as(logp) if level != "sequence" else None
         adv_seq = advantages
@@ -230,7 +238,7 @@ def policy_loss(
         if kl_coef:
             per_token = per_token + kl_coef * kl
     per_token = torch.where(mask, per_token, zeros)
-    loss = _aggregate(per_token, mask, aggregation, normalizer, max_length)
+    loss = _aggregate(per_token, mask, aggregation, normalizer, max_length).to(input_dtype)
 
     with torch.no_grad():
         valid_log_ratio = token_log_ratio.detach()[mask]
