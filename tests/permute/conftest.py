@@ -17,8 +17,8 @@ def forced_kernels(monkeypatch):
     monkeypatch.setattr(planner, "MIN_ROW_BYTES_FOR_ROWS", 0)
     monkeypatch.setattr(planner, "MIN_PLANE_ELEMENTS", 0)
     monkeypatch.setattr(planner, "STREAM_MIN_BYTES", 0)
-    monkeypatch.setattr(planner, "TILE_P_BYTES", 128)
-    monkeypatch.setattr(planner, "TILE_Q_BYTES", 64)
+    # small macro tiles, both orders, so that small arrays hold several full tiles plus edges
+    monkeypatch.setattr(planner, "TILE_SHAPES", {w: (128, 64, w in (2, 8)) for w in (1, 2, 4, 8, 16)})
     api._cached_plan.cache_clear()
     yield
     api._cached_plan.cache_clear()

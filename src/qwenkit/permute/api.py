@@ -124,6 +124,7 @@ def _bind_plan(plan: Plan, kernels: Kernels) -> list:
         else:
             args = ffi.new("qk_tile_args *", {
                 "np": plan.pb.size, "nq": plan.qa.size, "tp": plan.tp, "tq": plan.tq, "sp": plan.p_axes.sa[0],
+                "column_order": int(plan.column_order),
                 "pb": int64s(plan.pb), "qa": int64s(plan.qa), "nouter": nouter,
                 "oshape": oshape, "oa": oa, "ob": ob, "stream": int(plan.stream)})
             keep.append(args)

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 WIDTHS: tuple[int, ...] = (1, 2, 4, 8, 16)
 LANE_BYTES = 16
 TILE_BUFFER_BYTES = 65536
-MAX_TILE_P = 512
+MAX_TILE_P = 1024
 MAX_OUTER_DIMS = 64
 SMALL_PLANE_BYTES = 65536
 
@@ -36,6 +36,7 @@ CDEF = """
 typedef struct {
     int64_t np, nq, tp, tq;
     int64_t sp;
+    int32_t column_order;
     const int64_t *pb;
     const int64_t *qa;
     int32_t nouter;
@@ -422,27 +423,43 @@ static inline void prefetch_rows(const char *a, const int64_t *qa, int64_t j0, i
 
 /* One plane, output rows [p0, p1): macro tiles of tp x tq; full tiles whose output rows are cache-line aligned go
    through the aligned buffer and out with whole-line non-temporal stores. */
+/* A full macro tile through the aligned buffer, then out with whole-line non-temporal stores. */
+static inline void buffered_tile(const char *a_rows, const qk_tile_args *t, char *b, const int64_t *pb,
+                                 int64_t rows, int64_t jq, char *buf, const int64_t *pbuf)
+{
+    transpose_block(a_rows, t->sp, t->qa + jq, buf, pbuf, rows, t->tq);
+    for (int64_t i = 0; i < rows; ++i) stream_row(b + pb[i] + jq * W, buf + i * t->tq * W, t->tq * W);
+}
+
+/* One plane, output rows [p0, p1), streaming: the columns before the first cache-line-aligned output column and
+   after the last full macro tile are written directly; the full tiles go through the buffer. Row order walks a
+   strip of output rows across all columns (long input runs per tile); column order walks down a strip of columns
+   (each input row read sequentially across tiles): the planner picks per element width, as measured. */
 static void plane(const char *a, char *b, const qk_tile_args *t, int64_t p0, int64_t p1,
                   char *buf, const int64_t *pbuf)
 {
-    const int64_t nq = t->nq, tq = t->tq;
+    const int64_t nq = t->nq, tq = t->tq, tp = t->tp, sp = t->sp;
     const int64_t misalign = (int64_t)((uintptr_t)(b + t->pb[p0]) & 63);
     if (misalign % W != 0) { plane_direct(a, b, t, p0, p1); return; }
     int64_t head = ((64 - misalign) & 63) / W;
     if (head > nq) head = nq;
-    for (int64_t ip = p0; ip < p1; ip += t->tp) {
-        const int64_t rows = p1 - ip < t->tp ? p1 - ip : t->tp;
-        const char *a_rows = a + ip * t->sp;
-        const int64_t *pb = t->pb + ip;
-        if (head > 0) transpose_block(a_rows, t->sp, t->qa, b, pb, rows, head);
-        int64_t jq = head;
-        for (; jq + tq <= nq; jq += tq) {
-            prefetch_rows(a_rows, t->qa, jq + tq, jq + 2 * tq < nq ? jq + 2 * tq : nq, rows * t->sp);
-            transpose_block(a_rows, t->sp, t->qa + jq, buf, pbuf, rows, tq);
-            for (int64_t i = 0; i < rows; ++i) stream_row(b + pb[i] + jq * W, buf + i * tq * W, tq * W);
-        }
-        if (jq < nq) transpose_block(a_rows, t->sp, t->qa + jq, b + jq * W, pb, rows, nq - jq);
+    const int64_t full_end = head + (nq - head) / tq * tq;
+    for (int64_t ip = p0; ip < p1; ip += tp) {
+        const int64_t rows = p1 - ip < tp ? p1 - ip : tp;
+        if (head > 0) transpose_block(a + ip * sp, sp, t->qa, b, t->pb + ip, rows, head);
+        if (full_end < nq)
+            transpose_block(a + ip * sp, sp, t->qa + full_end, b + full_end * W, t->pb + ip, rows, nq - full_end);
+        if (!t->column_order)
+            for (int64_t jq = head; jq < full_end; jq += tq) {
+                prefetch_rows(a + ip * sp, t->qa, jq + tq, jq + 2 * tq < full_end ? jq + 2 * tq : full_end,
+                              rows * sp);
+                buffered_tile(a + ip * sp, t, b, t->pb + ip, rows, jq, buf, pbuf);
+            }
     }
+    if (t->column_order)
+        for (int64_t jq = head; jq < full_end; jq += tq)
+            for (int64_t ip = p0; ip < p1; ip += tp)
+                buffered_tile(a + ip * sp, t, b, t->pb + ip, p1 - ip < tp ? p1 - ip : tp, jq, buf, pbuf);
 }
 
 void qk_tile(const char *a, char *b, const qk_tile_args *t, int64_t o0, int64_t o1, int64_t p0, int64_t p1)

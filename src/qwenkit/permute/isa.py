@@ -23,6 +23,10 @@ _ARM = {"neon": ((), ())}  # Advanced SIMD is architectural on aarch64: no flag,
 
 ALL_ISAS: tuple[str, ...] = ("scalar", *_X86, *_ARM)
 
+PREFERRED_ORDER: tuple[str, ...] = ("avx512", "avx2", "neon", "sse2")
+"""Which available ISA ``"auto"`` picks, best first. AVX-512 and AVX2 measured alike on the large transposes; AVX-512's
+masked loads and stores make short-axis blocks several times faster (docs/permute.md)."""
+
 
 class UnknownIsaError(ValueError):
     """An ISA name that is not one of ``ALL_ISAS``, or one this CPU cannot execute."""
@@ -61,13 +65,8 @@ def compiler_flags(isa: str) -> tuple[str, ...]:
     return flags
 
 
-def default_isa() -> str:
-    """``$QWENKIT_PERMUTE_ISA`` when set, else the best ISA of this CPU (AVX2 over AVX-512: see docs/permute.md)."""
-    return resolve_isa(os.environ.get(ISA_ENV_VAR, "auto"))
-
-
 def resolve_isa(isa: str) -> str:
-    """Map ``"auto"`` to this CPU's default and check that an explicit name can run here."""
+    """Map ``"auto"`` to ``$QWENKIT_PERMUTE_ISA`` or this CPU's best ISA, and check that a name can run here."""
     available = cpu_isas()
     if isa == "auto":
         env = os.environ.get(ISA_ENV_VAR, "auto")
@@ -84,5 +83,3 @@ def resolve_isa(isa: str) -> str:
     return isa
 
 
-# Which available ISA "auto" picks, best first. Measured in benchmarks/results/permute.md.
-PREFERRED_ORDER: tuple[str, ...] = ("avx512", "avx2", "neon", "sse2")
