@@ -47,8 +47,8 @@ def run(ctx: ReproContext) -> str:
     results: dict[str, dict] = {}
     zero_shot = build_embedder(load_config(EmbedTrainConfig, base))
     results["MiniLM zero-shot"] = evaluate(zero_shot)
-    instructed = evaluate_embedder(zero_shot, tasks["stdlib"], dims=[None], query_max_length=48,
-                                   doc_max_length=96, use_instruction=True)
+    instructed = evaluate_embedder(zero_shot, tasks["stdlib"], dims=[None], query_max_length=64,
+                                   doc_max_length=64, use_instruction=True)
     model_a, results["A: InfoNCE on stdlib (+MRL)"] = fine_tune(
         "model_a", mixture=[{"task": "stdlib"}], loss={"matryoshka_dims": [32, 64, 128]})
     mixture_b = [{"task": "stdlib", "pairs": "weak", "max_pairs": 2000}]
