@@ -1,6 +1,14 @@
 import os
+import sys
+from pathlib import Path
 
 import pytest
+
+# Test modules are imported in importlib mode (domains may reuse basenames such as test_losses.py); helper modules
+# that a domain's tests import by name (e.g. worker functions for torch.multiprocessing) are found on these paths.
+for _domain_tests in sorted(p for p in Path(__file__).parent.iterdir() if p.is_dir() and not p.name.startswith(".")):
+    if str(_domain_tests) not in sys.path:
+        sys.path.append(str(_domain_tests))
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
