@@ -75,7 +75,7 @@ def _read_lines():
 
 def _stream_reply(model, tokenizer, history, *, max_new_tokens, no_think, thinking_budget, temperature, stop_text,
                   seed):
-    from qwenkit.infer.generate import NON_THINKING_SAMPLING, THINKING_SAMPLING, generate_ids
+    from qwenkit.infer.generate import NON_THINKING_SAMPLING, THINKING_SAMPLING, chat_stop_token_ids, generate_ids
     from qwenkit.lm.chat import ReasoningStreamParser, generation_prompt
 
     prompt, thinking = generation_prompt(history, tokenizer=tokenizer, enable_thinking=not no_think)
@@ -85,13 +85,22 @@ def _stream_reply(model, tokenizer, history, *, max_new_tokens, no_think, thinki
     parser = ReasoningStreamParser(in_reasoning=thinking)
     ids: list[int] = []
     printed = [0]
+    section = [""]
+
+    stop_ids = set(chat_stop_token_ids(tokenizer))
 
     def on_token(_row: int, token: int) -> None:
+        if token in stop_ids:
+            return
         ids.append(token)
-        text = tokenizer.decode(ids, skip_special_tokens=True)
+        text = tokenizer.decode(ids, skip_special_tokens=False)
         if text.endswith("\ufffd"):
             return
         for kind, piece in parser.feed(text[printed[0] :]):
+            if kind != section[0]:  # label the sections: dimming alone is lost when the output is not a terminal
+                typer.secho(("\n" if section[0] else "") + ("[thinking] " if kind == "reasoning" else "[answer] "),
+                            nl=False, bold=True)
+                section[0] = kind
             typer.secho(piece, nl=False, dim=kind == "reasoning")
         printed[0] = len(text)
 
