@@ -76,3 +76,19 @@ def test_reranker_requires_single_yes_no_tokens():
     tokenizer = build_synthetic_tokenizer()
     with pytest.raises(ValueError, match="single token"):
         Reranker(tiny_qwen3_for(tokenizer, "nano"), tokenizer)
+
+
+def test_reranker_sft_learns_a_separable_rule():
+    from qwenkit.core.loop import TrainConfig
+    from qwenkit.embed.rerank_train import train_reranker
+    from qwenkit.lm import build_synthetic_tokenizer, tiny_qwen3_for
+
+    tokenizer = build_synthetic_tokenizer(extra_tokens=("yes", "no"))
+    reranker = Reranker(tiny_qwen3_for(tokenizer, "nano", seed=3), tokenizer, max_length=400, instruction="match")
+    examples = [(f"q{i}", ("alpha " if i % 2 else "omega ") + str(i), i % 2) for i in range(16)]
+    config = TrainConfig(max_steps=30, lr=3e-3, seed=0)
+    result = train_reranker(reranker, examples, config, batch_size=8, quiet=True)
+    first, last = result.history[0]["loss"], np.mean([h["loss"] for h in result.history[-5:]])
+    assert last < 0.75 * first
+    scores = reranker.score("q", ["alpha 99", "omega 99"])
+    assert scores[0] > scores[1]
