@@ -18,7 +18,7 @@ def train(
     config: Annotated[Path | None, typer.Option("--config", help="YAML config (see docs/rl.md).")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override a field: a.b=value (repeatable).")] = None,
     algorithm: Annotated[
-        str | None, typer.Option("--algorithm", help="Preset for `algorithm`: grpo, gspo, gspo_token, grpo_8020.")
+        str | None, typer.Option("--algorithm", help="Preset for `algorithm`: grpo, gspo, gspo_token, grpo_8020, dapo.")
     ] = None,
     out: Annotated[Path, typer.Option("--out", help="Run directory.")] = Path("runs/rl"),
     seed: Annotated[int | None, typer.Option("--seed", help="Seed (default: trainer.seed).")] = None,

@@ -108,6 +108,8 @@ ALGORITHMS: dict[str, dict] = {
     "gspo": dict(level="sequence", clip_low=3e-4, clip_high=4e-4, aggregation="seq-mean-token-mean"),
     "gspo_token": dict(level="sequence_token", clip_low=3e-4, clip_high=4e-4, aggregation="seq-mean-token-mean"),
     "grpo_8020": dict(level="token", clip_low=0.2, clip_high=0.28, aggregation="token-mean", rho=0.2),
+    "dapo": dict(level="token", clip_low=0.2, clip_high=0.28, aggregation="token-mean", rho=1.0),
 }
-"""The four algorithms of the reproduction: GRPO (DAPO clip-higher), GSPO and GSPO-token at the paper's clip range
-(3e-4, 4e-4), and the 80/20 rule on DAPO's token-mean loss (rho = 0.2)."""
+"""The algorithms of the reproduction: GRPO (DAPO clip-higher), GSPO and GSPO-token at the paper's clip range
+(3e-4, 4e-4), the 80/20 rule on DAPO's token-mean loss (rho = 0.2), and that loss without the mask (``dapo``, the
+80/20 rule's control)."""

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from qwenkit.core.repro import Repro, ReproContext
 
-ALGORITHM_LABELS = {"grpo": "GRPO", "gspo": "GSPO", "gspo_token": "GSPO-token", "grpo_8020": "GRPO+80/20"}
+ALGORITHM_LABELS = {"grpo": "GRPO", "gspo": "GSPO", "gspo_token": "GSPO-token", "grpo_8020": "GRPO+80/20",
+                    "dapo": "DAPO loss, no mask (80/20 control)"}
 
 
 def _config(algorithm: str, moe: bool, rollouts: int, sft_steps: int, seed: int):
@@ -64,7 +65,7 @@ def run_rl_repro(ctx: ReproContext) -> str:
     seeds = [ctx.seed + k for k in range(5 if full else 3)]
     moe_seeds = seeds if full else seeds[:2]
     sft_steps = 70
-    algorithms = list(ALGORITHM_LABELS)
+    algorithms = [a for a in ALGORITHM_LABELS if full or a != "dapo"]
     root = ctx.run.path
     results: dict[tuple[str, str, int], object] = {}
     sft_pass: dict[tuple[str, int], float] = {}
@@ -131,9 +132,10 @@ def run_rl_repro(ctx: ReproContext) -> str:
             ctx.run.plot_path(f"reward_{kind}"), series, bands=bands, xlabel="rollout batch",
             ylabel="mean reward (sampled, T=1)", title=f"{kind}: reward, mean and min-max over seeds",
         )
-        report.image(path, f"{kind} model: reward per rollout batch (band: min-max over seeds)")
+        report.image(path, f"{kind} model: reward per rollout batch (band: min-max over seeds); GSPO's curve is "
+                           "hidden under GSPO-token's when the two are identical")
 
-    cats = [ALGORITHM_LABELS[a] for a in algorithms]
+    cats = [ALGORITHM_LABELS[a].split(",")[0] for a in algorithms]
     clip_plot = bar_plot(
         ctx.run.plot_path("clip_fraction"), cats,
         {kind: [max(clip_by_algo[(kind, a)], 1e-6) for a in algorithms] for kind in ("dense", "moe")},
@@ -192,7 +194,8 @@ def run_rl_repro(ctx: ReproContext) -> str:
         "tiny clip range.\n"
         f"- Reward curves: at this scale ({params / 1e6:.2f}M-parameter dense model, 3-token answers, a few seeds) "
         "GRPO, GSPO and GSPO-token are not separable; their seed bands overlap. GRPO+80/20 learns slower here (see its "
-        "row): with 3-token answers, dropping 80% of the tokens removes most of the signal. "
+        "row): with 3-token answers, dropping 80% of the tokens removes most of the signal (`--full` adds the same "
+        "token-mean loss without the mask as a control). "
         "The papers tie GSPO's advantage (stability of MoE RL without Routing "
         "Replay) and the 80/20 gain (growing with model size, none at 8B) to large models; we do not reproduce "
         "either here and do not claim to.\n"
