@@ -4,7 +4,8 @@
   level, three aggregations, clip, 80/20 ``token_mask``, k3 KL), ``token_entropy``, ``high_entropy_mask`` (global
   over processes).
 - :mod:`qwenkit.rl.rewards`, :mod:`qwenkit.rl.tasks`: verifiable rewards and toy tasks.
-- :mod:`qwenkit.rl.train`: the trainer (``train(config, out)``) on ``qwenkit.core.loop``; :mod:`qwenkit.rl.config`.
+- :mod:`qwenkit.rl.train`: the trainer (``qwenkit.rl.train.train(config, out)``) on ``qwenkit.core.loop``; configs in
+  :mod:`qwenkit.rl.config`.
 - :mod:`qwenkit.rl.entropy`: token-entropy analysis; :mod:`qwenkit.rl.trl_adapter`: the loss inside TRL's
   ``GRPOTrainer``; :mod:`qwenkit.rl.backends`: rollout backends (local, vLLM).
 
@@ -24,7 +25,6 @@ _EXPORTS = {
     "sequence_log_ratio": "qwenkit.rl.losses",
     "RLConfig": "qwenkit.rl.config",
     "ALGORITHMS": "qwenkit.rl.config",
-    "train": "qwenkit.rl.train",
     "get_task": "qwenkit.rl.tasks",
 }
 

@@ -18,6 +18,10 @@ ALGORITHM_LABELS = {"grpo": "GRPO", "gspo": "GSPO", "gspo_token": "GSPO-token", 
                     "dapo": "DAPO loss, no mask (80/20 control)"}
 
 
+QUICK = {"rollouts": 20, "seeds": 3, "moe_seeds": 2, "sft_steps": 70}
+FULL = {"rollouts": 60, "seeds": 5, "moe_seeds": 5, "sft_steps": 70}
+
+
 def _config(algorithm: str, moe: bool, rollouts: int, sft_steps: int, seed: int):
     from qwenkit.core.config import load_config
     from qwenkit.rl.config import ALGORITHMS, RLConfig
@@ -61,10 +65,10 @@ def run_rl_repro(ctx: ReproContext) -> str:
     from qwenkit.rl.train import build_model_and_tokenizer, train, warm_start
 
     full = ctx.full
-    rollouts = 60 if full else 20
-    seeds = [ctx.seed + k for k in range(5 if full else 3)]
-    moe_seeds = seeds if full else seeds[:2]
-    sft_steps = 70
+    scale = FULL if full else QUICK
+    rollouts, sft_steps = scale["rollouts"], scale["sft_steps"]
+    seeds = [ctx.seed + k for k in range(scale["seeds"])]
+    moe_seeds = seeds[: scale["moe_seeds"]]
     algorithms = [a for a in ALGORITHM_LABELS if full or a != "dapo"]
     root = ctx.run.path
     results: dict[tuple[str, str, int], object] = {}
