@@ -71,15 +71,17 @@ def _pad_rows(prompt_ids: list[list[int]], completion_ids: list[list[int]], logp
 
 @torch.no_grad()
 def score(model, ids, attention, completion, config: RLConfig, *, routes: bool = False):
+    """pi(token) of every position on the model's device; results come back on the CPU, where rollouts are kept."""
     kwargs = {"output_router_logits": True} if routes else {}
+    device = next(model.parameters()).device
     out = token_logprobs(
-        model, ids, attention, completion_mask=completion, temperature=config.rollout.temperature,
-        chunk_size=config.logprob_chunk_size, **kwargs,
+        model, ids.to(device), attention.to(device), completion_mask=completion.to(device),
+        temperature=config.rollout.temperature, chunk_size=config.logprob_chunk_size, **kwargs,
     )
     experts = None
     if routes and out.router_logits is not None:
-        experts = routed_experts(out.router_logits, model.config.num_experts_per_tok, tuple(ids.shape))
-    return out.logprobs, experts
+        experts = routed_experts(out.router_logits, model.config.num_experts_per_tok, tuple(ids.shape)).cpu()
+    return out.logprobs.float().cpu(), experts
 
 
 def generate_rollout(
