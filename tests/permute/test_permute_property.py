@@ -125,3 +125,18 @@ def test_many_short_axes(forced_kernels, isa, dtype):
         _assert_bits_equal(permute(a, axes, isa=isa, threads=2), _expected(a, axes))
     b = _random_bytes(rng, (3, 4, 5, 4, 5, 5), dtype)
     _assert_bits_equal(permute(b, (0, 3, 2, 5, 4, 1), isa=isa), _expected(b, (0, 3, 2, 5, 4, 1)))
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.float32, np.float64, np.complex128])
+@pytest.mark.parametrize("channels", [2, 3, 4, 5, 7, 8])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_short_axis_next_to_a_long_one(forced_kernels, dtype, channels, threads):
+    """NCHW<->NHWC with few channels: the interleave/deinterleave kernels where the ISA has them (AVX-512),
+    tiles or NumPy elsewhere; lengths with tails in every register position."""
+    rng = np.random.default_rng(channels)
+    for pixels in (1, 63, 65, 257):
+        nchw = _random_bytes(rng, (2, channels, pixels), dtype)
+        nhwc = _random_bytes(rng, (2, pixels, channels), dtype)
+        for isa in ISAS:
+            _assert_bits_equal(permute(nchw, (0, 2, 1), isa=isa, threads=threads), _expected(nchw, (0, 2, 1)))
+            _assert_bits_equal(permute(nhwc, (0, 2, 1), isa=isa, threads=threads), _expected(nhwc, (0, 2, 1)))

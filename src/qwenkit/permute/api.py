@@ -107,6 +107,11 @@ def _bind_plan(plan: Plan, kernels: Kernels) -> list:
         keep.append(array)
         return ffi.cast("const int64_t *", array.ctypes.data if array.size else 0)
 
+    def as_pointer(array: np.ndarray, ctype: str = "const void *") -> object:
+        array = np.ascontiguousarray(array)
+        keep.append(array)
+        return ffi.cast(ctype, array.ctypes.data)
+
     nouter = len(plan.outer.shape)
     oshape, oa, ob = int64s(plan.outer.shape), int64s(plan.outer.sa), int64s(plan.outer.sb)
     cast_a = functools.partial(ffi.cast, "const char *")
@@ -121,6 +126,16 @@ def _bind_plan(plan: Plan, kernels: Kernels) -> list:
             def run(a, b, c=chunk):
                 lib.qk_strided(cast_a(a), cast_b(b), plan.inner.shape[0], plan.inner.sa[0], plan.inner.sb[0],
                                plan.row_bytes // plan.width, nouter, oshape, oa, ob, c.o0, c.o1)
+        elif plan.kind in {"interleave", "deinterleave"}:
+            args = ffi.new("qk_short_args *", {
+                "k": plan.q_axes.shape[0], "rows": int64s(plan.qa), "idx": as_pointer(plan.short_idx),
+                "mask": as_pointer(plan.short_mask, "const uint64_t *"), "nouter": nouter, "oshape": oshape,
+                "oa": oa, "ob": ob})
+            keep.append(args)
+            kernel = lib.qk_interleave if plan.kind == "interleave" else lib.qk_deinterleave
+
+            def run(a, b, c=chunk, args=args, kernel=kernel):
+                kernel(cast_a(a), cast_b(b), args, c.o0, c.o1, c.p0, c.p1)
         else:
             args = ffi.new("qk_tile_args *", {
                 "np": plan.pb.size, "nq": plan.qa.size, "tp": plan.tp, "tq": plan.tq, "sp": plan.p_axes.sa[0],

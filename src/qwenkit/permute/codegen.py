@@ -25,6 +25,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
 WIDTHS: tuple[int, ...] = (1, 2, 4, 8, 16)
 LANE_BYTES = 16
 TILE_BUFFER_BYTES = 65536
@@ -52,6 +54,18 @@ void qk_strided(const char *a, char *b, int64_t n, int64_t sa, int64_t sb, int64
                 const int64_t *oshape, const int64_t *oa, const int64_t *ob, int64_t o0, int64_t o1);
 int32_t qk_micro_p(void);
 int32_t qk_micro_q(void);
+typedef struct {
+    int32_t k;
+    const int64_t *rows;
+    const void *idx;
+    const uint64_t *mask;
+    int32_t nouter;
+    const int64_t *oshape;
+    const int64_t *oa;
+    const int64_t *ob;
+} qk_short_args;
+void qk_interleave(const char *a, char *b, const qk_short_args *s, int64_t o0, int64_t o1, int64_t p0, int64_t p1);
+void qk_deinterleave(const char *a, char *b, const qk_short_args *s, int64_t o0, int64_t o1, int64_t p0, int64_t p1);
 """
 
 
@@ -115,6 +129,43 @@ ISA_SPECS: dict[str, IsaSpec] = {
         "vld1q_u8((const uint8_t *)({p}))", "vdupq_n_u8(0)", _neon_unpack(), ("{v}",),
         "vst1q_u8((uint8_t *)({p}), {v})", "vst1q_u8((uint8_t *)({p}), {v})", ""),
 }
+
+
+SHORT_AXIS_ISAS = ("avx512",)
+MAX_SHORT_AXIS = 8
+"""The short-axis kernels permute across up to this many registers (the short axis' length)."""
+
+
+def short_axis_tables(kind: str, k: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Index vectors and lane masks of the register permutation for ``qk_interleave``/``qk_deinterleave``.
+
+    A register holds ``L = 64/width`` elements, permuted in units of ``pw = min(width, 8)`` bytes (a 16-byte
+    element is two 8-byte units). ``interleave``: registers ``r_s`` hold ``L`` consecutive elements of input row
+    ``s`` (``s < k``); output register ``m`` must hold elements ``m*L .. m*L+L-1`` of the interleaved run, where
+    element ``g`` is element ``g // k`` of row ``g % k``. ``deinterleave`` is the inverse: registers hold the
+    contiguous input run, output register ``i`` gathers every ``k``-th element starting at ``i``. Output register
+    ``m`` = OR over sources ``s`` of ``permutexvar(idx[m, s], r_s)`` on lanes ``mask[m, s]`` (one masked permute per
+    source that contributes), so the shuffle work per register is at most ``k`` instructions.
+    """
+    lanes = 64 // width
+    units = max(1, width // 8)
+    per_unit = 64 // min(width, 8)
+    idx = np.zeros((k, k, per_unit), dtype=f"<u{min(width, 8)}")
+    mask = np.zeros((k, k), dtype=np.uint64)
+    for m in range(k):
+        for e in range(per_unit):
+            element, sub = divmod(e, units)
+            if kind == "interleave":
+                g = m * lanes + element
+                source, position = g % k, g // k
+            elif kind == "deinterleave":
+                g = element * k + m
+                source, position = divmod(g, lanes)
+            else:
+                raise ValueError(f"unknown short-axis kernel {kind!r}")
+            idx[m, source, e] = position * units + sub
+            mask[m, source] |= np.uint64(1) << np.uint64(e)
+    return idx, mask
 
 
 def bit_reverse(value: int, bits: int) -> int:
@@ -182,12 +233,14 @@ def generate_source(isa: str, width: int) -> str:
 #define MAX_TILE_P {MAX_TILE_P}
 #define MAX_OUTER_DIMS {MAX_OUTER_DIMS}
 #define SMALL_PLANE_BYTES {SMALL_PLANE_BYTES}
+#define MAX_SHORT_AXIS {MAX_SHORT_AXIS}
 #define HAVE_STREAM {1 if spec.stream else 0}
 #define VB {max(spec.vector_bytes, 16)}
 {CDEF}
 """
     stream_row = _stream_row(spec)
-    return head + micro + stream_row + _COMMON_C
+    short = _SHORT_AXIS_C.replace("@PW@", str(min(width, 8))) if isa in SHORT_AXIS_ISAS else ""
+    return head + micro + stream_row + _COMMON_C + short
 
 
 def _scalar_micro() -> str:
@@ -486,4 +539,99 @@ void qk_tile(const char *a, char *b, const qk_tile_args *t, int64_t o0, int64_t 
     }
     if (stream) stream_fence();
 }
+"""
+
+# AVX-512 short-axis kernels: a short axis (2..8 long) packed with a long one into whole registers and permuted with
+# vpermb/vpermw/vpermd/vpermq (permutexvar) from tables the planner computes (``short_axis_tables``). Bytes need
+# AVX-512 VBMI; without it (no __AVX512VBMI__) the byte unit has no such kernels and the planner does not ask.
+_SHORT_AXIS_C = r"""
+#define PW @PW@
+#if PW == 1
+#  define PERMUTE(src, m, i, v) _mm512_mask_permutexvar_epi8(src, m, i, v)
+#  ifdef __AVX512VBMI__
+#    define HAVE_SHORT_AXIS 1
+#  else
+#    define HAVE_SHORT_AXIS 0
+#  endif
+#elif PW == 2
+#  define PERMUTE(src, m, i, v) _mm512_mask_permutexvar_epi16(src, m, i, v)
+#  define HAVE_SHORT_AXIS 1
+#elif PW == 4
+#  define PERMUTE(src, m, i, v) _mm512_mask_permutexvar_epi32(src, m, i, v)
+#  define HAVE_SHORT_AXIS 1
+#else
+#  define PERMUTE(src, m, i, v) _mm512_mask_permutexvar_epi64(src, (__mmask8)(m), i, v)
+#  define HAVE_SHORT_AXIS 1
+#endif
+#if HAVE_SHORT_AXIS
+#define SHORT_L (64 / W)
+
+static inline __mmask64 byte_mask(int64_t bytes)
+{
+    return bytes >= 64 ? ~(__mmask64)0 : bytes <= 0 ? 0 : (((__mmask64)1 << bytes) - 1);
+}
+
+static inline __m512i permute_from(const __m512i *r, int32_t k, const char *idx, const uint64_t *mask, int32_t m)
+{
+    __m512i out = _mm512_setzero_si512();
+    for (int32_t s = 0; s < k; ++s) {
+        const uint64_t lanes = mask[m * k + s];
+        if (lanes) out = PERMUTE(out, lanes, _mm512_loadu_si512(idx + (int64_t)(m * k + s) * 64), r[s]);
+    }
+    return out;
+}
+
+/* k input rows (at rows[s]) of a long contiguous axis -> one contiguous output run, row index fastest. */
+void qk_interleave(const char *a, char *b, const qk_short_args *t, int64_t o0, int64_t o1, int64_t p0, int64_t p1)
+{
+    const int32_t k = t->k;
+    const char *idx = (const char *)t->idx;
+    int64_t ix[MAX_OUTER_DIMS], off_a, off_b;
+    outer_seek(t->nouter, t->oshape, t->oa, t->ob, o0, ix, &off_a, &off_b);
+    for (int64_t o = o0; o < o1; ++o) {
+        const char *src = a + off_a;
+        char *dst = b + off_b;
+        for (int64_t i = p0; i < p1; i += SHORT_L) {
+            const int64_t n = p1 - i < SHORT_L ? p1 - i : SHORT_L;
+            __m512i r[MAX_SHORT_AXIS];
+            const __mmask64 load_mask = byte_mask(n * W);
+            for (int32_t s = 0; s < k; ++s) r[s] = _mm512_maskz_loadu_epi8(load_mask, src + t->rows[s] + i * W);
+            char *run = dst + i * k * W;
+            for (int32_t m = 0; m < k; ++m) {
+                const __m512i out = permute_from(r, k, idx, t->mask, m);
+                if (n == SHORT_L) _mm512_storeu_si512(run + m * 64, out);
+                else _mm512_mask_storeu_epi8(run + m * 64, byte_mask(n * k * W - m * 64), out);
+            }
+        }
+        outer_next(t->nouter, t->oshape, t->oa, t->ob, ix, &off_a, &off_b);
+    }
+}
+
+/* One contiguous input run, short index fastest -> k output rows (at rows[i]) of the long axis. */
+void qk_deinterleave(const char *a, char *b, const qk_short_args *t, int64_t o0, int64_t o1, int64_t p0, int64_t p1)
+{
+    const int32_t k = t->k;
+    const char *idx = (const char *)t->idx;
+    int64_t ix[MAX_OUTER_DIMS], off_a, off_b;
+    outer_seek(t->nouter, t->oshape, t->oa, t->ob, o0, ix, &off_a, &off_b);
+    for (int64_t o = o0; o < o1; ++o) {
+        const char *src = a + off_a;
+        char *dst = b + off_b;
+        for (int64_t j = p0; j < p1; j += SHORT_L) {
+            const int64_t n = p1 - j < SHORT_L ? p1 - j : SHORT_L;
+            __m512i r[MAX_SHORT_AXIS];
+            const char *run = src + j * k * W;
+            for (int32_t m = 0; m < k; ++m)
+                r[m] = n == SHORT_L ? _mm512_loadu_si512(run + m * 64)
+                                    : _mm512_maskz_loadu_epi8(byte_mask(n * k * W - m * 64), run + m * 64);
+            for (int32_t i = 0; i < k; ++i) {
+                const __m512i out = permute_from(r, k, idx, t->mask, i);
+                if (n == SHORT_L) _mm512_storeu_si512(dst + t->rows[i] + j * W, out);
+                else _mm512_mask_storeu_epi8(dst + t->rows[i] + j * W, byte_mask(n * W), out);
+            }
+        }
+        outer_next(t->nouter, t->oshape, t->oa, t->ob, ix, &off_a, &off_b);
+    }
+}
+#endif
 """

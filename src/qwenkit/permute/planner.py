@@ -13,8 +13,10 @@ the output's strides are B's. Every decision below is made on (shape, A strides,
 5. **Classify** into a kernel class: ``rows`` (A's and B's unit-stride axis coincide: memcpy of runs), ``tile`` (a
    block transpose between A's fastest axes and B's contiguous axes; several short axes may be packed on each
    side of the block, see ``_grow_block``; A's fastest axis may be strided, as in a sliced view), ``strided``
-   (common runs too short for memcpy, copied item by item), or ``numpy`` when the cost model predicts no gain
-   (tiny arrays, outputs without a unit-stride axis, layouts NumPy's own loops already copy near bandwidth).
+   (common runs too short for memcpy, copied item by item), ``interleave``/``deinterleave`` (a short axis beside a
+   long one: whole AVX-512 registers permuted by table, see ``_plan_short_axis``), or ``numpy`` when the cost
+   model predicts no gain (tiny arrays, outputs without a unit-stride axis, layouts NumPy's loops already copy
+   near bandwidth).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from qwenkit.permute import codegen
+from qwenkit.permute.isa import compiler_flags
 
 MIN_KERNEL_BYTES = 32 * 1024
 """Below this, NumPy's call overhead is smaller than ours; the copy is delegated."""
@@ -73,7 +76,7 @@ class Chunk:
 class Plan:
     """An inspectable plan: which kernel, on which normalized axes, in which chunks. ``describe()`` reads it out."""
 
-    kind: str  # "empty" | "numpy" | "rows" | "tile" | "strided"
+    kind: str  # "empty" | "numpy" | "rows" | "tile" | "interleave" | "deinterleave" | "strided"
     reason: str
     isa: str
     width: int
@@ -91,6 +94,8 @@ class Plan:
     tq: int = 0
     stream: bool = False
     column_order: bool = False  # tile: walk macro tiles down columns (True) or along rows
+    short_idx: np.ndarray | None = field(default=None, repr=False)  # (de)interleave: permute index vectors
+    short_mask: np.ndarray | None = field(default=None, repr=False)  # (de)interleave: lane masks
     chunks: tuple[Chunk, ...] = ()
 
     @property
@@ -109,12 +114,16 @@ class Plan:
                          f"{self.p_axes.shape} (A-contiguous), q axes {self.q_axes.shape} (B-contiguous); "
                          f"macro tile {self.tp} x {self.tq} in {'column' if self.column_order else 'row'} order; "
                          f"streaming stores {'on' if self.stream else 'off'}")
+        if self.kind in {"interleave", "deinterleave"}:
+            lines.append(f"short axis {self.q_axes.shape[0]} x long axis {self.p_axes.shape[0]}, "
+                         f"{int(np.count_nonzero(self.short_mask))} masked register permutes per "
+                         f"{self.q_axes.shape[0]} registers")
         if self.kind == "rows":
             lines.append(f"runs of {self.row_bytes} bytes")
         if self.kind == "strided":
             lines.append(f"inner axis {self.inner.shape[0]} (A stride {self.inner.sa[0]}, B {self.inner.sb[0]}), "
                          f"items of {self.row_bytes} bytes")
-        if self.kind in {"rows", "tile", "strided"}:
+        if self.kind in {"rows", "tile", "strided", "interleave", "deinterleave"}:
             lines.append(f"outer loops {self.outer.shape} (A strides {self.outer.sa}, B strides {self.outer.sb})")
         return "\n".join(lines)
 
@@ -281,11 +290,18 @@ def _plan_tile(axes: Axes, p: int, n_threads: int, common: dict) -> Plan:
     if n_p * n_q < MIN_PLANE_ELEMENTS:
         return Plan("numpy", f"block of {n_p} x {n_q} elements is too small to tile", **common)
     mp, mq = codegen.micro_shape(isa, width)
-    if n_q < mq and not codegen.ISA_SPECS[isa].masked and isa != "scalar" and axes.sa[p] == width:
-        # Output runs shorter than a 16-byte lane: without masked stores every row is written element by element
-        # through a buffer, and both that and our item-by-item loop measured slower than NumPy (0.7-0.8x).
-        return Plan("numpy", f"output runs of {n_q} elements are shorter than a vector lane and this ISA has no "
-                    "masked stores", **common)
+    short = _plan_short_axis(axes, p, n_threads, common)
+    if short is not None:
+        return short
+    if not codegen.ISA_SPECS[isa].masked and axes.sa[p] == width:
+        # Without masked loads/stores, short runs go through buffers element by element; measured 0.5-0.8x NumPy
+        # for output runs shorter than a 16-byte lane and for input runs filling at most half a vector.
+        if n_q < mq and isa != "scalar":
+            return Plan("numpy", f"output runs of {n_q} elements are shorter than a vector lane and this ISA has "
+                        "no masked stores", **common)
+        if 2 * n_p <= mp:
+            return Plan("numpy", f"input runs of {n_p} elements fill at most half a vector and this ISA has no "
+                        "masked loads", **common)
     pb = _offsets(axes, p_side, axes.sb)
     qa = _offsets(axes, q_side, axes.sa)
     tile_p_bytes, tile_q_bytes, column_order = TILE_SHAPES[width]
@@ -307,6 +323,46 @@ def _plan_tile(axes: Axes, p: int, n_threads: int, common: dict) -> Plan:
     return Plan("tile", "block transpose between the two unit-stride sides", outer=outer,
                 p_axes=axes.take(p_side), q_axes=axes.take(q_side), pb=pb, qa=qa, tp=tp, tq=tq, stream=stream,
                 column_order=column_order, chunks=chunks, **common)
+
+
+def has_short_axis_kernels(isa: str, width: int) -> bool:
+    """Whether the unit for ``isa``/``width`` holds ``qk_interleave``/``qk_deinterleave`` (bytes need VBMI)."""
+    if isa not in codegen.SHORT_AXIS_ISAS:
+        return False
+    return width != 1 or "-mavx512vbmi" in compiler_flags(isa)
+
+
+def _plan_short_axis(axes: Axes, p: int, n_threads: int, common: dict) -> Plan | None:
+    """A short axis (2..8) next to a long one on the same side: whole registers and a table-driven permutation.
+
+    ``interleave``: the output's unit-stride axis q is short and the input's unit-stride axis p follows it densely
+    in the output (NCHW->NHWC with 3 channels): k input rows -> one contiguous output run. ``deinterleave``: the
+    mirror image (NHWC->NCHW): p is short and q follows it densely in the input. A tile would fill only k of a
+    register's 16-byte lane (or k of its elements) here.
+    """
+    width, isa = common["width"], common["isa"]
+    q = len(axes.shape) - 1
+    if not has_short_axis_kernels(isa, width) or axes.sa[p] != width:
+        return None
+    n_p, n_q = axes.shape[p], axes.shape[q]
+    if 2 <= n_q <= codegen.MAX_SHORT_AXIS and n_q * width < codegen.LANE_BYTES and axes.sb[p] == n_q * width:
+        kind, short, long_axis, rows = "interleave", q, p, [j * axes.sa[q] for j in range(n_q)]
+    elif 2 <= n_p <= codegen.MAX_SHORT_AXIS and n_p * width < 32 and axes.sa[q] == n_p * width:
+        kind, short, long_axis, rows = "deinterleave", p, q, [i * axes.sb[p] for i in range(n_p)]
+    else:
+        return None
+    idx, mask = codegen.short_axis_tables(kind, axes.shape[short], width)
+    outer = axes.take([k for k in range(len(axes.shape)) if k not in (short, long_axis)])
+    n_long, n_outer = axes.shape[long_axis], math.prod(outer.shape)
+    if n_outer >= n_threads:
+        chunks = tuple(Chunk(c.o0, c.o1, 0, n_long) for c in _split_outer(n_outer, n_threads))
+    else:
+        per = -(-n_long // n_threads // 64) * 64
+        chunks = tuple(Chunk(o, o + 1, l0, min(l0 + per, n_long)) for o in range(n_outer)
+                       for l0 in range(0, n_long, per))
+    return Plan(kind, f"short axis of {axes.shape[short]} packed with a long one into whole registers",
+                outer=outer, p_axes=axes.take([long_axis]), q_axes=axes.take([short]),
+                qa=np.asarray(rows, dtype=np.int64), short_idx=idx, short_mask=mask, chunks=chunks, **common)
 
 
 def _split_outer(count: int, n_threads: int) -> tuple[Chunk, ...]:
