@@ -47,6 +47,8 @@ def full_cases(seed: int = 0) -> list[Case]:
               Case("NCHW->NHWC", (32, 64, 56, 56), "float32", (0, 2, 3, 1), "4-D"),
               Case("NHWC->NCHW", (32, 56, 56, 64), "float32", (0, 3, 1, 2), "4-D"),
               Case("NCHW->NHWC uint8", (32, 64, 56, 56), "uint8", (0, 2, 3, 1), "4-D"),
+              Case("NCHW->NHWC 3-ch uint8", (64, 3, 224, 224), "uint8", (0, 2, 3, 1), "4-D"),
+              Case("NHWC->NCHW 3-ch uint8", (64, 224, 224, 3), "uint8", (0, 3, 1, 2), "4-D"),
               Case("attention BSHD->BHSD", (8, 2048, 32, 128), "float32", (0, 2, 1, 3), "4-D"),
               Case("TTC 6-D (0,3,2,5,4,1)", (16, 32, 15, 32, 15, 15), "float32", (0, 3, 2, 5, 4, 1), "6-D")]
     rng = np.random.default_rng(seed)
@@ -68,6 +70,7 @@ def quick_cases(seed: int = 0) -> list[Case]:
         Case("3-D (2, 1, 0)", (256, 256, 256), "float32", (2, 1, 0), "3-D"),
         Case("3-D (0, 2, 1)", (256, 256, 256), "float32", (0, 2, 1), "3-D"),
         Case("NCHW->NHWC", (32, 64, 56, 56), "float32", (0, 2, 3, 1), "4-D"),
+        Case("NCHW->NHWC 3-ch uint8", (32, 3, 224, 224), "uint8", (0, 2, 3, 1), "4-D"),
         Case("TTC 6-D (0,3,2,5,4,1)", (16, 32, 15, 32, 15, 15), "float32", (0, 3, 2, 5, 4, 1), "6-D"),
         Case("6-D random f32", tuple(int(n) for n in rng.integers(8, 21, size=6)), "float32",
              tuple(int(k) for k in rng.permutation(6)), "6-D"),
