@@ -42,12 +42,15 @@ class PermutePlan:
         self.isa = isa
         view_strides = tuple(self.strides_in[k] for k in self.axes)
         out_strides = self.strides_out if self.axes else ()
-        self.plan: Plan = make_plan_for(self.out_shape if self.axes else (), view_strides, out_strides,
-                                        self.dtype.itemsize, isa=isa, threads=threads, cores=usable_cores())
         if self.dtype.hasobject:
-            self.plan = Plan("numpy", "object references are copied by NumPy", isa, 1, self.plan.nbytes)
+            self.plan = Plan("numpy", "object references are copied by NumPy", isa, 1,
+                             math.prod(self.out_shape) * self.dtype.itemsize)
+        else:
+            self.plan = make_plan_for(self.out_shape if self.axes else (), view_strides, out_strides,
+                                      self.dtype.itemsize, isa=isa, threads=threads, cores=usable_cores())
         self._runner_lock = threading.Lock()
         self._runners: list | None = None
+        self._keep_alive: list = []
 
     def describe(self) -> str:
         return self.plan.describe()
@@ -83,7 +86,7 @@ class PermutePlan:
         if len(runners) == 1:
             runners[0](address_a, address_b)
         else:
-            pending = [_pool(len(runners)).submit(run, address_a, address_b) for run in runners[1:]]
+            pending = [_pool(self.plan.threads).submit(run, address_a, address_b) for run in runners[1:]]
             runners[0](address_a, address_b)
             for future in pending:
                 future.result()
@@ -94,67 +97,62 @@ class PermutePlan:
         with self._runner_lock:
             if self._runners is None:
                 kernels = load_kernels(self.isa, self.plan.width)
-                self._runners = [] if kernels is None else _bind_plan(self.plan, kernels)
+                if kernels is None:
+                    self._runners = []
+                else:
+                    self._runners, self._keep_alive = _bind_plan(self.plan, kernels)
             return self._runners or None
 
 
-def _bind_plan(plan: Plan, kernels: Kernels) -> list:
+def _bind_plan(plan: Plan, kernels: Kernels) -> tuple[list, list]:
+    """``(runners, keep)``: one callable per thread chunk, and the arrays and cffi structs they point into (which
+    must live as long as the runners)."""
     ffi, lib = kernels.ffi, kernels.lib
-    keep = []
+    keep: list = []
 
-    def int64s(values) -> object:
-        array = np.ascontiguousarray(values, dtype=np.int64)
-        keep.append(array)
-        return ffi.cast("const int64_t *", array.ctypes.data if array.size else 0)
-
-    def as_pointer(array: np.ndarray, ctype: str = "const void *") -> object:
-        array = np.ascontiguousarray(array)
+    def pointer(values, ctype: str = "const int64_t *", dtype=np.int64) -> object:
+        array = np.ascontiguousarray(values, dtype=dtype)
         keep.append(array)
         return ffi.cast(ctype, array.ctypes.data)
 
     nouter = len(plan.outer.shape)
-    oshape, oa, ob = int64s(plan.outer.shape), int64s(plan.outer.sa), int64s(plan.outer.sb)
+    oshape, oa, ob = pointer(plan.outer.shape), pointer(plan.outer.sa), pointer(plan.outer.sb)
     cast_a = functools.partial(ffi.cast, "const char *")
     cast_b = functools.partial(ffi.cast, "char *")
-    runners = []
-    for chunk in plan.chunks:
-        if plan.kind == "rows":
-            def run(a, b, c=chunk):
-                lib.qk_rows(cast_a(a), cast_b(b), plan.row_bytes, nouter, oshape, oa, ob, c.o0, c.o1,
-                            int(plan.stream))
-        elif plan.kind == "strided":
-            def run(a, b, c=chunk):
-                lib.qk_strided(cast_a(a), cast_b(b), plan.inner.shape[0], plan.inner.sa[0], plan.inner.sb[0],
-                               plan.row_bytes // plan.width, nouter, oshape, oa, ob, c.o0, c.o1)
-        elif plan.kind in {"interleave", "deinterleave"}:
-            args = ffi.new("qk_short_args *", {
-                "k": plan.q_axes.shape[0], "rows": int64s(plan.qa), "idx": as_pointer(plan.short_idx),
-                "mask": as_pointer(plan.short_mask, "const uint64_t *"), "nouter": nouter, "oshape": oshape,
-                "oa": oa, "ob": ob})
-            keep.append(args)
-            kernel = lib.qk_interleave if plan.kind == "interleave" else lib.qk_deinterleave
+    if plan.kind == "rows":
+        def run(a, b, c):
+            lib.qk_rows(cast_a(a), cast_b(b), plan.row_bytes, nouter, oshape, oa, ob, c.o0, c.o1, int(plan.stream))
+    elif plan.kind == "strided":
+        def run(a, b, c):
+            lib.qk_strided(cast_a(a), cast_b(b), plan.inner.shape[0], plan.inner.sa[0], plan.inner.sb[0],
+                           plan.row_bytes // plan.width, nouter, oshape, oa, ob, c.o0, c.o1)
+    elif plan.kind in {"interleave", "deinterleave"}:
+        args = ffi.new("qk_short_args *", {
+            "k": plan.q_axes.shape[0], "rows": pointer(plan.qa), "idx": pointer(plan.short_idx, "const void *", None),
+            "mask": pointer(plan.short_mask, "const uint64_t *", np.uint64), "nouter": nouter, "oshape": oshape,
+            "oa": oa, "ob": ob})
+        kernel = lib.qk_interleave if plan.kind == "interleave" else lib.qk_deinterleave
 
-            def run(a, b, c=chunk, args=args, kernel=kernel):
-                kernel(cast_a(a), cast_b(b), args, c.o0, c.o1, c.p0, c.p1)
-        else:
-            args = ffi.new("qk_tile_args *", {
-                "np": plan.pb.size, "nq": plan.qa.size, "tp": plan.tp, "tq": plan.tq, "sp": plan.p_axes.sa[0],
-                "column_order": int(plan.column_order),
-                "pb": int64s(plan.pb), "qa": int64s(plan.qa), "nouter": nouter,
-                "oshape": oshape, "oa": oa, "ob": ob, "stream": int(plan.stream)})
-            keep.append(args)
+        def run(a, b, c):
+            kernel(cast_a(a), cast_b(b), args, c.o0, c.o1, c.p0, c.p1)
+    else:
+        args = ffi.new("qk_tile_args *", {
+            "np": plan.pb.size, "nq": plan.qa.size, "tp": plan.tp, "tq": plan.tq, "sp": plan.p_axes.sa[0],
+            "column_order": int(plan.column_order), "pb": pointer(plan.pb), "qa": pointer(plan.qa),
+            "nouter": nouter, "oshape": oshape, "oa": oa, "ob": ob, "stream": int(plan.stream)})
 
-            def run(a, b, c=chunk, args=args):
-                lib.qk_tile(cast_a(a), cast_b(b), args, c.o0, c.o1, c.p0, c.p1)
-        run.keep = keep  # the int64 tables and structs live as long as the runners
-        runners.append(run)
-    return runners
+        def run(a, b, c):
+            lib.qk_tile(cast_a(a), cast_b(b), args, c.o0, c.o1, c.p0, c.p1)
+    if plan.kind in {"interleave", "deinterleave", "tile"}:
+        keep.append(args)
+    return [functools.partial(run, c=chunk) for chunk in plan.chunks], keep
 
 
 @functools.lru_cache(maxsize=4)
-def _pool(workers: int) -> ThreadPoolExecutor:
-    """A process-wide pool per size (like BLAS's threads); the C calls run with the GIL released by cffi."""
-    return ThreadPoolExecutor(max_workers=workers - 1, thread_name_prefix="qwenkit-permute")
+def _pool(threads: int) -> ThreadPoolExecutor:
+    """A process-wide pool per thread count (like BLAS's threads): ``threads - 1`` workers beside the calling
+    thread, which runs the first chunk itself. The C calls run with the GIL released by cffi."""
+    return ThreadPoolExecutor(max_workers=max(1, threads - 1), thread_name_prefix="qwenkit-permute")
 
 
 def empty_aligned(shape, dtype) -> np.ndarray:
@@ -205,6 +203,9 @@ def make_plan(a: np.ndarray, axes=None, out: np.ndarray | None = None, *, thread
     strides_out = out.strides if out is not None else _c_strides(out_shape, a.dtype.itemsize)
     if out is not None:
         _check_out(out, out_shape, a.dtype)
+        if _overlaps_itself(out):
+            raise ValueError("out has overlapping elements (zero or interleaved strides); plans need a plain output, "
+                             "permute(a, axes, out=out) copies into such an array the way NumPy does")
     return PermutePlan(a.shape, a.dtype, a.strides, full_axes, strides_out, threads=_check_threads(threads),
                        isa=resolve_isa(isa))
 

@@ -68,15 +68,13 @@ def _compiler_identity(command: tuple[str, ...]) -> str | None:
 
 @dataclass(frozen=True)
 class Kernels:
-    """One loaded library: the cffi handle and the generator's micro-tile shape for it."""
+    """One loaded library and its cffi handle."""
 
     isa: str
     width: int
     path: Path
     ffi: object
     lib: object
-    micro_p: int
-    micro_q: int
 
 
 class _Loader:
@@ -150,7 +148,11 @@ def _build_and_load(isa: str, width: int, command: list[str]) -> Kernels:
     ffi = cffi.FFI()
     ffi.cdef(codegen.CDEF)
     lib = ffi.dlopen(str(path))
-    return Kernels(isa, width, path, ffi, lib, int(lib.qk_micro_p()), int(lib.qk_micro_q()))
+    # The planner sizes tiles from codegen.micro_shape; a library that disagrees (a damaged cache entry) is refused.
+    if (lib.qk_micro_p(), lib.qk_micro_q()) != codegen.micro_shape(isa, width):
+        raise KernelBuildError(f"{path} reports micro tile {(lib.qk_micro_p(), lib.qk_micro_q())}, expected "
+                               f"{codegen.micro_shape(isa, width)}: delete it (qwenkit.permute.clear_cache())")
+    return Kernels(isa, width, path, ffi, lib)
 
 
 def _compile(path: Path, source: str, flags: tuple[str, ...], command: list[str]) -> None:

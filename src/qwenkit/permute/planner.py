@@ -21,6 +21,7 @@ the output's strides are B's. Every decision below is made on (shape, A strides,
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -97,10 +98,7 @@ class Plan:
     short_idx: np.ndarray | None = field(default=None, repr=False)  # (de)interleave: permute index vectors
     short_mask: np.ndarray | None = field(default=None, repr=False)  # (de)interleave: lane masks
     chunks: tuple[Chunk, ...] = ()
-
-    @property
-    def threads(self) -> int:
-        return max(1, len(self.chunks))
+    threads: int = 1
 
     @property
     def outer_count(self) -> int:
@@ -175,7 +173,17 @@ def normalize(shape, strides_a, strides_b, itemsize: int) -> tuple[Axes, int, in
 
 def make_plan_for(shape, strides_a, strides_b, itemsize: int, *, isa: str, threads: int | None,
                   cores: int = 1) -> Plan:
-    """Plan copying a view of ``shape``/``strides_a`` into an array with ``strides_b`` (bytes)."""
+    """Plan copying a view of ``shape``/``strides_a`` into an array with ``strides_b`` (bytes).
+
+    ``threads=None`` picks one thread per ``THREAD_MIN_BYTES`` of output, at most ``cores``. The plan's ``threads``
+    is the number actually used (no more than its chunks).
+    """
+    plan = _classify(shape, strides_a, strides_b, itemsize, isa=isa, threads=threads, cores=cores)
+    wanted = threads if threads is not None else max(1, min(cores, plan.nbytes // THREAD_MIN_BYTES))
+    return dataclasses.replace(plan, threads=max(1, min(wanted, len(plan.chunks))))
+
+
+def _classify(shape, strides_a, strides_b, itemsize: int, *, isa: str, threads: int | None, cores: int) -> Plan:
     nbytes = math.prod(shape) * itemsize
     if nbytes == 0:
         return Plan("empty", "nothing to copy", isa, 1, 0)
@@ -314,12 +322,7 @@ def _plan_tile(axes: Axes, p: int, n_threads: int, common: dict) -> Plan:
     aligned_rows = bool(np.all((pb - pb[0]) % 64 == 0))
     stream = (_streams(common) and aligned_rows
               and (tq * width) % 64 == 0 and n_q >= tq and tp * tq * width <= codegen.TILE_BUFFER_BYTES)
-    n_outer = math.prod(outer.shape)
-    if n_outer >= n_threads:
-        chunks = tuple(Chunk(c.o0, c.o1, 0, n_p) for c in _split_outer(n_outer, n_threads))
-    else:
-        per = -(-n_p // n_threads // tp) * tp
-        chunks = tuple(Chunk(o, o + 1, p0, min(p0 + per, n_p)) for o in range(n_outer) for p0 in range(0, n_p, per))
+    chunks = _split_planes(math.prod(outer.shape), n_p, n_threads, tp)
     return Plan("tile", "block transpose between the two unit-stride sides", outer=outer,
                 p_axes=axes.take(p_side), q_axes=axes.take(q_side), pb=pb, qa=qa, tp=tp, tq=tq, stream=stream,
                 column_order=column_order, chunks=chunks, **common)
@@ -353,16 +356,20 @@ def _plan_short_axis(axes: Axes, p: int, n_threads: int, common: dict) -> Plan |
         return None
     idx, mask = codegen.short_axis_tables(kind, axes.shape[short], width)
     outer = axes.take([k for k in range(len(axes.shape)) if k not in (short, long_axis)])
-    n_long, n_outer = axes.shape[long_axis], math.prod(outer.shape)
-    if n_outer >= n_threads:
-        chunks = tuple(Chunk(c.o0, c.o1, 0, n_long) for c in _split_outer(n_outer, n_threads))
-    else:
-        per = -(-n_long // n_threads // 64) * 64
-        chunks = tuple(Chunk(o, o + 1, l0, min(l0 + per, n_long)) for o in range(n_outer)
-                       for l0 in range(0, n_long, per))
+    chunks = _split_planes(math.prod(outer.shape), axes.shape[long_axis], n_threads, 64)
     return Plan(kind, f"short axis of {axes.shape[short]} packed with a long one into whole registers",
                 outer=outer, p_axes=axes.take([long_axis]), q_axes=axes.take([short]),
                 qa=np.asarray(rows, dtype=np.int64), short_idx=idx, short_mask=mask, chunks=chunks, **common)
+
+
+def _split_planes(n_outer: int, n_rows: int, n_threads: int, step: int) -> tuple[Chunk, ...]:
+    """Chunks over the outer loop, or, with fewer outer steps than threads, also over each plane's rows (in
+    multiples of ``step``), so that every thread has work."""
+    if n_outer >= n_threads:
+        return tuple(Chunk(c.o0, c.o1, 0, n_rows) for c in _split_outer(n_outer, n_threads))
+    pieces = -(-n_threads // n_outer)
+    per = -(-n_rows // pieces // step) * step
+    return tuple(Chunk(o, o + 1, r0, min(r0 + per, n_rows)) for o in range(n_outer) for r0 in range(0, n_rows, per))
 
 
 def _split_outer(count: int, n_threads: int) -> tuple[Chunk, ...]:
