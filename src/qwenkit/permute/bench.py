@@ -100,7 +100,7 @@ class Result:
 
 
 def _contenders(case: Case, threads: int, *, with_numba: bool) -> tuple[dict[str, Callable[[], object]], str, bool]:
-    from qwenkit.permute import empty_aligned, make_plan
+    from qwenkit.permute import empty_aligned, make_plan, permute
 
     rng = np.random.default_rng(0)
     a = rng.integers(0, 256, size=case.nbytes, dtype=np.uint8).view(case.dtype).reshape(case.shape)
@@ -116,6 +116,7 @@ def _contenders(case: Case, threads: int, *, with_numba: bool) -> tuple[dict[str
     correct = out.tobytes() == np.ascontiguousarray(view).tobytes()
     contenders: dict[str, Callable[[], object]] = {
         "qwenkit": lambda: plan(a, out),
+        "qwenkit permute() allocating": lambda: permute(a, case.axes, threads=threads),
         "numpy copyto": lambda: np.copyto(out, view),
         "numpy ascontiguousarray": lambda: np.ascontiguousarray(view),
         "copy (ceiling)": lambda: np.copyto(flat_dst, flat_src),
@@ -124,7 +125,8 @@ def _contenders(case: Case, threads: int, *, with_numba: bool) -> tuple[dict[str
         import torch
 
         torch.set_num_threads(threads)
-        tensor = torch.from_numpy(a)
+        tensor, out_tensor = torch.from_numpy(a), torch.from_numpy(out)
+        contenders["torch out.copy_(permute())"] = lambda: out_tensor.copy_(tensor.permute(case.axes))
         contenders["torch permute().contiguous()"] = lambda: tensor.permute(case.axes).contiguous()
     except ImportError:
         pass
@@ -217,10 +219,12 @@ def summary_rows(record: dict) -> list[dict]:
         row = {"case": case["name"], "MiB": item["bytes"] / 2**20, "threads": item["threads"],
                "qwenkit ms": 1e3 * t["qwenkit"], "NumPy copyto ms": 1e3 * t["numpy copyto"],
                "x NumPy": t["numpy copyto"] / t["qwenkit"],
-               "x ascontiguousarray": t["numpy ascontiguousarray"] / t["qwenkit"],
+               "x ascontiguousarray (alloc vs alloc)": t["numpy ascontiguousarray"] / t["qwenkit permute() allocating"],
                "% of copy": 100 * t["copy (ceiling)"] / t["qwenkit"]}
         if "torch permute().contiguous()" in t:
-            row["x torch"] = t["torch permute().contiguous()"] / t["qwenkit"]
+            row["x torch copy_"] = t["torch out.copy_(permute())"] / t["qwenkit"]
+            row["x torch contiguous (alloc vs alloc)"] = (t["torch permute().contiguous()"]
+                                                          / t["qwenkit permute() allocating"])
         if "numba" in t:
             row["x numba"] = t["numba"] / t["qwenkit"]
         row["correct"] = "yes" if item["correct"] else "NO"
@@ -241,8 +245,8 @@ def write_report(record: dict, directory: Path, *, name: str = "permute", title:
     one_thread = [r for r in rows if r["threads"] == 1] or rows
     labels = [r["case"] for r in one_thread]
     speedups = {"qwenkit": [r["x NumPy"] for r in one_thread]}
-    if all("x torch" in r for r in one_thread):
-        speedups["torch"] = [r["x NumPy"] / r["x torch"] for r in one_thread]
+    if all("x torch copy_" in r for r in one_thread):
+        speedups["torch out.copy_"] = [r["x NumPy"] / r["x torch copy_"] for r in one_thread]
     if all("x numba" in r for r in one_thread):
         speedups["numba"] = [r["x NumPy"] / r["x numba"] for r in one_thread]
     speed_png = bar_plot(directory / f"{name}_speedup.png", labels, speedups, logy=True, reference=1.0,
@@ -257,7 +261,9 @@ def write_report(record: dict, directory: Path, *, name: str = "permute", title:
         f"torch {env['torch']}, numba {env['numba']}. Load average before {_fmt_load(record['load_average_before'])}"
         f", after {_fmt_load(record['load_average_after'])} (the cores are shared: absolute times are pessimistic, "
         f"ratios within a row are measured in the same interleaved loop). Minimum of {record['repeats']} runs; "
-        "outputs pre-allocated and pre-touched, except ascontiguousarray and torch, which allocate as users do.")
+        "outputs pre-allocated and pre-touched (qwenkit plan, np.copyto, torch out.copy_, numba); the allocating "
+        "calls (qwenkit permute(), np.ascontiguousarray, torch .contiguous()) are compared with each other. "
+        "x = time of the other / time of qwenkit.")
     report.table(rows, list(rows[0].keys()), float_format="{:.3g}")
     report.image(speed_png, "Speed-up over NumPy (log scale), 1 thread")
     report.image(copy_png, "Share of copy bandwidth, 1 thread")
