@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from qwenkit.image.render import COLORS, render
-from qwenkit.image.synth import LATIN_GLYPHS, CurriculumSchedule, Sample, make_spec
+from qwenkit.image.synth import CurriculumSchedule, Sample, make_spec
 
 EDIT_KINDS = ("word", "color", "position")
 
@@ -58,9 +58,11 @@ def make_edit_pair(seed: int, index: int, *, width: int, height: int, stage: str
                        words=words, jitter=0.3, texture=texture)
     spec = source.spec
     if kind == "word":
-        other = make_spec(seed + 1, index, stage, width=width, height=height, language=language, glyphs=glyphs,
-                          words=words)
-        new_text = other.text if other.text != spec.text else (glyphs or LATIN_GLYPHS)[0]
+        new_text, offset = spec.text, 1
+        while new_text == spec.text:  # another draw of the same stage; terminates for any pool of >= 2 texts
+            new_text = make_spec(seed + offset, index, stage, width=width, height=height, language=language,
+                                 glyphs=glyphs, words=words).text
+            offset += 1
         target_spec = dataclasses.replace(spec, text=new_text)
         instruction = f'replace with "{new_text}"'
     elif kind == "color":
