@@ -61,6 +61,10 @@ class RolloutConfig(StrictModel):
     num_iterations: int = Field(1, ge=1, description="passes over each rollout batch (PPO epochs)")
     dynamic_sampling: bool = Field(False, description="DAPO: drop groups whose rewards are all equal and refill")
     max_sampling_rounds: int = Field(4, ge=1, description="rollout rounds to try when refilling dynamic sampling")
+    shard_generation: bool = Field(
+        False, description="data parallel: each process samples and scores its share of the prompts, then the batch "
+        "is all-gathered (faster; off = every process samples the whole batch, bit-identical to one process)"
+    )
     old_logprobs: Literal["recompute", "sampler"] = Field(
         "recompute", description="pi_old from a scoring pass of the policy, or the sampler's own log-probs"
     )

@@ -93,23 +93,33 @@ def generate_rollout(
     seed: int,
     ref_model: torch.nn.Module | None = None,
     backend: RolloutBackend | None = None,
+    shard: tuple[int, int] = (0, 1),
 ) -> Rollout:
     """Sample (with ``backend``, default: the model itself), reward and score rollout batch ``index`` (deterministic
-    given the weights, ``seed`` and ``index``)."""
+    given the weights, ``seed`` and ``index``).
+
+    ``shard=(rank, world)`` makes this process handle only its contiguous share of the batch's prompts (with its own
+    sampling seed); :func:`gather_rollout` then assembles the global batch on every process.
+    """
     backend = backend or LocalBackend(model, tokenizer)
     group = config.rollout.group_size
-    want = config.rollout.prompts
+    rank, world = shard
+    if config.rollout.prompts % world:
+        raise ValueError(f"rollout.prompts={config.rollout.prompts} cannot be shared by {world} processes; make it "
+                         f"divisible by {world} or set rollout.shard_generation=false")
+    want = config.rollout.prompts // world
     max_new = config.rollout.max_new_tokens or task.max_new_tokens
     kept: list[tuple[Example, list, list, list, list[float], list[str]]] = []
     flat: list[tuple[Example, list, list, list, list[float], list[str]]] = []
     rounds = 0
     for rounds in range(1, config.rollout.max_sampling_rounds + 1):
         rng = random.Random(f"{seed}-{index}-{rounds}")
-        examples = [task.draw(rng) for _ in range(want)]
+        examples = [task.draw(rng) for _ in range(config.rollout.prompts)][rank * want : (rank + 1) * want]
         prompts = [e.prompt for e in examples for _ in range(group)]
         params = SamplingParams(
             max_new_tokens=max_new, temperature=config.rollout.temperature, top_p=config.rollout.top_p,
-            top_k=config.rollout.top_k, seed=hash((seed, index, rounds)) % 2**31,
+            top_k=config.rollout.top_k, seed=hash((seed, index, rounds) if world == 1 else (seed, index, rounds, rank))
+            % 2**31,
         )
         batch = backend.generate(prompts, params)
         for g, example in enumerate(examples):
@@ -171,6 +181,48 @@ def generate_rollout(
     return Rollout(tensors, metrics, texts, prompts)
 
 
+_SUMMED_METRICS = ("rollout/informative_groups",)
+_MAX_METRICS = ("rollout/sampling_rounds",)
+
+
+def gather_rollout(rollout: Rollout) -> Rollout:
+    """The global rollout batch from every process's share (rank order), on every process.
+
+    Tensors are padded to the widest share and concatenated along the batch; metrics are averaged over processes
+    (every share has the same number of responses), except counts (summed) and sampling rounds (max).
+    """
+    dist = torch.distributed
+    world = dist.get_world_size()
+    tensors = rollout.tensors
+    width = torch.tensor([tensors["input_ids"].shape[1]])
+    dist.all_reduce(width, op=dist.ReduceOp.MAX)
+    gathered: dict[str, torch.Tensor] = {}
+    for name in sorted(tensors):
+        value = tensors[name]
+        if value.dim() >= 2 and name != "routes":
+            value = torch.nn.functional.pad(value, (0, int(width) - value.shape[1]))
+        elif name == "routes":  # (B, layers, T, k)
+            value = torch.nn.functional.pad(value, (0, 0, 0, int(width) - value.shape[2]))
+        parts = [torch.zeros_like(value) for _ in range(world)]
+        dist.all_gather(parts, value.contiguous())
+        gathered[name] = torch.cat(parts)
+    keys = sorted(rollout.metrics)
+    values = torch.tensor([rollout.metrics[k] for k in keys], dtype=torch.float64)
+    summed = values.clone()
+    dist.all_reduce(summed)
+    largest = values.clone()
+    dist.all_reduce(largest, op=dist.ReduceOp.MAX)
+    metrics = {}
+    for i, key in enumerate(keys):
+        if key in _SUMMED_METRICS:
+            metrics[key] = float(summed[i])
+        elif key in _MAX_METRICS or key == "rollout/index":
+            metrics[key] = float(largest[i])
+        else:
+            metrics[key] = float(summed[i]) / world
+    return Rollout(gathered, metrics, rollout.texts, rollout.prompts)
+
+
 class RolloutSource:
     """``data(micro_index)`` for the shared loop; see the module docstring. ``state_dict`` holds the current batch."""
 
@@ -222,9 +274,13 @@ class RolloutSource:
             policy = getattr(self.model, "module", self.model)
             if self.backend is not None:
                 self.backend.sync_weights(policy)
+            sharded = self.config.rollout.shard_generation and self.world_size > 1
+            shard = (torch.distributed.get_rank(), self.world_size) if sharded else (0, 1)
             self.rollout = generate_rollout(
-                policy, self.tokenizer, self.task, self.config, index, self.seed, self.ref_model, self.backend
+                policy, self.tokenizer, self.task, self.config, index, self.seed, self.ref_model, self.backend, shard
             )
+            if sharded:
+                self.rollout = gather_rollout(self.rollout)
             self.rollout_index = index
             if self.on_rollout is not None:
                 self.on_rollout(self.rollout)
