@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -44,6 +45,8 @@ def train(
     rl_config = load_config(RLConfig, data, set_ or [])
     result = run_training(rl_config, out, seed=seed, resume=resume, quiet=quiet or None)
     last = result.history[-1] if result.history else {}
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
     typer.echo(
         f"done: {result.run.path}/report.html  reward {last.get('reward/mean', float('nan')):.3f}  "
         f"clip {last.get('policy/clip_fraction', float('nan')):.3g}"

@@ -148,8 +148,11 @@ def warm_start(model, tokenizer, task: Task, config: RLConfig, run: RunDir, seed
         description="SFT warm start", quiet=quiet,
     )
     stats = {"sft/final_nll": result.history[-1]["sft/nll"]}
-    save_checkpoint(directory, config.sft.steps, {k: v.detach().clone() for k, v in model.state_dict().items()},
-                    {"stats": stats})
+    if _env_rank() == 0:  # one writer; the other processes hold the same weights
+        save_checkpoint(directory, config.sft.steps, {k: v.detach().clone() for k, v in model.state_dict().items()},
+                        {"stats": stats})
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
     return stats
 
 
