@@ -24,7 +24,8 @@ def test_digits_question_running_sums():
     question = digits_question(random.Random(0), 6)
     digits = [int(c) for c in question.prompt]
     sums = [sum(digits[: i + 1]) % 10 for i in range(6)]
-    assert question.thoughts == "".join(map(str, sums)) and question.answer == str(sums[-1])
+    assert question.thoughts == "".join(f"{d}{s}" for d, s in zip(digits, sums, strict=True))
+    assert question.answer == str(sums[-1])
     parity = digits_question(random.Random(1), 8, modulus=2)
     assert set(parity.prompt) <= {"0", "1"} and parity.answer == str(parity.prompt.count("1") % 2)
 

@@ -49,7 +49,7 @@ def _quick(ctx: ReproContext) -> str:
     if ctx.full:
         settings = SweepRunConfig.model_validate({
             "sweep": {"questions": 1000},
-            "toy": {"trainer": {"max_steps": 1500, "lr": 3e-3, "lr_schedule": "cosine", "warmup_steps": 50,
+            "toy": {"trainer": {"max_steps": 3000, "lr": 3e-3, "lr_schedule": "cosine", "warmup_steps": 50,
                                 "min_lr_ratio": 0.05}},
         })
     ctx.run.save_config(settings)
@@ -72,7 +72,7 @@ REPROS = [
         name="infer-budget",
         title="Qwen3 thinking budget: accuracy against budget (exact budget, tiny trained Qwen3)",
         run=_quick,
-        quick_minutes=1.5,
+        quick_minutes=2.0,
         order=40,
     )
 ]

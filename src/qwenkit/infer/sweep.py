@@ -3,11 +3,12 @@
 Tasks, each with a checkable answer:
 
 - ``digits``: the user gives ``L`` digits below ``m`` (the modulus), the answer is their sum mod ``m``. Thinking
-  writes the running sums mod ``m`` (``m = 10``: ``3729`` -> ``3029``, answer ``9``; ``m = 2``: running parity), so
-  each thinking token is one step of work and a budget of ``b`` tokens leaves ``L - b`` additions to do without
-  thinking; guessing scores ``1/m``. :func:`train_digits_model` trains a tiny Qwen3 on it in about a
-  minute (thinking-mode data plus, as in thinking-mode fusion, replies whose thinking was cut at a random point and
-  closed with the stop text, followed by the right answer), so the curve can be measured on CPU.
+  copies each digit and writes the running sum mod ``m`` after it (``m = 10``: ``3729`` -> ``33700229``, answer
+  ``9``), so every step is a local operation a tiny model learns in a few hundred steps, a budget of ``b`` tokens
+  leaves about ``L - b/2`` additions to do without thinking, and guessing scores ``1/m``.
+  :func:`train_digits_model` trains a tiny Qwen3 on it in a minute or two (thinking-mode data plus, as in
+  thinking-mode fusion, replies whose thinking was cut at a random point and closed with the stop text, followed by
+  the right answer), so the curve can be measured on CPU.
 - ``addition``: "What is a + b?" for any instruction model (e.g. SmolLM2); the answer is the last integer of the reply.
 
 :func:`budget_sweep` runs :func:`qwenkit.infer.generate_chat` at every budget on the same questions, batched.
@@ -44,7 +45,7 @@ def digits_question(rng: random.Random, length: int, modulus: int = 10) -> Quest
     running, total = [], 0
     for d in digits:
         total = (total + d) % modulus
-        running.append(str(total))
+        running.append(f"{d}{total}")
     return Question(prompt="".join(map(str, digits)), answer=str(total), thoughts="".join(running))
 
 
@@ -72,9 +73,9 @@ def is_correct(task: str, content: str, answer: str) -> bool:
 
 class SweepConfig(StrictModel):
     task: Literal["digits", "addition"] = "digits"
-    length: int = Field(8, ge=1, le=32, description="digits per question (digits) or per operand (addition)")
-    modulus: int = Field(2, ge=2, le=10, description="digits task: digits below it, answer = sum mod it")
-    budgets: list[int | None] = Field(default_factory=lambda: [0, 2, 4, 5, 6, 7, 8, None],
+    length: int = Field(4, ge=1, le=32, description="digits per question (digits) or per operand (addition)")
+    modulus: int = Field(10, ge=2, le=10, description="digits task: digits below it, answer = sum mod it")
+    budgets: list[int | None] = Field(default_factory=lambda: [0, 2, 4, 6, 7, 8, None],
                                       description="thinking budgets to measure; null = unlimited")
     questions: int = Field(200, ge=1)
     max_new_tokens: int = Field(48, ge=1)
@@ -87,12 +88,12 @@ class SweepConfig(StrictModel):
 
 class ToyTrainConfig(StrictModel):
     size: Literal["nano", "tiny", "small", "base"] = "tiny"
-    length: int = Field(8, ge=1, le=32)
-    modulus: int = Field(2, ge=2, le=10)
+    length: int = Field(4, ge=1, le=32)
+    modulus: int = Field(10, ge=2, le=10)
     batch_size: int = Field(64, ge=1)
     cut_fraction: float = Field(0.5, ge=0.0, le=1.0, description="share of examples whose thinking is cut short")
     stop_text: str = TOY_STOP_TEXT
-    trainer: TrainConfig = Field(default_factory=lambda: TrainConfig(max_steps=400, lr=3e-3, lr_schedule="cosine",
+    trainer: TrainConfig = Field(default_factory=lambda: TrainConfig(max_steps=1000, lr=3e-3, lr_schedule="cosine",
                                                                      warmup_steps=20, min_lr_ratio=0.05))
 
 
@@ -113,7 +114,7 @@ def toy_batch(tokenizer, config: ToyTrainConfig, step: int, seed: int) -> dict[s
     rows, labels = [], []
     for _ in range(config.batch_size):
         question = digits_question(rng, config.length, config.modulus)
-        cut = rng.randrange(config.length) if rng.random() < config.cut_fraction else None
+        cut = rng.randrange(len(question.thoughts) + 1) if rng.random() < config.cut_fraction else None
         prompt, completion = _toy_texts(question, cut, config.stop_text)
         prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
         completion_ids = tokenizer(completion, add_special_tokens=False)["input_ids"]
