@@ -77,10 +77,10 @@ def run_rl_repro(ctx: ReproContext) -> str:
         for seed in kind_seeds:
             sft_dir = root / "sft" / f"{kind}-seed{seed}"
             config = _config("grpo", moe, rollouts, sft_steps, seed)
-            if not (sft_dir / "sft").exists():
-                model, tokenizer = build_model_and_tokenizer(config)
-                torch.manual_seed(seed)
-                warm_start(model, tokenizer, get_task(config.task), config, RunDir(sft_dir), seed, True)
+            shutil.rmtree(sft_dir, ignore_errors=True)  # never reuse a warm start from an older run
+            model, tokenizer = build_model_and_tokenizer(config)
+            torch.manual_seed(seed)
+            warm_start(model, tokenizer, get_task(config.task), config, RunDir(sft_dir), seed, True)
             for algorithm in algorithms:
                 run_dir = root / "runs" / f"{kind}-{algorithm}-seed{seed}"
                 shutil.rmtree(run_dir, ignore_errors=True)
