@@ -132,3 +132,16 @@ def test_fresh_run_refuses_to_overwrite_checkpoints(tmp_path):
     _run(tmp_path / "run", 3)
     result = _run(tmp_path / "run", 3, check=False)
     assert result.returncode != 0 and "--resume" in result.stderr
+
+
+def test_metric_reported_by_some_micro_batches_is_not_diluted():
+    calls = {"n": 0}
+
+    def step(m, b):
+        calls["n"] += 1
+        loss = m(b).pow(2).mean()
+        return loss, ({"only_odd": 4.0} if calls["n"] % 2 else {})
+
+    result = train_loop(torch.nn.Linear(2, 1), step, lambda i: torch.ones(2, 2), TrainConfig(max_steps=2,
+                        grad_accum_steps=2))
+    assert [h["only_odd"] for h in result.history] == [4.0, 4.0]

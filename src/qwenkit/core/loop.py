@@ -312,11 +312,14 @@ def _to_device(batch: Any, device: torch.device) -> Any:
 
 
 def _average(metrics: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    """Mean of each metric over the micro-batches that reported it (a metric absent from some is not diluted)."""
     sums: dict[str, float] = {}
+    counts: dict[str, int] = {}
     for m in metrics:
         for k, v in m.items():
             sums[k] = sums.get(k, 0.0) + float(v)
-    return {k: v / len(metrics) for k, v in sums.items()}
+            counts[k] = counts.get(k, 0) + 1
+    return {k: v / counts[k] for k, v in sums.items()}
 
 
 def _mean_over_processes(metrics: dict[str, float], accelerator) -> dict[str, float]:

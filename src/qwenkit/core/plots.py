@@ -25,14 +25,18 @@ def line_plot(
     xlabel: str = "step",
     ylabel: str = "",
     bands: Mapping[str, tuple[Sequence[float], Sequence[float]]] | None = None,
+    styles: Mapping[str, str] | None = None,
     logx: bool = False,
     logy: bool = False,
 ) -> Path:
-    """Curves ``{label: (x, y)}``; ``bands[label] = (low, high)`` shades a band (e.g. min/max over seeds)."""
+    """Curves ``{label: (x, y)}``; ``bands[label] = (low, high)`` shades a band (e.g. min/max over seeds).
+
+    ``styles[label]`` is a matplotlib line style ("--", ":", "-."), so curves that coincide stay visible.
+    """
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=110)
     for label, (x, y) in series.items():
-        (line,) = ax.plot(x, y, label=label, linewidth=1.6)
+        (line,) = ax.plot(x, y, label=label, linewidth=1.6, linestyle=(styles or {}).get(label, "-"))
         if bands and label in bands:
             low, high = bands[label]
             ax.fill_between(x, low, high, color=line.get_color(), alpha=0.2, linewidth=0)

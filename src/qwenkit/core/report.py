@@ -82,7 +82,7 @@ class Report:
                 columns, cells, caption = block.payload
                 if caption:
                     out += [f"*{caption}*", ""]
-                out.append("| " + " | ".join(columns) + " |")
+                out.append("| " + " | ".join(c.replace("|", "\\|") for c in columns) + " |")
                 out.append("|" + "|".join("---" for _ in columns) + "|")
                 out += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in cells]
                 out.append("")

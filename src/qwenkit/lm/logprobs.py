@@ -74,21 +74,20 @@ def logprobs_from_hidden(
     logp_chunks, entropy_chunks = [], []
     use_checkpoint = torch.is_grad_enabled() and hidden.requires_grad
 
-    def score(h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return logprobs_from_logits(head(h), y, temperature)[0]
+    def score(h: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        # one head application per chunk gives both outputs; the entropy carries no gradient
+        return logprobs_from_logits(head(h), y, temperature, with_entropy=with_entropy)
 
     for start in range(0, hidden.shape[1], chunk_size):
         h = hidden[:, start : start + chunk_size]
         y = labels[:, start : start + chunk_size]
         if use_checkpoint:
-            logp_chunks.append(checkpoint(score, h, y, use_reentrant=False))
+            logp, entropy = checkpoint(score, h, y, use_reentrant=False)
         else:
-            logp_chunks.append(score(h, y))
+            logp, entropy = score(h, y)
+        logp_chunks.append(logp)
         if with_entropy:
-            with torch.no_grad():
-                scaled = head(h.detach()).float() / temperature
-                log_probs = torch.log_softmax(scaled, dim=-1)
-                entropy_chunks.append(-(log_probs.exp() * log_probs).sum(-1))
+            entropy_chunks.append(entropy)
     empty = hidden.new_zeros(hidden.shape[0], 0, dtype=torch.float32)
     logp = torch.cat(logp_chunks, dim=1) if logp_chunks else empty
     entropy = (torch.cat(entropy_chunks, dim=1) if entropy_chunks else empty) if with_entropy else None
