@@ -16,6 +16,7 @@ GgufOption = Annotated[str | None, typer.Option("--gguf-file", help="GGUF file n
 ThreadsOption = Annotated[int | None, typer.Option("--threads", help="Torch threads (default: usable cores).")]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 SeedOption = Annotated[int, typer.Option("--seed", help="Seed.")]
+DeviceOption = Annotated[str | None, typer.Option("--device", help="torch device, e.g. cuda (default: cpu).")]
 
 
 def _setup(threads: int | None, quiet: bool, seed: int | None = None) -> None:
@@ -40,6 +41,7 @@ def chat(
     system: Annotated[str | None, typer.Option("--system", help="System message.")] = None,
     message: Annotated[list[str] | None, typer.Option("--message", "-m", help="Send these and exit.")] = None,
     seed: SeedOption = 0,
+    device: DeviceOption = None,
     threads: ThreadsOption = None,
     quiet: QuietOption = False,
 ) -> None:
@@ -47,7 +49,7 @@ def chat(
     _setup(threads, quiet, seed)
     from qwenkit.infer.models import resolve_model
 
-    loaded, tokenizer, name = resolve_model(model, gguf_file=gguf_file)
+    loaded, tokenizer, name = resolve_model(model, gguf_file=gguf_file, device=device)
     history: list[dict[str, str]] = [{"role": "system", "content": system}] if system else []
     inputs = iter(message) if message else _read_lines()
     for text in inputs:
@@ -145,6 +147,7 @@ def serve(
     model_name: Annotated[str | None, typer.Option("--model-name", help="Name clients send.")] = None,
     max_batch_size: Annotated[int, typer.Option("--max-batch-size", help="Requests generated together.")] = 32,
     stop_text: Annotated[str | None, typer.Option("--stop-text", help="'docs' (default), 'paper' or a text.")] = None,
+    device: DeviceOption = None,
     threads: ThreadsOption = None,
     quiet: QuietOption = False,
 ) -> None:
@@ -155,7 +158,7 @@ def serve(
     from qwenkit.infer.models import resolve_model
     from qwenkit.infer.server import create_app
 
-    loaded, tokenizer, name = resolve_model(model, gguf_file=gguf_file)
+    loaded, tokenizer, name = resolve_model(model, gguf_file=gguf_file, device=device)
     app_ = create_app(loaded, tokenizer, model_name=model_name or name, max_batch_size=max_batch_size,
                       stop_text=stop_text)
     typer.echo(f"serving {model_name or name} on http://{host}:{port}/v1")

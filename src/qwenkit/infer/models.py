@@ -40,7 +40,8 @@ def resolve_model(spec: str, *, gguf_file: str | None = None, device: str | None
         from qwenkit.lm import build_synthetic_tokenizer, tiny_qwen3_for
 
         tokenizer = build_synthetic_tokenizer()
-        return tiny_qwen3_for(tokenizer, moe=spec.endswith("moe")).eval(), tokenizer, spec
+        model = tiny_qwen3_for(tokenizer, moe=spec.endswith("moe")).eval()
+        return (model.to(device) if device else model), tokenizer, spec
     if spec == "smollm2":
         directory = smollm2_directory()
         if directory is None:
