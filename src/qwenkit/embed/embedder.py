@@ -84,10 +84,10 @@ class Embedder:
             if append_token is None:
                 raise ValueError("last-token pooling needs an end token, but the tokenizer has neither "
                                  f"{ENDOFTEXT!r} nor an eos_token; pass append_token='<token>'")
-        token_id = self.tokenizer.convert_tokens_to_ids(append_token)
-        if token_id is None or token_id == self.tokenizer.unk_token_id:
+        vocab = self.tokenizer.get_vocab()
+        if append_token not in vocab:  # membership, not the unk id: SmolLM2's unk token *is* <|endoftext|>
             raise ValueError(f"append_token {append_token!r} is not in the tokenizer's vocabulary")
-        return int(token_id)
+        return int(vocab[append_token])
 
     @property
     def dimension(self) -> int:
