@@ -50,3 +50,20 @@ def test_dense_run_and_missing_queries():
     assert set(run["a"]) == {"y", "z"} and run["a"]["y"] == 1.0
     with pytest.raises(ValueError, match="no ranking"):
         evaluate_run({"c": {"x": 1}}, run)
+
+
+def test_evaluate_with_reranker_on_tiny_models(tiny_lm):
+    from qwenkit.embed.data import RetrievalTask
+    from qwenkit.embed.embedder import Embedder
+    from qwenkit.embed.evaluate import evaluate_embedder, evaluate_with_reranker
+    from qwenkit.embed.reranker import Reranker
+
+    model, tokenizer = tiny_lm
+    docs = {f"d{i}": text for i, text in enumerate(["add two numbers", "sort a list", "read a file", "cats", "dogs"])}
+    queries = {"q0": "sum", "q1": "order items", "q2": "open path"}
+    task = RetrievalTask("toy", "Find it", [], [], queries, docs, {"q0": {"d0": 1}, "q1": {"d1": 2}, "q2": {"d2": 1}})
+    embedder = Embedder(model, tokenizer, max_length=64)
+    result = evaluate_with_reranker(embedder, Reranker(model, tokenizer, max_length=300), task, top_k=3)
+    assert result["embedder"] == evaluate_embedder(embedder, task)[32]
+    assert set(result["embedder+reranker"]) == {"ndcg@10", "mrr@10", "recall@100"}
+    assert result["embedder+reranker"]["recall@100"] == 1.0
