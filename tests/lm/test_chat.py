@@ -176,7 +176,7 @@ def test_generation_prompt_opens_or_closes_think_block(tokenizer):
 @pytest.mark.parametrize(
     "text",
     ["abc\n</think>\n\nanswer\n", "a<b</thinx>\n</think>answer", "<think>\nx\n\ny\n</think>\n\n\nz\nw", "no close\n",
-     "</think>only content"],
+     "</think>only content", "cut off at a marker </th", "x\n</think>\n\nanswer </thi"],
 )
 def test_stream_parser_equals_split(text):
     for chunk in (1, 2, 3, 7):
@@ -184,6 +184,7 @@ def test_stream_parser_equals_split(text):
         pieces = []
         for i in range(0, len(text), chunk):
             pieces += parser.feed(text[i : i + chunk])
+        pieces += parser.flush()
         reasoning = "".join(p for k, p in pieces if k == "reasoning")
         content = "".join(p for k, p in pieces if k == "content")
         expected = split_reasoning("<think>" + text if not text.startswith("<think>") else text)

@@ -109,6 +109,8 @@ def _stream_reply(model, tokenizer, history, *, max_new_tokens, no_think, thinki
     prompt_ids = list(tokenizer(prompt, add_special_tokens=False)["input_ids"])
     (result,) = generate_ids(model, tokenizer, [prompt_ids], [thinking], [thinking_budget], [max_new_tokens],
                              stop_text, params, on_token=on_token)
+    for kind, piece in parser.flush():
+        typer.secho(piece, nl=False, dim=kind == "reasoning")
     typer.echo("")
     return result
 

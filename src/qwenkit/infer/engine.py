@@ -80,6 +80,8 @@ class _RowStream:
     def close(self, final_text: str) -> None:
         if len(final_text) > self.sent:
             self._send(final_text)
+        for piece in self.parser.flush():
+            self.request.emit(piece)
         self.ended = True
 
 

@@ -334,6 +334,14 @@ class ReasoningStreamParser:
             return pieces
 
 
+    def flush(self) -> list[tuple[str, str]]:
+        """The pieces still held back once the output is complete (a cut-off marker prefix is plain text then)."""
+        rest, self._buffer = self._buffer.rstrip("\n"), ""
+        if not rest:
+            return []
+        return [("reasoning" if self.in_reasoning else "content", rest)]
+
+
 def _held_back(buffer: str, marker: str) -> int:
     """Characters at the end of ``buffer`` to hold: trailing newlines plus any proper prefix of ``marker``."""
     for size in range(min(len(marker) - 1, len(buffer)), 0, -1):
