@@ -194,3 +194,15 @@ def test_stop_text_variants():
     assert resolve_stop_text("paper") == STOP_TEXT_PAPER and "</think>." in STOP_TEXT_PAPER
     assert resolve_stop_text("Time is up.") == "Time is up.\n</think>\n\n"
     assert resolve_stop_text("done</think>") == "done</think>"
+
+
+def test_two_pass_continues_a_reply_whose_thinking_closed_early(dense, tokenizer):
+    """Pass 1 (N tokens) closes thinking but does not finish: pass 2 continues without the stop text."""
+    end_id = tokenizer.convert_tokens_to_ids("</think>")
+    stop_ids = chat_stop_token_ids(tokenizer)
+    result = generate_chat(dense, tokenizer, CONVERSATIONS[:1], max_new_tokens=20, thinking_budget=5,
+                           strategy="two_pass", logits_processors=[Ban(stop_ids), ForceAt(row=0, step=2, token=end_id)],
+                           seed=0)[0]
+    assert result.passes == 2 and not result.budget_hit and result.thinking_tokens == 2
+    assert result.token_ids[2] == end_id and len(result.token_ids) == 20
+    assert "Considering" not in result.reasoning + result.content
