@@ -5,12 +5,27 @@
 - :mod:`qwenkit.lm.loading`: local checkpoints and tokenizers (directories, GGUF), with clear errors.
 - :mod:`qwenkit.lm.logprobs`: chunked per-token log-probs and entropies.
 - :mod:`qwenkit.lm.sampling`: batched sampling with KV cache and the sampler's log-probs.
+- :mod:`qwenkit.lm.chat`: the Qwen3 chat format (thinking modes, soft switches, history rule, reasoning split).
+- :mod:`qwenkit.lm.backends`: one chat-backend protocol; local transformers and OpenAI-compatible HTTP backends.
 """
 
 import importlib
 from typing import Any
 
 _EXPORTS = {
+    "BackendError": "backends",
+    "ChatBackend": "backends",
+    "Completion": "backends",
+    "OpenAIChatBackend": "backends",
+    "TransformersBackend": "backends",
+    "ReasoningStreamParser": "chat",
+    "apply_soft_switch": "chat",
+    "generation_prompt": "chat",
+    "render_chat": "chat",
+    "render_qwen3": "chat",
+    "soft_switch": "chat",
+    "split_reasoning": "chat",
+    "strip_history_reasoning": "chat",
     "ModelLoadError": "loading",
     "load_causal_lm": "loading",
     "load_tokenizer": "loading",
