@@ -75,7 +75,8 @@ def run_check(cases: int = 300, seed: int = 0, *, isas: list[str] | None = None,
     """
     isas = isas or cpu_isas()
     saved = {name: getattr(planner, name) for name in ("MIN_KERNEL_BYTES", "MIN_ROW_BYTES_FOR_ROWS",
-                                                        "MIN_PLANE_ELEMENTS", "STREAM_MIN_BYTES")}
+                                                        "MIN_PLANE_ELEMENTS", "STREAM_MIN_BYTES",
+                                                        "WHOLE_ROW_MIN_BYTES")}
     if force_kernels:
         for name in saved:
             setattr(planner, name, 0)

@@ -1,7 +1,7 @@
 """C code generator: one translation unit per (ISA, element width) holding every kernel class.
 
 A kernel moves raw elements of ``width`` bytes (1, 2, 4, 8 or 16); the planner maps every dtype onto one of these.
-Each unit exports three functions (see ``CDEF``):
+Each unit exports these functions (see ``CDEF``):
 
 - ``qk_rows``: copy contiguous runs (the input's and the output's unit-stride axis are the same axis);
 - ``qk_strided``: copy along one axis item by item (an item: one element, or a short run of elements that is
@@ -10,7 +10,9 @@ Each unit exports three functions (see ``CDEF``):
   in the input (one or more packed input axes), ``q`` over elements contiguous in the output. Input row ``j`` starts at
   byte ``qa[j]``, output row ``i`` at ``pb[i]`` (tables, so a row index may span several short axes). The plane is cut
   into macro tiles (``tp x tq``) and those into micro tiles that are transposed in registers. When the input's
-  fastest axis is itself strided (``sp != width``, a sliced view), the same tiling runs with element copies.
+  fastest axis is itself strided (``sp != width``, a sliced view), the same tiling runs with element copies;
+- ``qk_interleave``/``qk_deinterleave`` (AVX-512 units only): a short axis beside a long one, whole registers
+  permuted by tables from ``short_axis_tables``.
 
 The micro tile is a *lane-parallel* transpose: a vector of ``V`` bytes holds ``V/16`` independent 128-bit lanes, each
 lane an ``m x m`` block with ``m = 16/width``. ``log2(m)`` stages of unpack-low/high (x86) or zip1/zip2 (NEON) with
@@ -484,6 +486,29 @@ static inline void buffered_tile(const char *a_rows, const qk_tile_args *t, char
     for (int64_t i = 0; i < rows; ++i) stream_row(b + pb[i] + jq * W, buf + i * t->tq * W, t->tq * W);
 }
 
+/* Output rows that are not cache-line aligned alike: each tile holds whole output rows, and each row goes out
+   with ordinary stores for its partial first and last lines and streaming stores for the whole lines between. */
+static inline void stream_row_unaligned(char *dst, const char *src, int64_t bytes)
+{
+    int64_t head = (int64_t)((64 - ((uintptr_t)dst & 63)) & 63);
+    if (head > bytes) head = bytes;
+    memcpy(dst, src, (size_t)head);
+    const int64_t body = (bytes - head) / 64 * 64;
+    stream_copy(dst + head, src + head, body);
+    memcpy(dst + head + body, src + head + body, (size_t)(bytes - head - body));
+}
+
+static void plane_whole_rows(const char *a, char *b, const qk_tile_args *t, int64_t p0, int64_t p1,
+                             char *buf, const int64_t *pbuf)
+{
+    for (int64_t ip = p0; ip < p1; ip += t->tp) {
+        const int64_t rows = p1 - ip < t->tp ? p1 - ip : t->tp;
+        transpose_block(a + ip * t->sp, t->sp, t->qa, buf, pbuf, rows, t->nq);
+        for (int64_t i = 0; i < rows; ++i)
+            stream_row_unaligned(b + t->pb[ip + i], buf + i * t->nq * W, t->nq * W);
+    }
+}
+
 /* One plane, output rows [p0, p1), streaming: the columns before the first cache-line-aligned output column and
    after the last full macro tile are written directly; the full tiles go through the buffer. Row order walks a
    strip of output rows across all columns (long input runs per tile); column order walks down a strip of columns
@@ -519,7 +544,8 @@ void qk_tile(const char *a, char *b, const qk_tile_args *t, int64_t o0, int64_t 
 {
     _Alignas(64) char buf[TILE_BUFFER_BYTES];
     int64_t pbuf[MAX_TILE_P];
-    const int stream = t->stream && HAVE_STREAM && t->tp <= MAX_TILE_P && t->tp * t->tq * W <= TILE_BUFFER_BYTES;
+    /* stream: 0 direct stores; 1 buffered tiles, rows aligned alike; 2 buffered whole rows, any alignment */
+    const int stream = HAVE_STREAM && t->tp <= MAX_TILE_P && t->tp * t->tq * W <= TILE_BUFFER_BYTES ? t->stream : 0;
     if (stream)
         for (int64_t i = 0; i < t->tp; ++i) pbuf[i] = i * t->tq * W;
     int64_t idx[MAX_OUTER_DIMS], off_a, off_b, next_idx[MAX_OUTER_DIMS], next_a, next_b;
@@ -533,7 +559,8 @@ void qk_tile(const char *a, char *b, const qk_tile_args *t, int64_t o0, int64_t 
             outer_next(t->nouter, t->oshape, t->oa, t->ob, next_idx, &next_a, &next_b);
             prefetch_rows(a + next_a + p0 * t->sp, t->qa, 0, t->nq, (p1 - p0) * t->sp);
         }
-        if (stream) plane(a + off_a, b + off_b, t, p0, p1, buf, pbuf);
+        if (stream == 1) plane(a + off_a, b + off_b, t, p0, p1, buf, pbuf);
+        else if (stream == 2) plane_whole_rows(a + off_a, b + off_b, t, p0, p1, buf, pbuf);
         else plane_direct(a + off_a, b + off_b, t, p0, p1);
         outer_next(t->nouter, t->oshape, t->oa, t->ob, idx, &off_a, &off_b);
     }

@@ -47,6 +47,12 @@ order). Measured on 8192^2 transposes (docs/permute.md): walking tiles down a co
 row be read sequentially, which lifted float32 from ~50 % to ~75 % and float64 from ~50 % to ~74 % of copy
 bandwidth; bytes do best with long input runs in row order."""
 THREAD_MIN_BYTES = 4 * 1024 * 1024
+STREAM_TILES, STREAM_WHOLE_ROWS = 1, 2
+STREAM_MODES = {0: "off", STREAM_TILES: "whole-line tiles",
+                STREAM_WHOLE_ROWS: "whole rows, their unaligned ends stored normally"}
+WHOLE_ROW_MIN_BYTES = 256
+"""Output rows that are not line-aligned alike are streamed whole when at least this long (the two partial lines at
+their ends are written with ordinary stores)."""
 """Default threading: one thread per this many bytes of output, at most the usable cores."""
 
 
@@ -93,7 +99,7 @@ class Plan:
     qa: np.ndarray | None = field(default=None, repr=False)  # tile: A byte offset of each input row
     tp: int = 0
     tq: int = 0
-    stream: bool = False
+    stream: int = 0  # rows: 0/1; tile: 0 direct, STREAM_TILES, STREAM_WHOLE_ROWS
     column_order: bool = False  # tile: walk macro tiles down columns (True) or along rows
     short_idx: np.ndarray | None = field(default=None, repr=False)  # (de)interleave: permute index vectors
     short_mask: np.ndarray | None = field(default=None, repr=False)  # (de)interleave: lane masks
@@ -111,7 +117,7 @@ class Plan:
             lines.append(f"block {math.prod(self.p_axes.shape)} x {math.prod(self.q_axes.shape)}: p axes "
                          f"{self.p_axes.shape} (A-contiguous), q axes {self.q_axes.shape} (B-contiguous); "
                          f"macro tile {self.tp} x {self.tq} in {'column' if self.column_order else 'row'} order; "
-                         f"streaming stores {'on' if self.stream else 'off'}")
+                         f"streaming stores: {STREAM_MODES[self.stream]}")
         if self.kind in {"interleave", "deinterleave"}:
             lines.append(f"short axis {self.q_axes.shape[0]} x long axis {self.p_axes.shape[0]}, "
                          f"{int(np.count_nonzero(self.short_mask))} masked register permutes per "
@@ -235,7 +241,7 @@ def _plan_rows(axes: Axes, n_threads: int, common: dict) -> Plan:
     if row_bytes < MIN_ROW_BYTES_FOR_ROWS and outer.shape:
         # Short common runs: memcpy per run costs more than the run; copy them item by item along the next axis.
         return _plan_strided(outer, row_bytes, n_threads, common, f"common runs of only {row_bytes} bytes")
-    stream = (_streams(common) and row_bytes % 64 == 0 and all(s % 64 == 0 for s in outer.sb))
+    stream = int(_streams(common) and row_bytes % 64 == 0 and all(s % 64 == 0 for s in outer.sb))
     return Plan("rows", "input and output share their unit-stride axis", row_bytes=row_bytes, outer=outer,
                 stream=stream, chunks=_split_outer(math.prod(outer.shape), n_threads), **common)
 
@@ -320,8 +326,14 @@ def _plan_tile(axes: Axes, p: int, n_threads: int, common: dict) -> Plan:
     outer_idx = [k for k in range(ndim) if k not in p_side and k not in q_side]
     outer = axes.take(outer_idx)
     aligned_rows = bool(np.all((pb - pb[0]) % 64 == 0))
-    stream = (_streams(common) and aligned_rows
-              and (tq * width) % 64 == 0 and n_q >= tq and tp * tq * width <= codegen.TILE_BUFFER_BYTES)
+    stream = 0
+    if _streams(common) and aligned_rows and (tq * width) % 64 == 0 and n_q >= tq:
+        stream = STREAM_TILES
+    elif _streams(common) and not aligned_rows and n_q * width >= WHOLE_ROW_MIN_BYTES \
+            and mp * n_q * width <= codegen.TILE_BUFFER_BYTES:
+        stream = STREAM_WHOLE_ROWS
+        tq = n_q
+        tp = max(mp, min(tp, codegen.TILE_BUFFER_BYTES // (n_q * width) // mp * mp))
     chunks = _split_planes(math.prod(outer.shape), n_p, n_threads, tp)
     return Plan("tile", "block transpose between the two unit-stride sides", outer=outer,
                 p_axes=axes.take(p_side), q_axes=axes.take(q_side), pb=pb, qa=qa, tp=tp, tq=tq, stream=stream,
