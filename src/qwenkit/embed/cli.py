@@ -56,14 +56,18 @@ def train(
 ) -> None:
     """Contrastive fine-tuning (paper eq. 1) with mining, GradCache and Matryoshka; writes model/ and a report."""
     _setup(threads, quiet)
-    from qwenkit.core.config import load_config
+    from qwenkit.core.config import ConfigError, load_config
     from qwenkit.core.report import Report
     from qwenkit.core.runs import RunDir
     from qwenkit.embed.report import add_results
     from qwenkit.embed.train import EmbedTrainConfig, train_embedder
 
     overrides = list(set_ or []) + ([f"trainer.seed={seed}"] if seed is not None else [])
-    settings = load_config(EmbedTrainConfig, config, overrides)
+    try:
+        settings = load_config(EmbedTrainConfig, config, overrides)
+    except ConfigError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(code=2) from None
     run = RunDir(out)
     result = train_embedder(settings, run=run, resume=resume, quiet=quiet or None)
     report = Report("qwenkit embed train")
