@@ -145,3 +145,32 @@ def test_metric_reported_by_some_micro_batches_is_not_diluted():
     result = train_loop(torch.nn.Linear(2, 1), step, lambda i: torch.ones(2, 2), TrainConfig(max_steps=2,
                         grad_accum_steps=2))
     assert [h["only_odd"] for h in result.history] == [4.0, 4.0]
+
+
+def test_manual_backward_equals_automatic():
+    def auto_step(m, b):
+        return m(b).pow(2).mean(), {}
+
+    def manual_step(m, b, backward):
+        first, second = b[:2], b[2:]
+        # two backward passes over halves of the batch, as GradCache does with chunks
+        loss_a = m(first).pow(2).sum() / len(b)
+        backward(loss_a, sync=False)
+        loss_b = m(second).pow(2).sum() / len(b)
+        backward(loss_b)
+        return (loss_a + loss_b).detach(), {}
+
+    data = lambda i: torch.arange(8, dtype=torch.float32).reshape(4, 2) / (i + 1)  # noqa: E731
+    config = TrainConfig(max_steps=3, grad_accum_steps=2, lr=0.1)
+    torch.manual_seed(0)
+    auto_model = torch.nn.Linear(2, 1)
+    manual_model = torch.nn.Linear(2, 1)
+    manual_model.load_state_dict(auto_model.state_dict())
+    a = train_loop(auto_model, auto_step, data, config)
+    b = train_loop(manual_model, manual_step, data, config, manual_backward=True)
+    for p, q in zip(auto_model.parameters(), manual_model.parameters(), strict=True):
+        torch.testing.assert_close(p, q)
+    assert [h["loss"] for h in a.history] == pytest.approx([h["loss"] for h in b.history])
+    with pytest.raises(RuntimeError, match="never called backward"):
+        train_loop(torch.nn.Linear(2, 1), lambda m, b, backward: (m(b).sum(), {}), data, config,
+                   manual_backward=True)

@@ -13,6 +13,11 @@ Exact resume: a checkpoint holds model, optimizer, scheduler, every RNG, the ste
 objects the domain passes (EMA weights, replay buffers). Data given as a callable ``data(micro_step_index)`` is
 re-addressed directly; an iterable is fast-forwarded past the micro-batches already consumed. On CPU a killed and
 resumed run reaches bit-identical weights to one that was never killed (tests/core/test_loop.py).
+
+Manual backward (``manual_backward=True``): for steps that need several backward passes per micro-batch (GradCache,
+for example), the loop calls ``step_fn(model, batch, backward)``. ``backward(tensor, sync=True)`` scales by
+``1/grad_accum_steps`` and runs ``accelerator.backward``; pass ``sync=False`` for every backward but the last of a
+micro-batch so DDP all-reduces gradients once. The returned loss is then only logged.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from qwenkit.core.progress import ProgressBar
 from qwenkit.core.runs import RunDir
 from qwenkit.core.seeding import capture_rng_state, restore_rng_state, seed_everything
 
-StepFn = Callable[[torch.nn.Module, Any], tuple[torch.Tensor, Mapping[str, Any]]]
+StepFn = Callable[..., tuple[torch.Tensor, Mapping[str, Any]]]
 EvalFn = Callable[[torch.nn.Module], Mapping[str, float]]
 
 
@@ -140,6 +145,7 @@ def train_loop(
     stateful: Mapping[str, Stateful] | None = None,
     description: str = "training",
     quiet: bool | None = None,
+    manual_backward: bool = False,
 ) -> LoopResult:
     """Train ``model`` for ``config.max_steps`` optimizer steps and return the logged history.
 
@@ -202,9 +208,16 @@ def train_loop(
                 batch = shard_batch(batches.next(), accelerator.process_index, accelerator.num_processes)
                 batch = _to_device(batch, accelerator.device)
                 sync = micro == config.grad_accum_steps - 1
-                with contextlib.nullcontext() if sync else accelerator.no_sync(model), accelerator.autocast():
-                    loss, metrics = step_fn(model, batch)
-                    accelerator.backward(loss / config.grad_accum_steps)
+                if manual_backward:
+                    backward = _ManualBackward(accelerator, model, config.grad_accum_steps, last_micro=sync)
+                    with accelerator.autocast():
+                        loss, metrics = step_fn(model, batch, backward)
+                    if not backward.called:
+                        raise RuntimeError("manual_backward=True but the step function never called backward(...)")
+                else:
+                    with contextlib.nullcontext() if sync else accelerator.no_sync(model), accelerator.autocast():
+                        loss, metrics = step_fn(model, batch)
+                        accelerator.backward(loss / config.grad_accum_steps)
                 total_loss += float(loss.detach()) / config.grad_accum_steps
                 micro_metrics.append(metrics)
             grad_norm = accelerator.clip_grad_norm_(params, config.max_grad_norm or float("inf"))
@@ -272,6 +285,20 @@ def _evaluate(model: torch.nn.Module, eval_fn: EvalFn) -> dict[str, float]:
     finally:
         model.train(was_training)
     return {f"eval/{k}": float(v) for k, v in metrics.items()}
+
+
+class _ManualBackward:
+    """The ``backward`` handed to a manual-backward step: scaled for accumulation, synchronised only when asked."""
+
+    def __init__(self, accelerator, model: torch.nn.Module, accumulation: int, *, last_micro: bool):
+        self.accelerator, self.model, self.accumulation, self.last_micro = accelerator, model, accumulation, last_micro
+        self.called = False
+
+    def __call__(self, tensor: torch.Tensor, sync: bool = True) -> None:
+        self.called = True
+        context = contextlib.nullcontext() if (sync and self.last_micro) else self.accelerator.no_sync(self.model)
+        with context:
+            self.accelerator.backward(tensor / self.accumulation)
 
 
 class _BatchSource:
