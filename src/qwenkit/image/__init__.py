@@ -24,6 +24,10 @@ _EXPORTS = {
     "make_spec": "qwenkit.image.synth",
     "RenderSpec": "qwenkit.image.render",
     "render": "qwenkit.image.render",
+    "load_pretrained": "qwenkit.image.pretrained",
+    "QwenVLPromptEncoder": "qwenkit.image.pretrained",
+    "load_kit": "qwenkit.image.train",
+    "generate": "qwenkit.image.sample",
 }
 
 __all__ = sorted(_EXPORTS)

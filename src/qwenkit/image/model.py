@@ -221,15 +221,16 @@ class ImageDenoiser(nn.Module):
             semantic, semantic_mask = self.semantic_encoder(source_images)
         inputs = assemble_inputs(noisy_tokens, grid, text_embeds, text_mask, source_tokens=source_tokens,
                                  semantic_embeds=semantic, semantic_mask=semantic_mask)
+        dtype = self.transformer.dtype
         out = self.transformer(
-            hidden_states=inputs.hidden_states,
-            encoder_hidden_states=inputs.encoder_hidden_states,
+            hidden_states=inputs.hidden_states.to(dtype),
+            encoder_hidden_states=inputs.encoder_hidden_states.to(dtype),
             encoder_hidden_states_mask=inputs.encoder_hidden_states_mask,
-            timestep=sigma.to(noisy_tokens.dtype),
+            timestep=sigma.to(dtype),
             img_shapes=inputs.img_shapes,
             return_dict=False,
         )[0]
-        return out[:, : inputs.target_tokens]
+        return out[:, : inputs.target_tokens].to(noisy_tokens.dtype)
 
 
 def tiny_transformer(latent_channels: int, text_dim: int, *, layers: int = 3, heads: int = 4, head_dim: int = 24,

@@ -15,15 +15,23 @@ import numpy as np
 import torch
 
 from qwenkit.image.data import to_images, to_tensor
-from qwenkit.image.flow import cfg_combine
+from qwenkit.image.flow import cfg_combine, resolution_shift
 from qwenkit.image.train import ImageKit
 
 
 def make_scheduler(kit: ImageKit, steps: int):
     from diffusers import FlowMatchEulerDiscreteScheduler
 
-    scheduler = FlowMatchEulerDiscreteScheduler(use_dynamic_shifting=True, time_shift_type="exponential")
-    scheduler.set_timesteps(sigmas=np.linspace(1.0, 1.0 / steps, steps).tolist(), mu=math.log(kit.config.shift()))
+    if kit.scheduler_config is None:
+        scheduler = FlowMatchEulerDiscreteScheduler(use_dynamic_shifting=True, time_shift_type="exponential")
+        mu = math.log(kit.config.shift())
+    else:  # a pretrained checkpoint's scheduler, with QwenImagePipeline's dynamic shift (calculate_shift)
+        scheduler = FlowMatchEulerDiscreteScheduler.from_config(kit.scheduler_config)
+        c = scheduler.config
+        h, w = kit.grid
+        mu = math.log(resolution_shift(h * w, c.get("base_image_seq_len", 256), c.get("max_image_seq_len", 4096),
+                                       c.get("base_shift", 0.5), c.get("max_shift", 1.15)))
+    scheduler.set_timesteps(sigmas=np.linspace(1.0, 1.0 / steps, steps).tolist(), mu=mu)
     return scheduler
 
 
@@ -49,15 +57,14 @@ def _generate_chunk(kit: ImageKit, prompts: list[str], steps: int, cfg_scale: fl
     generator = torch.Generator().manual_seed(seed)
     latents = torch.randn(b, h * w, codec.channels, generator=generator)
     guided = cfg_scale != 1.0
-    text, mask = kit.text_encoder.encode(prompts + ([""] * b if guided else []))
-    source_tokens = source_pixels = None
+    source_tokens = pixels = None
     if sources is not None:
         pixels = to_tensor(sources)
-        source_pixels = pixels if kit.uses_semantic else None
         source_tokens = codec.encode(pixels) if kit.uses_vae else None
         if guided:
-            source_pixels = None if source_pixels is None else torch.cat([source_pixels, source_pixels])
+            pixels = torch.cat([pixels, pixels])
             source_tokens = None if source_tokens is None else torch.cat([source_tokens, source_tokens])
+    text, mask, source_pixels = kit.encode_condition(prompts + ([""] * b if guided else []), pixels)
     scheduler = make_scheduler(kit, steps)
     for t in scheduler.timesteps:
         x = torch.cat([latents, latents]) if guided else latents

@@ -20,9 +20,10 @@ from pydantic import Field, model_validator
 from qwenkit.core.config import StrictModel
 from qwenkit.core.loop import LoopResult, TrainConfig, train_loop
 from qwenkit.core.runs import RunDir
-from qwenkit.image.data import EDIT_KINDS, BatchMaker
+from qwenkit.image.data import EDIT_KINDS, BatchMaker, to_images
 from qwenkit.image.flow import EMA, add_noise, flow_matching_loss, resolution_shift, sample_sigmas
 from qwenkit.image.model import (
+    DiffusersVAECodec,
     ImageDenoiser,
     PatchPCACodec,
     PooledPatchImageEncoder,
@@ -30,6 +31,7 @@ from qwenkit.image.model import (
     tiny_text_encoder,
     tiny_transformer,
 )
+from qwenkit.image.pretrained import QwenVLPromptEncoder
 from qwenkit.image.synth import STAGES, CurriculumSchedule, default_alphabet
 
 
@@ -38,8 +40,12 @@ class ModelConfig(StrictModel):
     heads: int = Field(4, ge=1)
     head_dim: int = Field(24, ge=4)
     axes_dims_rope: tuple[int, int, int] = (8, 8, 8)
+    codec: Literal["pca", "vae"] = Field("pca", description="pca: fixed whitened PCA of pixel patches (fitted at "
+                                         "build time); vae: a frozen AutoencoderKLQwenImage from vae_path")
+    vae_path: str | None = Field(None, description="local AutoencoderKLQwenImage directory (codec=vae), e.g. the "
+                                                   "vae/ folder of a Qwen-Image snapshot")
     codec_patch: int = Field(4, ge=1)
-    codec_channels: int = Field(16, ge=1)
+    codec_channels: int = Field(16, ge=1, description="PCA components (codec=pca); codec=vae uses 4 * z_dim")
     text_encoder_size: Literal["nano", "tiny", "small"] = "nano"
     semantic_grid: int = Field(4, ge=1)
 
@@ -47,7 +53,23 @@ class ModelConfig(StrictModel):
     def _rope(self) -> ModelConfig:
         if sum(self.axes_dims_rope) != self.head_dim or any(d % 2 for d in self.axes_dims_rope):
             raise ValueError(f"axes_dims_rope {self.axes_dims_rope} must be even and sum to head_dim={self.head_dim}")
+        if self.codec == "vae":
+            if not self.vae_path:
+                raise ValueError("model.codec=vae needs model.vae_path (a local AutoencoderKLQwenImage directory)")
+            if not (Path(self.vae_path) / "config.json").is_file():
+                raise ValueError(f"model.vae_path={self.vae_path!r} has no config.json; point it at an "
+                                 "AutoencoderKLQwenImage directory saved with save_pretrained (e.g. Qwen-Image's vae/)")
         return self
+
+    def vae_config(self) -> dict:
+        return json.loads((Path(self.vae_path) / "config.json").read_text("utf-8"))
+
+    def latent_factor(self) -> int:
+        """Pixels per latent token side: the PCA patch, or the VAE's 2^len(temperal_downsample) times the 2x2 packing
+        (``DiffusersVAECodec.factor``: 16 for Qwen-Image's VAE)."""
+        if self.codec == "pca":
+            return self.codec_patch
+        return 2 ** len(self.vae_config()["temperal_downsample"]) * 2
 
 
 class ImageTrainConfig(StrictModel):
@@ -81,9 +103,10 @@ class ImageTrainConfig(StrictModel):
         for name in ("target_stage", "edit_stage"):
             if getattr(self, name) not in STAGES:
                 raise ValueError(f"{name}={getattr(self, name)!r} is not a stage; use one of {list(STAGES)}")
-        p = self.model.codec_patch
+        p = self.model.latent_factor()
         if self.width % p or self.height % p:
-            raise ValueError(f"width/height ({self.width}x{self.height}) must be multiples of model.codec_patch={p}")
+            what = "model.codec_patch" if self.model.codec == "pca" else "the VAE's factor (8x, then 2x2 packing)"
+            raise ValueError(f"width/height ({self.width}x{self.height}) must be multiples of {what}={p}")
         if self.tasks.get("i2i", 0) > 0 and self.edit_conditioning == "vae":
             raise ValueError("i2i reconstruction goes through the semantic channel; with edit_conditioning=vae it "
                              "would copy the input: set tasks.i2i=0 or use dual/semantic")
@@ -98,7 +121,8 @@ class ImageTrainConfig(StrictModel):
 
     def shift(self) -> float:
         if self.timestep_shift == "dynamic":
-            grid = (self.height // self.model.codec_patch) * (self.width // self.model.codec_patch)
+            factor = self.model.latent_factor()
+            grid = (self.height // factor) * (self.width // factor)
             return resolution_shift(grid)
         return float(self.timestep_shift)
 
@@ -108,9 +132,10 @@ class ImageKit:
     """Everything a sampler needs: the trained denoiser, the latent codec, the frozen text encoder, the config."""
 
     denoiser: ImageDenoiser
-    codec: PatchPCACodec
-    text_encoder: TextConditionEncoder
+    codec: PatchPCACodec | DiffusersVAECodec
+    text_encoder: TextConditionEncoder | QwenVLPromptEncoder
     config: ImageTrainConfig
+    scheduler_config: dict | None = None
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -124,6 +149,18 @@ class ImageKit:
     def uses_vae(self) -> bool:
         return self.config.edit_conditioning in ("dual", "vae")
 
+    def encode_condition(self, prompts: list[str], source_images: torch.Tensor | None = None):
+        """Prompt embeddings and mask. An encoder that ``accepts_images`` (Qwen2.5-VL) also sees the edit's source
+        images when the kit uses the semantic channel; returns (embeds, mask, source images left for the
+        separate semantic encoder or None)."""
+        if getattr(self.text_encoder, "wants_image", False):
+            if source_images is None:
+                raise ValueError("this kit's encoder is an edit (image + instruction) encoder: pass source images")
+            text, mask = self.text_encoder.encode(prompts, images=to_images(source_images))
+            return text, mask, None
+        text, mask = self.text_encoder.encode(prompts)
+        return text, mask, source_images if self.uses_semantic else None
+
 
 def batch_maker(config: ImageTrainConfig, seed: int | None = None) -> BatchMaker:
     return BatchMaker(
@@ -135,20 +172,32 @@ def batch_maker(config: ImageTrainConfig, seed: int | None = None) -> BatchMaker
     )
 
 
-def build_kit(config: ImageTrainConfig) -> ImageKit:
-    """A fresh kit: codec fitted on renders of every stage the run will see, a seeded MMDiT and text encoder."""
-    seed = config.trainer.seed
-    text_encoder = tiny_text_encoder(default_alphabet(), config.model.text_encoder_size, seed=seed)
+def vae_codec(path: str | Path) -> DiffusersVAECodec:
+    """A frozen ``AutoencoderKLQwenImage`` from a local directory, as a token codec."""
+    from diffusers import AutoencoderKLQwenImage
+
+    return DiffusersVAECodec(AutoencoderKLQwenImage.from_pretrained(path).eval().requires_grad_(False))
+
+
+def fit_pca_codec(config: ImageTrainConfig) -> PatchPCACodec:
+    """The PCA codec fitted on renders of every stage the run will see (batches spread over the schedule)."""
     codec = PatchPCACodec(config.model.codec_patch, config.model.codec_channels)
     fit_config = config.model_copy(update={"tasks": {t: 1.0 for t, w in config.tasks.items() if w > 0},
                                            "batch_size": 32})
-    maker = batch_maker(fit_config, seed=seed + 10_000)
-    # spread the fitting batches over the whole schedule so every stage's patches are represented
+    maker = batch_maker(fit_config, seed=config.trainer.seed + 10_000)
     images = [maker(i * max(1, config.trainer.max_steps // 16))["target"]
               for i in range(-(-config.codec_fit_samples // 32))]
-    codec.fit(torch.cat(images)[: config.codec_fit_samples])
+    return codec.fit(torch.cat(images)[: config.codec_fit_samples])
+
+
+def build_kit(config: ImageTrainConfig) -> ImageKit:
+    """A fresh kit: the codec (PCA fitted on renders of every stage the run will see, or the frozen VAE of
+    ``model.vae_path``), a seeded MMDiT and text encoder."""
+    seed = config.trainer.seed
+    text_encoder = tiny_text_encoder(default_alphabet(), config.model.text_encoder_size, seed=seed)
+    codec = vae_codec(config.model.vae_path) if config.model.codec == "vae" else fit_pca_codec(config)
     m = config.model
-    transformer = tiny_transformer(m.codec_channels, text_encoder.dim, layers=m.layers, heads=m.heads,
+    transformer = tiny_transformer(codec.channels, text_encoder.dim, layers=m.layers, heads=m.heads,
                                    head_dim=m.head_dim, axes_dims_rope=m.axes_dims_rope, seed=seed)
     semantic = PooledPatchImageEncoder(text_encoder.dim, m.semantic_grid) if config.edit_conditioning != "vae" else None
     return ImageKit(ImageDenoiser(transformer, semantic), codec, text_encoder, config)
@@ -156,7 +205,7 @@ def build_kit(config: ImageTrainConfig) -> ImageKit:
 
 def make_step_fn(kit: ImageKit):
     """``step_fn(denoiser, batch) -> (loss, metrics)`` for ``core.loop.train_loop`` (global torch RNG: resumable)."""
-    config, codec, encoder = kit.config, kit.codec, kit.text_encoder
+    config, codec = kit.config, kit.codec
     shift, grid = config.shift(), kit.grid
 
     def step_fn(denoiser: ImageDenoiser, batch: dict) -> tuple[torch.Tensor, dict]:
@@ -169,13 +218,12 @@ def make_step_fn(kit: ImageKit):
         noisy = add_noise(x0, noise, sigma)
         drop = torch.rand(b) < config.cfg_dropout
         prompts = ["" if d else p for d, p in zip(drop.tolist(), batch["prompts"], strict=True)]
-        text, mask = encoder.encode(prompts)
-        source_tokens = source_images = None
-        if batch["task"] in ("ti2i", "i2i"):
-            source_images = batch["source"] if kit.uses_semantic else None
-            if batch["task"] == "ti2i" and kit.uses_vae:
-                with torch.no_grad():
-                    source_tokens = codec.encode(batch["source"])
+        is_edit = batch["task"] in ("ti2i", "i2i")
+        text, mask, source_images = kit.encode_condition(prompts, batch["source"] if is_edit else None)
+        source_tokens = None
+        if batch["task"] == "ti2i" and kit.uses_vae:
+            with torch.no_grad():
+                source_tokens = codec.encode(batch["source"])
         prediction = denoiser(noisy, sigma, grid, text, mask, source_tokens=source_tokens,
                               source_images=source_images)
         loss = flow_matching_loss(prediction, x0, noise)
@@ -209,8 +257,9 @@ def train(config: ImageTrainConfig, *, run: RunDir | None = None, resume: bool =
 
 
 def save_kit(kit: ImageKit, directory: str | Path) -> Path:
-    """``transformer/`` (diffusers ``save_pretrained``), ``text_encoder/`` (transformers, with tokenizer),
-    ``codec.safetensors``, ``semantic_encoder.safetensors`` and ``qwenkit_image.json`` (the run's config)."""
+    """``transformer/`` (diffusers ``save_pretrained``), ``text_encoder/`` (transformers, with tokenizer), the codec
+    (``codec.safetensors`` for PCA, ``vae/`` for the VAE), ``semantic_encoder.safetensors`` and
+    ``qwenkit_image.json`` (the run's config; a VAE codec's ``vae_path`` is rewritten to the saved ``vae/``)."""
     from safetensors.torch import save_file
 
     directory = Path(directory)
@@ -218,17 +267,23 @@ def save_kit(kit: ImageKit, directory: str | Path) -> Path:
     kit.denoiser.transformer.save_pretrained(directory / "transformer")
     kit.text_encoder.model.save_pretrained(directory / "text_encoder")
     kit.text_encoder.tokenizer.save_pretrained(directory / "text_encoder")
-    save_file({k: v.contiguous() for k, v in kit.codec.state_dict().items()}, directory / "codec.safetensors")
+    config = kit.config
+    if isinstance(kit.codec, DiffusersVAECodec):
+        kit.codec.vae.save_pretrained(directory / "vae")
+        config = config.model_copy(update={"model": config.model.model_copy(update={"vae_path": "vae"})})
+    else:
+        save_file({k: v.contiguous() for k, v in kit.codec.state_dict().items()}, directory / "codec.safetensors")
     if kit.denoiser.semantic_encoder is not None:
         save_file({k: v.contiguous() for k, v in kit.denoiser.semantic_encoder.state_dict().items()},
                   directory / "semantic_encoder.safetensors")
-    (directory / "qwenkit_image.json").write_text(json.dumps(kit.config.model_dump(mode="json"), indent=2),
+    (directory / "qwenkit_image.json").write_text(json.dumps(config.model_dump(mode="json"), indent=2),
                                                    encoding="utf-8")
     return directory
 
 
 def load_kit(directory: str | Path) -> ImageKit:
-    """Inverse of :func:`save_kit` (local directory only)."""
+    """Inverse of :func:`save_kit` (local directory only); a diffusers Qwen-Image(-Edit) directory goes through
+    :func:`qwenkit.image.pretrained.load_pretrained` (1024x1024)."""
     from diffusers import QwenImageTransformer2DModel
     from safetensors.torch import load_file
 
@@ -236,15 +291,25 @@ def load_kit(directory: str | Path) -> ImageKit:
     from qwenkit.lm import load_causal_lm, load_tokenizer
 
     directory = Path(directory)
+    if (directory / "model_index.json").is_file():  # a diffusers Qwen-Image / Qwen-Image-Edit directory
+        from qwenkit.image.pretrained import load_pretrained
+
+        return load_pretrained(directory)
     if not (directory / "qwenkit_image.json").is_file():
-        raise FileNotFoundError(f"{directory} is not a qwenkit image model (no qwenkit_image.json); "
-                                "train one with `qwenkit image train`")
-    config = load_config(ImageTrainConfig, json.loads((directory / "qwenkit_image.json").read_text("utf-8")))
+        raise FileNotFoundError(f"{directory} is not a qwenkit image model (no qwenkit_image.json) nor a diffusers "
+                                "Qwen-Image directory (no model_index.json); train one with `qwenkit image train`")
+    raw = json.loads((directory / "qwenkit_image.json").read_text("utf-8"))
+    if raw.get("model", {}).get("codec") == "vae":
+        raw["model"]["vae_path"] = str(directory / "vae")
+    config = load_config(ImageTrainConfig, raw)
     transformer = QwenImageTransformer2DModel.from_pretrained(directory / "transformer")
     text_dir = directory / "text_encoder"
     encoder = TextConditionEncoder(load_causal_lm(text_dir), load_tokenizer(text_dir))
-    codec = PatchPCACodec(config.model.codec_patch, config.model.codec_channels)
-    codec.load_state_dict(load_file(directory / "codec.safetensors"))
+    if config.model.codec == "vae":
+        codec = vae_codec(directory / "vae")
+    else:
+        codec = PatchPCACodec(config.model.codec_patch, config.model.codec_channels)
+        codec.load_state_dict(load_file(directory / "codec.safetensors"))
     semantic = None
     if (directory / "semantic_encoder.safetensors").is_file():
         semantic = PooledPatchImageEncoder(encoder.dim, config.model.semantic_grid)

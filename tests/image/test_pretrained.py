@@ -1,0 +1,173 @@
+"""Real-checkpoint loading (tiny configs saved in the diffusers layout: no downloads) and the VAE codec in training."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+torch.set_num_threads(1)
+
+SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>"]
+
+
+def _tokenizer():
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import Qwen2TokenizerFast
+
+    from qwenkit.image.pretrained import QWEN_IMAGE_EDIT_TEMPLATE, QWEN_IMAGE_TEMPLATE
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=SPECIALS,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator([QWEN_IMAGE_TEMPLATE, QWEN_IMAGE_EDIT_TEMPLATE, '"QWEN" red on white'] * 2, trainer)
+    return Qwen2TokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                              additional_special_tokens=SPECIALS[1:])
+
+
+def _vae():
+    from diffusers import AutoencoderKLQwenImage
+
+    torch.manual_seed(0)
+    return AutoencoderKLQwenImage(base_dim=8, z_dim=4, dim_mult=[1, 2, 4], num_res_blocks=1,
+                                  temperal_downsample=[False, True], latents_mean=[0.1] * 4, latents_std=[0.9] * 4)
+
+
+def _save_pipeline_dir(root, edit: bool):
+    """A tiny Qwen-Image / Qwen-Image-Edit directory in the diffusers layout (the configs of diffusers' own tests)."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, QwenImageTransformer2DModel
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    tokenizer = _tokenizer()
+    ids = tokenizer.convert_tokens_to_ids(SPECIALS)
+    torch.manual_seed(0)
+    transformer = QwenImageTransformer2DModel(patch_size=2, in_channels=16, out_channels=4, num_layers=2,
+                                              attention_head_dim=16, num_attention_heads=3, joint_attention_dim=16,
+                                              axes_dims_rope=(8, 4, 4))
+    text_config = Qwen2_5_VLConfig(
+        text_config={"hidden_size": 16, "intermediate_size": 16, "num_hidden_layers": 2, "num_attention_heads": 2,
+                     "num_key_value_heads": 2, "vocab_size": len(tokenizer), "rope_theta": 1e6,
+                     "rope_scaling": {"mrope_section": [1, 1, 2], "rope_type": "default", "type": "default"}},
+        vision_config={"depth": 2, "hidden_size": 16, "intermediate_size": 16, "num_heads": 2, "out_hidden_size": 16},
+        hidden_size=16, vocab_size=len(tokenizer), vision_start_token_id=ids[3], vision_end_token_id=ids[4],
+        image_token_id=ids[5], video_token_id=ids[5])
+    text_encoder = Qwen2_5_VLForConditionalGeneration(text_config)
+    transformer.save_pretrained(root / "transformer")
+    _vae().save_pretrained(root / "vae")
+    text_encoder.save_pretrained(root / "text_encoder")
+    tokenizer.save_pretrained(root / "tokenizer")
+    FlowMatchEulerDiscreteScheduler(use_dynamic_shifting=True, base_shift=0.5, max_shift=0.9,
+                                    time_shift_type="exponential").save_pretrained(root / "scheduler")
+    name = "QwenImageEditPipeline" if edit else "QwenImagePipeline"
+    if edit:
+        from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+        Qwen2VLImageProcessorPil(min_pixels=28 * 28, max_pixels=56 * 56).save_pretrained(root / "processor")
+        tokenizer.save_pretrained(root / "processor")
+    (root / "model_index.json").write_text(json.dumps({"_class_name": name, "_diffusers_version": "0.42.1"}))
+    return root
+
+
+@pytest.fixture(scope="module")
+def t2i_dir(tmp_path_factory):
+    return _save_pipeline_dir(tmp_path_factory.mktemp("qwen_image"), edit=False)
+
+
+def test_load_pretrained_matches_diffusers_pipeline(t2i_dir):
+    from diffusers import AutoencoderKLQwenImage, FlowMatchEulerDiscreteScheduler, QwenImagePipeline
+    from diffusers import QwenImageTransformer2DModel as Transformer
+    from transformers import AutoTokenizer, Qwen2_5_VLForConditionalGeneration
+
+    from qwenkit.image.model import DiffusersVAECodec
+    from qwenkit.image.pretrained import QWEN_IMAGE_DROP, load_pretrained
+    from qwenkit.image.sample import generate
+
+    kit = load_pretrained(t2i_dir, width=32, height=32)
+    from qwenkit.image.train import load_kit
+
+    assert load_kit(t2i_dir).grid == (128, 128)  # the CLI's --model path: 1024x1024, 8 px per token
+    assert isinstance(kit.codec, DiffusersVAECodec) and kit.grid == (4, 4)
+    assert kit.text_encoder.drop_idx == QWEN_IMAGE_DROP
+    pipe = QwenImagePipeline(
+        transformer=Transformer.from_pretrained(t2i_dir / "transformer"),
+        vae=AutoencoderKLQwenImage.from_pretrained(t2i_dir / "vae"),
+        text_encoder=Qwen2_5_VLForConditionalGeneration.from_pretrained(t2i_dir / "text_encoder"),
+        tokenizer=AutoTokenizer.from_pretrained(t2i_dir / "tokenizer"),
+        scheduler=FlowMatchEulerDiscreteScheduler.from_pretrained(t2i_dir / "scheduler"))
+    prompts = ['"QWEN" red on white', "a longer prompt: 'QWEN' written in red on white"]
+    ours, mask = kit.text_encoder.encode(prompts)
+    theirs, their_mask = pipe._get_qwen_prompt_embeds(prompts, device=torch.device("cpu"))
+    assert torch.equal(mask.long(), their_mask.long())
+    assert torch.allclose(ours, theirs.float(), atol=1e-6)
+    # the whole sampler against QwenImagePipeline: same initial latents, true CFG against the empty prompt
+    seed, steps = 3, 3
+    latents = torch.randn(1, 16, 16, generator=torch.Generator().manual_seed(seed))
+    mine = np.asarray(generate(kit, prompts[:1], steps=steps, cfg_scale=4.0, seed=seed)[0], dtype=np.int16)
+    reference = pipe(prompt=prompts[0], negative_prompt="", true_cfg_scale=4.0, height=32, width=32,
+                     num_inference_steps=steps, latents=latents, output_type="np").images[0]
+    reference = np.round(reference * 255).astype(np.int16)
+    assert np.ptp(reference) > 10  # not a flat image: the comparison has content
+    assert np.abs(mine - reference).max() <= 1
+
+
+def test_load_pretrained_edit_runs_dual_encoding(tmp_path):
+    from PIL import Image
+
+    from qwenkit.image.pretrained import QWEN_IMAGE_EDIT_DROP, load_pretrained
+    from qwenkit.image.sample import generate
+
+    kit = load_pretrained(_save_pipeline_dir(tmp_path, edit=True), width=32, height=32)
+    assert kit.text_encoder.wants_image and kit.text_encoder.drop_idx == QWEN_IMAGE_EDIT_DROP
+    red, blue = Image.new("RGB", (32, 32), (200, 30, 30)), Image.new("RGB", (32, 32), (30, 30, 200))
+    embeds, mask = kit.text_encoder.encode(["make it blue", "make it red"], images=[red, blue])
+    # the image's merged vision tokens are part of the kept sequence: the two rows differ by image, too
+    same_text, _ = kit.text_encoder.encode(["make it blue", "make it blue"], images=[red, blue])
+    assert not torch.allclose(same_text[0], same_text[1])
+    assert embeds.shape[0] == 2 and mask.shape == embeds.shape[:2]
+    out = generate(kit, ["make it blue"], steps=2, cfg_scale=2.0, source_images=[red])
+    assert out[0].size == (32, 32)
+    with pytest.raises(ValueError, match="source image"):
+        kit.text_encoder.encode(["make it blue"])
+
+
+def test_load_pretrained_rejects_other_directories(tmp_path):
+    from qwenkit.image.pretrained import load_pretrained
+
+    with pytest.raises(FileNotFoundError, match="model_index.json"):
+        load_pretrained(tmp_path)
+    (tmp_path / "model_index.json").write_text(json.dumps({"_class_name": "FluxPipeline"}))
+    with pytest.raises(ValueError, match="FluxPipeline"):
+        load_pretrained(tmp_path)
+
+
+def test_vae_codec_selectable_in_training(tmp_path):
+    from qwenkit.core.config import ConfigError, load_config
+    from qwenkit.image.model import DiffusersVAECodec
+    from qwenkit.image.sample import generate
+    from qwenkit.image.train import ImageTrainConfig, load_kit, save_kit, train
+
+    _vae().save_pretrained(tmp_path / "vae")
+    with pytest.raises(ConfigError, match="vae_path"):
+        load_config(ImageTrainConfig, {"model": {"codec": "vae"}})
+    with pytest.raises(ConfigError, match="multiples"):
+        load_config(ImageTrainConfig, {"width": 36, "model": {"codec": "vae", "vae_path": str(tmp_path / "vae")}})
+    config = load_config(ImageTrainConfig, {
+        "width": 32, "height": 32, "batch_size": 2, "texture": "plain", "tasks": {"t2i": 0.5, "ti2i": 0.5},
+        "model": {"codec": "vae", "vae_path": str(tmp_path / "vae"), "layers": 1, "heads": 2, "head_dim": 8,
+                  "axes_dims_rope": [2, 2, 4]},
+        "trainer": {"max_steps": 3, "checkpoint_every": 0}})
+    assert config.model.latent_factor() == 8
+    vae_before = {k: v.clone() for k, v in _vae().state_dict().items()}
+    kit, result = train(config, quiet=True)
+    assert isinstance(kit.codec, DiffusersVAECodec) and kit.grid == (4, 4) and result.step == 3
+    assert all(torch.equal(v, kit.codec.vae.state_dict()[k]) for k, v in vae_before.items())  # frozen
+    assert all(np.isfinite(h["loss"]) for h in result.history)
+    saved = save_kit(kit, tmp_path / "kit")
+    assert (saved / "vae" / "config.json").is_file() and not (saved / "codec.safetensors").exists()
+    again = load_kit(saved)
+    assert isinstance(again.codec, DiffusersVAECodec)
+    a = generate(kit, ['"A" red on white'], steps=2, seed=1)[0]
+    b = generate(again, ['"A" red on white'], steps=2, seed=1)[0]
+    assert np.array_equal(np.asarray(a), np.asarray(b))
