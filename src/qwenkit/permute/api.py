@@ -214,7 +214,7 @@ def permute(a, axes=None, out: np.ndarray | None = None, *, threads: int | None 
             isa: str = "auto") -> np.ndarray:
     """``np.ascontiguousarray(np.transpose(a, axes))``, bit for bit, or that written into ``out``.
 
-    ``threads``: number of threads (default: one per 4 MiB of output, at most the usable cores).
+    ``threads``: number of threads (default: one per 16 MiB of output, at most the usable cores).
     ``isa``: ``"auto"`` (``$QWENKIT_PERMUTE_ISA`` or the best this CPU runs), or ``available_isas()`` names.
     """
     a = np.asarray(a)
