@@ -49,9 +49,12 @@ def random_case(rng: np.random.Generator, max_elements: int = 60_000) -> tuple[n
 
     if layout == "fortran":
         a = np.asfortranarray(fresh(shape))
-    elif layout == "sliced":
-        big = fresh([n * 2 for n in shape]) if np.prod(shape) * 2**ndim * dtype.itemsize <= data.size else None
-        a = big[tuple(slice(None, None, 2) for _ in shape)] if big is not None else fresh(shape)
+    elif layout == "sliced":  # every other element along up to two axes: no unit-stride axis there
+        doubled = set(rng.choice(ndim, size=min(2, ndim), replace=False).tolist())
+        big_shape = [2 * n if k in doubled else n for k, n in enumerate(shape)]
+        big = rng.integers(0, 256, size=int(np.prod(big_shape)) * dtype.itemsize, dtype=np.uint8).view(dtype)
+        big = big.reshape(big_shape)
+        a = big[tuple(slice(None, None, 2) if k in doubled else slice(None) for k in range(ndim))]
     elif layout == "negative":
         a = fresh(shape)[tuple(slice(None, None, int(rng.choice([1, -1]))) for _ in shape)]
     elif layout == "broadcast":
