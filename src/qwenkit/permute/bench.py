@@ -243,15 +243,21 @@ def write_report(record: dict, directory: Path, *, name: str = "permute", title:
     atomic_write_text(json_path, json.dumps(record, indent=1))
     rows = summary_rows(record)
     one_thread = [r for r in rows if r["threads"] == 1] or rows
-    labels = [r["case"] for r in one_thread]
-    speedups = {"qwenkit": [r["x NumPy"] for r in one_thread]}
-    if all("x torch copy_" in r for r in one_thread):
-        speedups["torch out.copy_"] = [r["x NumPy"] / r["x torch copy_"] for r in one_thread]
-    if all("x numba" in r for r in one_thread):
-        speedups["numba"] = [r["x NumPy"] / r["x numba"] for r in one_thread]
-    speed_png = bar_plot(directory / f"{name}_speedup.png", labels, speedups, logy=True, reference=1.0,
-                         title="Speed-up over np.copyto(out, a.transpose(p)), 1 thread", ylabel="x NumPy")
-    copy_png = bar_plot(directory / f"{name}_copy_bandwidth.png", labels,
+    groups = {item["case"]["name"]: item["case"]["group"] for item in record["results"]}
+    charts = []
+    for part, wanted in (("2-D and 3-D", {"2-D", "3-D"}), ("4-D and more", {"4-D", "6-D", "20-D"})):
+        selected = [r for r in one_thread if groups[r["case"]] in wanted]
+        if not selected:
+            continue
+        bars = {"qwenkit": [r["x NumPy"] for r in selected]}
+        if all("x torch copy_" in r for r in selected):
+            bars["torch out.copy_"] = [r["x NumPy"] / r["x torch copy_"] for r in selected]
+        slug = "2d3d" if "2-D" in wanted else "nd"
+        charts.append((bar_plot(directory / f"{name}_speedup_{slug}.png", [r["case"] for r in selected], bars,
+                                logy=True, reference=1.0, ylabel="x NumPy",
+                                title=f"Speed-up over np.copyto(out, a.transpose(p)), 1 thread: {part}"),
+                       f"Speed-up over NumPy (log scale), 1 thread, {part}"))
+    copy_png = bar_plot(directory / f"{name}_copy_bandwidth.png", [r["case"] for r in one_thread],
                         {"qwenkit": [r["% of copy"] for r in one_thread]}, reference=100.0,
                         title="qwenkit bandwidth as % of np.copyto of the same bytes, 1 thread", ylabel="% of copy")
     env = record["environment"]
@@ -265,10 +271,11 @@ def write_report(record: dict, directory: Path, *, name: str = "permute", title:
         "calls (qwenkit permute(), np.ascontiguousarray, torch .contiguous()) are compared with each other. "
         "x = time of the other / time of qwenkit.")
     report.table(rows, list(rows[0].keys()), float_format="{:.3g}")
-    report.image(speed_png, "Speed-up over NumPy (log scale), 1 thread")
+    for chart, caption in charts:
+        report.image(chart, caption)
     report.image(copy_png, "Share of copy bandwidth, 1 thread")
     md_path, _ = report.write(directory, name=name)
-    return json_path, md_path, speed_png
+    return json_path, md_path, charts[0][0] if charts else copy_png
 
 
 def _fmt_load(load) -> str:
