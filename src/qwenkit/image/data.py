@@ -89,11 +89,13 @@ class BatchMaker:
                  curriculum: CurriculumSchedule, tasks: dict[str, float], language: str = "en",
                  edit_stage: str = "glyph", edit_kinds: Sequence[str] = EDIT_KINDS, grad_accum_steps: int = 1,
                  style: str = "pure", glyphs: str | None = None, words: Sequence[str] | None = None,
-                 texture: str | None = None):
+                 texture: str | None = None, fg: str | None = None, bg: str | None = None,
+                 font: str | None = None):
         self.seed, self.batch_size, self.width, self.height = seed, batch_size, width, height
         self.max_steps, self.curriculum, self.language = max_steps, curriculum, language
         self.edit_stage, self.edit_kinds, self.grad_accum_steps = edit_stage, tuple(edit_kinds), grad_accum_steps
         self.style, self.glyphs, self.words, self.texture = style, glyphs, words, texture
+        self.fg, self.bg, self.font = fg, bg, font
         active = {t: w for t, w in tasks.items() if w > 0}
         if not active:
             raise ValueError(f"no task has a positive weight in {tasks}; give t2i, ti2i or i2i a weight > 0")
@@ -124,4 +126,5 @@ class BatchMaker:
     def sample(self, index: int, rng: np.random.Generator) -> Sample:
         stage = self.curriculum.sample_stage(self.progress(index // self.batch_size), rng)
         return make_spec(self.seed, index, stage, width=self.width, height=self.height, language=self.language,
-                         style=self.style, glyphs=self.glyphs, words=self.words, texture=self.texture)
+                         style=self.style, glyphs=self.glyphs, words=self.words, texture=self.texture,
+                         fg=self.fg, bg=self.bg, font=self.font)

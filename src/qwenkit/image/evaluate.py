@@ -25,7 +25,8 @@ def t2i_eval_set(config, n: int, seed: int = 10_007) -> list:
     from qwenkit.image.synth import make_spec
 
     return [make_spec(seed, i, config.target_stage, width=config.width, height=config.height,
-                      language=config.language, style=config.style, glyphs=config.glyphs, texture=config.texture)
+                      language=config.language, style=config.style, glyphs=config.glyphs, texture=config.texture,
+                      fg=config.fg, bg=config.bg, font=config.font)
             for i in range(n)]
 
 

@@ -222,8 +222,10 @@ def make_spec(
     fg: str | None = None,
     bg: str | None = None,
     texture: str | None = None,
+    font: str | None = None,
 ) -> Sample:
-    """Sample ``index`` of data set ``seed``: a deterministic function of its arguments (its own RNG stream)."""
+    """Sample ``index`` of data set ``seed``: a deterministic function of its arguments (its own RNG stream).
+    ``fg``/``bg`` fix the colours; ``font`` keeps only the font files whose name contains it."""
     rng = np.random.default_rng([seed, index, STAGES.index(stage)])
     text = sample_text(stage, language, rng, glyphs=glyphs, words=words)
     fg_pick, bg_pick = _contrasting_colors(rng)
@@ -233,9 +235,9 @@ def make_spec(
         spec = RenderSpec("none", "", width, height, fg=fg, bg=bg, shape=SHAPES[int(rng.integers(len(SHAPES)))],
                           offset=offset)
         return Sample(index, stage, language, spec, make_caption(spec, stage))
-    fonts = [f for f in fonts_for(text) if font_covers(f, text)]
+    fonts = [f for f in fonts_for(text) if font_covers(f, text) and (font is None or font in Path(f).name)]
     if not fonts:
-        raise ValueError(f"no installed font covers {text!r}")
+        raise ValueError(f"no installed font covers {text!r}" + (f" with {font!r} in its name" if font else ""))
     drawn_texture = ("plain", "noise", "gradient")[int(rng.integers(3))]
     texture = texture or ("plain" if style != "pure" else drawn_texture)
     board = "white" if _luma(fg) < 128 else "black"

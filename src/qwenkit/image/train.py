@@ -83,6 +83,10 @@ class ImageTrainConfig(StrictModel):
     glyphs: str | None = Field(None, description="restrict single glyphs to these characters")
     texture: Literal["plain", "noise", "gradient"] | None = Field(None, description="fix the background texture "
                                                                    "of pure renders (null: drawn per sample)")
+    fg: str | None = Field(None, description="fix the text colour of T2I renders (a qwenkit.image.render.COLORS name)")
+    bg: str | None = Field(None, description="fix the background colour of T2I renders")
+    font: str | None = Field(None, description="T2I renders use only fonts whose file name contains this "
+                                               "(e.g. DejaVuSans-Bold)")
     target_stage: str = "glyph"
     curriculum: bool = Field(True, description="non-text -> glyph -> ... -> target_stage; false: target only")
     schedule: CurriculumSchedule | None = Field(None, description="explicit schedule (overrides curriculum)")
@@ -100,6 +104,11 @@ class ImageTrainConfig(StrictModel):
 
     @model_validator(mode="after")
     def _check(self) -> ImageTrainConfig:
+        from qwenkit.image.render import COLORS
+
+        for name in ("fg", "bg"):
+            if getattr(self, name) is not None and getattr(self, name) not in COLORS:
+                raise ValueError(f"{name}={getattr(self, name)!r} is not a colour; use one of {list(COLORS)}")
         for name in ("target_stage", "edit_stage"):
             if getattr(self, name) not in STAGES:
                 raise ValueError(f"{name}={getattr(self, name)!r} is not a stage; use one of {list(STAGES)}")
@@ -168,7 +177,7 @@ def batch_maker(config: ImageTrainConfig, seed: int | None = None) -> BatchMaker
         height=config.height, max_steps=config.trainer.max_steps, curriculum=config.curriculum_schedule(),
         tasks=dict(config.tasks), language=config.language, edit_stage=config.edit_stage,
         edit_kinds=config.edit_kinds, grad_accum_steps=config.trainer.grad_accum_steps, style=config.style,
-        glyphs=config.glyphs, texture=config.texture,
+        glyphs=config.glyphs, texture=config.texture, fg=config.fg, bg=config.bg, font=config.font,
     )
 
 

@@ -1,0 +1,42 @@
+"""The experiment drivers behind the quick demo and ``--full`` (tiny sizes), and the fixed-look T2I options."""
+
+import json
+
+import pytest
+import torch
+
+torch.set_num_threads(1)
+
+
+def test_fixed_colours_and_font_in_renders_and_config():
+    from qwenkit.core.config import ConfigError, load_config
+    from qwenkit.image.synth import make_spec
+    from qwenkit.image.train import ImageTrainConfig, batch_maker
+
+    sample = make_spec(0, 3, "glyph", width=16, height=16, fg="black", bg="white", font="DejaVuSans-Bold")
+    assert (sample.spec.fg, sample.spec.bg) == ("black", "white")
+    assert sample.spec.font.endswith("DejaVuSans-Bold.ttf")
+    with pytest.raises(ValueError, match="NoSuchFont"):
+        make_spec(0, 3, "glyph", width=16, height=16, font="NoSuchFont")
+    with pytest.raises(ConfigError, match="mauve"):
+        load_config(ImageTrainConfig, {"fg": "mauve"})
+    config = load_config(ImageTrainConfig, {"width": 16, "height": 16, "batch_size": 4, "fg": "black", "bg": "white",
+                                            "font": "DejaVuSans-Bold", "curriculum": False})
+    batch = batch_maker(config)(0)
+    assert all(p.endswith("black on white") for p in batch["prompts"])
+
+
+def test_t2i_arm_and_e2_small_write_results(tmp_path):
+    from qwenkit.image.experiments import Plan, e2, quick_config, run_t2i_arm
+
+    config = quick_config(4, 2, 0, codec_fit_samples=32)
+    arm = run_t2i_arm("a", config, tmp_path / "out", tmp_path / "work", eval_n=2, final_n=3, sample_steps=2,
+                      cfg_scale=3.0, save_model=False)
+    assert arm["steps"] == 4 and [c["step"] for c in arm["curve"]] == [2, 4] and arm["final"]["n"] == 3
+    assert (tmp_path / "out" / "plots" / "samples_a.png").is_file()
+    arms = e2(Plan(out=tmp_path / "res", work=tmp_path / "work", steps=2, eval_every=2, eval_n=2, final_n=2,
+                   sample_steps=2, small=True))
+    assert [a["arm"] for a in arms] == ["curriculum", "direct"]
+    saved = json.loads((tmp_path / "res" / "image_e2_small" / "result.json").read_text())
+    assert saved[0]["config"]["schedule"]["phases"][0]["mix"] == {"non_text": 1.0}
+    assert (tmp_path / "res" / "image_e2_small" / "report.md").is_file()
