@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from qwenkit.embed.backends import BACKENDS, BackendName, Runner, build_runner, weights_key
 from qwenkit.embed.pooling import POOLING_MODES, PoolingMode, check_dim, matryoshka, pool
 
 DEFAULT_TASK = "Given a web search query, retrieve relevant passages that answer the query"
@@ -60,7 +61,12 @@ class Embedder:
         max_length: int = 512,
         normalize: bool = True,
         append_token: str | None | bool = True,
+        backend: BackendName = "torch",
     ):
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
+        self.backend: BackendName = backend
+        self._runner: tuple[tuple, Runner | None] | None = None
         self.model = model
         self.tokenizer = tokenizer
         self.causal = is_causal_lm(model)
@@ -103,12 +109,13 @@ class Embedder:
         max_length: int | None = None,
         dtype: torch.dtype = torch.float32,
         normalize: bool = True,
+        backend: BackendName = "torch",
     ) -> Embedder:
         """Load a local directory: a causal LM (HF or ``gguf_file``) or an encoder with sentence-transformers files.
 
         Pooling and ``max_length`` come from, in order: the arguments, ``qwenkit_embed.json``, the directory's
         ``1_Pooling/config.json`` and ``sentence_bert_config.json``, then the defaults (``last`` for causal LMs,
-        ``mean`` for encoders; 512 tokens).
+        ``mean`` for encoders; 512 tokens). ``backend`` picks how ``encode`` runs (``qwenkit.embed.backends``).
         """
         from qwenkit.lm.loading import ModelLoadError, load_causal_lm, load_tokenizer, offline_environment
 
@@ -136,6 +143,7 @@ class Embedder:
             max_length=max_length or saved.get("max_length") or st_max_length or 512,
             normalize=normalize,
             append_token=saved.get("append_token", True),
+            backend=backend,
         )
 
     def save_pretrained(self, path: str | Path) -> Path:
@@ -200,6 +208,13 @@ class Embedder:
         """Pooled, un-normalised embeddings of ``texts`` in one batch, with autograd (for losses)."""
         return self.forward(*self.collate(self.tokenize(texts, max_length)))
 
+    def runner(self) -> Runner | None:
+        """The inference function of ``self.backend`` for the current weights (rebuilt when they change)."""
+        key = (id(self.model), weights_key(self.model))
+        if self._runner is None or self._runner[0] != key:
+            self._runner = (key, build_runner(self, self.backend))
+        return self._runner[1]
+
     def encode(
         self,
         texts: str | Sequence[str],
@@ -213,8 +228,9 @@ class Embedder:
     ) -> np.ndarray:
         """Embed ``texts`` (queries get ``format_query(instruction, text)``); returns float32 ``(n, dim or full)``.
 
-        Texts are tokenized once, sorted by token length (longest first) and batched, so padding waste is small;
-        the output keeps the input order. ``dim`` truncates then re-normalises (Matryoshka).
+        Texts are tokenized once, sorted by token length (longest first) and batched; BERT encoders run without any
+        compute on padding (``backend='torch'``). The output keeps the input order. ``dim`` truncates then
+        re-normalises (Matryoshka).
         """
         single = isinstance(texts, str)
         items = [texts] if single else list(texts)
@@ -241,10 +257,12 @@ class Embedder:
         was_training = self.model.training
         self.model.eval()
         try:
+            run = self.runner()
             with torch.inference_mode():
                 for start in track(starts, "embedding", quiet=not show_progress or None):
                     rows = order[start : start + batch_size]
-                    pooled = self.forward(*self.collate([token_ids[i] for i in rows])).float()
+                    batch_ids = [token_ids[i] for i in rows]
+                    pooled = (run(batch_ids) if run is not None else self.forward(*self.collate(batch_ids))).float()
                     out[rows] = matryoshka(pooled, dim, normalize=normalize).cpu().numpy()
         finally:
             self.model.train(was_training)
