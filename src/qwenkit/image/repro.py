@@ -16,6 +16,8 @@ from qwenkit.core.repro import Repro, ReproContext
 
 
 def run_image_text(ctx: ReproContext) -> str:
+    import json
+
     import torch
 
     from qwenkit.image.experiments import Plan, e1, e2, e3, quick_config, run_t2i_arm, t2i_report
@@ -35,6 +37,7 @@ def run_image_text(ctx: ReproContext) -> str:
     steps = 500
     arm = run_t2i_arm("glyphs16", quick_config(steps, 100, ctx.seed), ctx.run.path, ctx.run.path / "runs",
                       eval_n=50, final_n=100, sample_steps=12, cfg_scale=3.0, save_model=False)
+    (ctx.run.path / "result.json").write_text(json.dumps(arm, indent=2))
     t2i_report(
         "Qwen-Image text rendering: a tiny MMDiT learns glyphs (quick)",
         "A 1.07 M-parameter `QwenImageTransformer2DModel` (diffusers MMDiT with MSRoPE, 3 layers, dim 96) trained "
