@@ -79,7 +79,7 @@ def test_block_offset_tables_address_the_right_bytes(forced_kernels):
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3])
-def test_thread_chunks_cover_the_work_once(threads):
+def test_thread_chunks_cover_the_work_once(forced_kernels, threads):
     plan = _plan(np.empty((300, 700), np.float32), (1, 0), threads=threads)
     covered = np.zeros(plan.pb.size, int)
     for chunk in plan.chunks:
@@ -93,3 +93,10 @@ def test_thread_chunks_cover_the_work_once(threads):
 def test_scalar_isa_never_streams():
     plan = _plan(np.empty((2048, 2048), np.float32), (1, 0), isa="scalar")
     assert plan.kind == "tile" and not plan.stream
+
+
+def test_explicit_threads_are_an_upper_bound():
+    small = _plan(np.empty((512, 512), np.float32), (1, 0), threads=2)  # 1 MiB: one thread is cheaper
+    assert small.threads == 1
+    large = _plan(np.empty((2048, 2048), np.float32), (1, 0), threads=2)  # 16 MiB
+    assert large.threads == 2 and len(large.chunks) == 2

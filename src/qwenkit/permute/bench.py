@@ -86,6 +86,7 @@ class Result:
     seconds_median: dict[str, float] = field(default_factory=dict)
     plan: str = ""
     correct: bool = True
+    threads_used: int = 1
 
     def speedup(self, contender: str, over: str = "numpy copyto") -> float:
         return self.seconds_min[over] / self.seconds_min[contender]
@@ -96,10 +97,10 @@ class Result:
     def to_json(self) -> dict:
         return {"case": asdict(self.case), "bytes": self.case.nbytes, "threads": self.threads,
                 "seconds_min": self.seconds_min, "seconds_median": self.seconds_median, "plan": self.plan,
-                "correct": self.correct}
+                "correct": self.correct, "threads_used": self.threads_used}
 
 
-def _contenders(case: Case, threads: int, *, with_numba: bool) -> tuple[dict[str, Callable[[], object]], str, bool]:
+def _contenders(case: Case, threads: int, *, with_numba: bool) -> tuple[dict[str, Callable[[], object]], object, bool]:
     from qwenkit.permute import empty_aligned, make_plan, permute
 
     rng = np.random.default_rng(0)
@@ -135,7 +136,7 @@ def _contenders(case: Case, threads: int, *, with_numba: bool) -> tuple[dict[str
         if assign is not None:
             assign(out, view)  # compile outside the timed loop
             contenders["numba"] = lambda: assign(out, view)
-    return contenders, plan.describe(), correct
+    return contenders, plan, correct
 
 
 def _numba_assign():
@@ -160,7 +161,7 @@ def run_case(case: Case, threads: int, repeats: int, *, with_numba: bool) -> Res
             fn()
             times[name].append(time.perf_counter() - started)
     return Result(case, threads, {k: min(v) for k, v in times.items()},
-                  {k: statistics.median(v) for k, v in times.items()}, plan, correct)
+                  {k: statistics.median(v) for k, v in times.items()}, plan.describe(), correct, plan.plan.threads)
 
 
 def environment() -> dict:
@@ -217,6 +218,7 @@ def summary_rows(record: dict) -> list[dict]:
         t = item["seconds_min"]
         case = item["case"]
         row = {"case": case["name"], "MiB": item["bytes"] / 2**20, "threads": item["threads"],
+               "used": item.get("threads_used", item["threads"]),
                "qwenkit ms": 1e3 * t["qwenkit"], "NumPy copyto ms": 1e3 * t["numpy copyto"],
                "x NumPy": t["numpy copyto"] / t["qwenkit"],
                "x ascontiguousarray (alloc vs alloc)": t["numpy ascontiguousarray"] / t["qwenkit permute() allocating"],

@@ -79,10 +79,10 @@ def run_check(cases: int = 300, seed: int = 0, *, isas: list[str] | None = None,
     isas = isas or cpu_isas()
     saved = {name: getattr(planner, name) for name in ("MIN_KERNEL_BYTES", "MIN_ROW_BYTES_FOR_ROWS",
                                                         "MIN_PLANE_ELEMENTS", "STREAM_MIN_BYTES",
-                                                        "WHOLE_ROW_MIN_BYTES")}
+                                                        "WHOLE_ROW_MIN_BYTES", "MIN_BYTES_PER_THREAD")}
     if force_kernels:
         for name in saved:
-            setattr(planner, name, 0)
+            setattr(planner, name, 1 if name == "MIN_BYTES_PER_THREAD" else 0)
     api._cached_plan.cache_clear()
     rng = np.random.default_rng(seed)
     failures = []

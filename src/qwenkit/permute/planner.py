@@ -47,6 +47,9 @@ order). Measured on 8192^2 transposes (docs/permute.md): walking tiles down a co
 row be read sequentially, which lifted float32 from ~50 % to ~75 % and float64 from ~50 % to ~74 % of copy
 bandwidth; bytes do best with long input runs in row order."""
 THREAD_MIN_BYTES = 4 * 1024 * 1024
+MIN_BYTES_PER_THREAD = 4 * 1024 * 1024
+"""An explicit ``threads`` is an upper bound: below this much output per thread, dispatching a chunk to another
+thread cost more than it saved (1.6-4 MiB cases ran at 0.2-0.8x NumPy with 2 threads, benchmarks/results)."""
 STREAM_TILES, STREAM_WHOLE_ROWS = 1, 2
 STREAM_MODES = {0: "off", STREAM_TILES: "whole-line tiles",
                 STREAM_WHOLE_ROWS: "whole rows, their unaligned ends stored normally"}
@@ -181,11 +184,14 @@ def make_plan_for(shape, strides_a, strides_b, itemsize: int, *, isa: str, threa
                   cores: int = 1) -> Plan:
     """Plan copying a view of ``shape``/``strides_a`` into an array with ``strides_b`` (bytes).
 
-    ``threads=None`` picks one thread per ``THREAD_MIN_BYTES`` of output, at most ``cores``. The plan's ``threads``
-    is the number actually used (no more than its chunks).
+    ``threads=None`` picks one thread per ``THREAD_MIN_BYTES`` of output, at most ``cores``; an explicit ``threads``
+    is an upper bound: each thread gets at least ``MIN_BYTES_PER_THREAD``. The plan's ``threads`` is the number
+    actually used (no more than its chunks).
     """
-    plan = _classify(shape, strides_a, strides_b, itemsize, isa=isa, threads=threads, cores=cores)
-    wanted = threads if threads is not None else max(1, min(cores, plan.nbytes // THREAD_MIN_BYTES))
+    nbytes = math.prod(shape) * itemsize
+    wanted = (min(threads, max(1, nbytes // MIN_BYTES_PER_THREAD)) if threads is not None
+              else max(1, min(cores, nbytes // THREAD_MIN_BYTES)))
+    plan = _classify(shape, strides_a, strides_b, itemsize, isa=isa, threads=wanted, cores=cores)
     return dataclasses.replace(plan, threads=max(1, min(wanted, len(plan.chunks))))
 
 
