@@ -140,3 +140,14 @@ def test_short_axis_next_to_a_long_one(forced_kernels, dtype, channels, threads)
         for isa in ISAS:
             _assert_bits_equal(permute(nchw, (0, 2, 1), isa=isa, threads=threads), _expected(nchw, (0, 2, 1)))
             _assert_bits_equal(permute(nhwc, (0, 2, 1), isa=isa, threads=threads), _expected(nhwc, (0, 2, 1)))
+
+
+def test_thirty_two_dimensions(forced_kernels):
+    rng = np.random.default_rng(32)
+    shape = [2] * 12 + [1] * 16 + [3] * 4
+    rng.shuffle(shape)
+    a = _random_bytes(rng, shape, np.int16)
+    for _ in range(3):
+        axes = tuple(int(k) for k in rng.permutation(32))
+        for isa in ISAS:
+            _assert_bits_equal(permute(a, axes, isa=isa, threads=2), _expected(a, axes))
