@@ -63,7 +63,8 @@ def test_evaluate_with_reranker_on_tiny_models(tiny_lm):
     queries = {"q0": "sum", "q1": "order items", "q2": "open path"}
     task = RetrievalTask("toy", "Find it", [], [], queries, docs, {"q0": {"d0": 1}, "q1": {"d1": 2}, "q2": {"d2": 1}})
     embedder = Embedder(model, tokenizer, max_length=64)
-    result = evaluate_with_reranker(embedder, Reranker(model, tokenizer, max_length=300), task, top_k=3)
+    result = evaluate_with_reranker(embedder, Reranker(model, tokenizer, max_length=300), task, top_k=3,
+                                    embed_instruction=True)
     assert result["embedder"] == evaluate_embedder(embedder, task)[32]
     assert set(result["embedder+reranker"]) == {"ndcg@10", "mrr@10", "recall@100"}
     assert result["embedder+reranker"]["recall@100"] == 1.0

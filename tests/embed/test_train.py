@@ -91,3 +91,24 @@ def test_train_tiny_model_with_resume(tmp_path, stdlib_cache):
     for (name, p), q in zip(result.embedder.model.state_dict().items(), resumed.embedder.model.state_dict().values(),
                             strict=True):
         assert torch.equal(p, q), name
+
+
+def test_grad_cache_through_the_loop_manual_backward_with_accumulation():
+    """train_loop(manual_backward=True) + GradCache chunks + 2 accumulated micro-batches == the one-pass step."""
+    from qwenkit.core.loop import TrainConfig, train_loop
+    from qwenkit.lm import build_synthetic_tokenizer, tiny_qwen3_for
+
+    tokenizer = build_synthetic_tokenizer()
+    trainer = TrainConfig(max_steps=1, grad_accum_steps=2, lr=0.5, max_grad_norm=None)
+    weights = {}
+    for chunk_size in (None, 4):
+        model = tiny_qwen3_for(tokenizer, "nano", seed=1)
+        embedder = Embedder(model, tokenizer, max_length=48)
+        config = load_config(EmbedTrainConfig, {"model": "tiny-qwen3", "batch_size": 6, "chunk_size": chunk_size})
+        train_loop(model, make_step_fn(embedder, config), lambda index: _batch(), trainer, quiet=True,
+                   optimizer=torch.optim.SGD(model.parameters(), lr=0.5), manual_backward=chunk_size is not None)
+        weights[chunk_size] = {k: v.clone() for k, v in model.state_dict().items()}
+    start = tiny_qwen3_for(tokenizer, "nano", seed=1).state_dict()
+    assert any(not torch.equal(start[k], weights[None][k]) for k in start)
+    for name, value in weights[None].items():
+        assert torch.allclose(value, weights[4][name], atol=1e-5), name

@@ -44,6 +44,27 @@ def data(
     typer.echo(f"source: {built.source}")
 
 
+def _load_training_config(config: Path | None, overrides: list[str], forced_kind: str | None = None):
+    """Read the YAML (plus ``--set``), pick the model by its ``kind`` and validate; exits 2 on a config error."""
+    from qwenkit.core.config import ConfigError, apply_overrides, load_config, read_yaml
+    from qwenkit.embed.pipeline import PipelineConfig, config_kind
+    from qwenkit.embed.rerank_train import RerankerTrainConfig
+    from qwenkit.embed.train import EmbedTrainConfig
+
+    try:
+        data = apply_overrides(read_yaml(config) if config is not None else {}, overrides)
+        if forced_kind is not None:
+            data.setdefault("kind", forced_kind)
+        kind = config_kind(data)
+        if kind == "embedder":
+            data.pop("kind", None)
+        model = {"embedder": EmbedTrainConfig, "pipeline": PipelineConfig, "reranker": RerankerTrainConfig}[kind]
+        return kind, load_config(model, data)
+    except (ConfigError, ValueError) as exc:
+        typer.echo(f"config error: {exc}", err=True)
+        raise typer.Exit(code=2) from None
+
+
 @app.command()
 def train(
     config: ConfigOption = None,
@@ -54,26 +75,77 @@ def train(
     quiet: QuietOption = False,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the latest checkpoint in --out.")] = False,
 ) -> None:
-    """Contrastive fine-tuning (paper eq. 1) with mining, GradCache and Matryoshka; writes model/ and a report."""
+    """Train from a config: `kind: embedder` (default; InfoNCE eq. 1 with mining, GradCache, Matryoshka),
+    `kind: pipeline` (stages weak -> supervised with cosine filtering -> slerp merge) or `kind: reranker` (eq. 2)."""
     _setup(threads, quiet)
-    from qwenkit.core.config import ConfigError, load_config
+    overrides = list(set_ or [])
+    kind, _ = _load_training_config(config, overrides)
+    if seed is not None:
+        overrides.append(("base.trainer.seed" if kind == "pipeline" else "trainer.seed") + f"={seed}")
+    kind, settings = _load_training_config(config, overrides)
+    if kind == "reranker":
+        _train_reranker(settings, out, resume, quiet)
+        return
     from qwenkit.core.report import Report
     from qwenkit.core.runs import RunDir
     from qwenkit.embed.report import add_results
-    from qwenkit.embed.train import EmbedTrainConfig, train_embedder
 
-    overrides = list(set_ or []) + ([f"trainer.seed={seed}"] if seed is not None else [])
-    try:
-        settings = load_config(EmbedTrainConfig, config, overrides)
-    except ConfigError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(code=2) from None
     run = RunDir(out)
-    result = train_embedder(settings, run=run, resume=resume, quiet=quiet or None)
-    report = Report("qwenkit embed train")
-    report.text(f"Model `{settings.model}`, {settings.trainer.max_steps} steps, batch {settings.batch_size}; "
-                f"fine-tuned model in `{result.model_dir}`.")
-    add_results(report, run, {"fine-tuned": result.evaluation})
+    if kind == "pipeline":
+        from qwenkit.embed.pipeline import run_pipeline
+
+        try:
+            result = run_pipeline(settings, out, resume=resume, quiet=quiet or None)
+        except FileExistsError as exc:
+            typer.echo(str(exc), err=True)
+            raise typer.Exit(code=2) from None
+        report = Report("qwenkit embed train (pipeline)")
+        report.text(f"Stages {' -> '.join(s.name for s in settings.stages)}"
+                    + (f", then slerp of {settings.merge.models} at t={settings.merge.t}" if settings.merge else "")
+                    + f"; final model in `{result.model_dir}`.")
+        add_results(report, run, result.evaluation)
+    else:
+        from qwenkit.embed.train import train_embedder
+
+        result = train_embedder(settings, run=run, resume=resume, quiet=quiet or None)
+        report = Report("qwenkit embed train")
+        report.text(f"Model `{settings.model}`, {settings.trainer.max_steps} steps, batch {settings.batch_size}; "
+                    f"fine-tuned model in `{result.model_dir}`.")
+        add_results(report, run, {"fine-tuned": result.evaluation})
+    md, _ = report.write(run.path)
+    typer.echo(f"report: {md}")
+
+
+@app.command("train-reranker")
+def train_reranker_command(
+    config: ConfigOption = None,
+    set_: SetOption = None,
+    out: OutOption = Path("runs/embed-reranker"),
+    seed: SeedOption = None,
+    threads: ThreadsOption = None,
+    quiet: QuietOption = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from the latest checkpoint in --out.")] = False,
+) -> None:
+    """Reranker SFT (paper eq. 2, cross-entropy over [z_no, z_yes]); same as `train` with `kind: reranker`."""
+    _setup(threads, quiet)
+    overrides = list(set_ or []) + ([f"trainer.seed={seed}"] if seed is not None else [])
+    _, settings = _load_training_config(config, overrides, forced_kind="reranker")
+    _train_reranker(settings, out, resume, quiet)
+
+
+def _train_reranker(settings, out: Path, resume: bool, quiet: bool) -> None:
+    from qwenkit.core.report import Report
+    from qwenkit.core.runs import RunDir
+    from qwenkit.embed.rerank_train import run_reranker_training
+
+    run = RunDir(out)
+    result = run_reranker_training(settings, run=run, resume=resume, quiet=quiet or None)
+    report = Report("qwenkit embed train-reranker")
+    report.text(f"Reranker `{settings.model}`, {settings.trainer.max_steps} steps, batch {settings.batch_size}, "
+                f"task `{settings.task}`; model in `{result.model_dir}`. First stage: `{settings.eval_embedder}`, "
+                f"the reranker re-scores its top {settings.eval_top_k}.")
+    report.table([{"system": name, **metrics} for name, metrics in result.evaluation.items()],
+                 float_format="{:.3f}")
     md, _ = report.write(run.path)
     typer.echo(f"report: {md}")
 

@@ -48,17 +48,23 @@ def evaluate_bm25(task: RetrievalTask) -> dict[str, float]:
 
 
 def evaluate_with_reranker(embedder: Embedder, reranker: Reranker, task: RetrievalTask, *, top_k: int = 10,
-                           batch_size: int = 8) -> dict[str, dict[str, float]]:
-    """Embedder-only vs embedder + reranker (the reranker re-scores the embedder's top ``top_k`` per query)."""
+                           batch_size: int = 8, instruction: str | None = None,
+                           embed_instruction: bool = False) -> dict[str, dict[str, float]]:
+    """Embedder-only vs embedder + reranker (the reranker re-scores the embedder's top ``top_k`` per query).
+
+    ``instruction`` goes to the reranker (None: the task's); the embedder's queries get the task's instruction only
+    with ``embed_instruction`` (MiniLM-style encoders are not instruction-tuned).
+    """
     query_ids, doc_ids = list(task.queries), list(task.corpus)
-    queries = embedder.encode([task.queries[q] for q in query_ids], instruction=task.instruction)
+    queries = embedder.encode([task.queries[q] for q in query_ids],
+                              instruction=task.instruction if embed_instruction else None)
     docs = embedder.encode([task.corpus[d] for d in doc_ids])
     run = dense_run(query_ids, queries, doc_ids, docs)
     reranked = {}
     for qid, scores in run.items():
         top = sorted(scores, key=scores.get, reverse=True)[:top_k]
         probabilities = reranker.score(task.queries[qid], [task.corpus[d] for d in top],
-                                       instruction=task.instruction, batch_size=batch_size)
+                                       instruction=instruction or task.instruction, batch_size=batch_size)
         # reranked documents stay above the rest of the embedder's list: offset by 2 (probabilities lie in [0, 1])
         reranked[qid] = {d: s - 2.0 for d, s in scores.items() if d not in top}
         reranked[qid].update({d: float(p) + 2.0 for d, p in zip(top, probabilities, strict=True)})

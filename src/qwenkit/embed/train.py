@@ -207,10 +207,15 @@ def contrastive_loss_fn(config: EmbedTrainConfig, positive_ids: torch.Tensor, ne
 
 
 def make_step_fn(embedder: Embedder, config: EmbedTrainConfig):
-    """``step_fn(model, batch) -> (loss, metrics)`` for :func:`qwenkit.core.loop.train_loop`."""
-    accumulation = config.trainer.grad_accum_steps
+    """``step_fn(model, batch, backward=None) -> (loss, metrics)`` for :func:`qwenkit.core.loop.train_loop`.
 
-    def step(model: torch.nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
+    Without ``chunk_size`` the loss keeps its graph and the loop back-propagates it. With ``chunk_size`` (GradCache)
+    the step back-propagates itself: run the loop with ``manual_backward=True`` so it hands in ``backward``
+    (accumulation scaling, one DDP all-reduce per micro-batch); called directly, it uses ``Tensor.backward``.
+    """
+
+    def step(model: torch.nn.Module, batch: dict[str, Any],
+             backward: Callable[..., None] | None = None) -> tuple[torch.Tensor, dict[str, float]]:
         n = len(batch["queries"])
         k = len(batch["negatives"][0])
         flat_negatives = [t for row in batch["negatives"] for t in row]
@@ -226,20 +231,26 @@ def make_step_fn(embedder: Embedder, config: EmbedTrainConfig):
         if config.chunk_size is None:
             loss = combined(*[embedder.embed(texts, max_length=length) for texts, length in groups])
             return loss, {}
-        loss = grad_cache_backward(embedder, groups, combined, config.chunk_size, scale=1.0 / accumulation)
-        # gradients are already in the parameters; hand the loop a graph-free leaf so its backward adds nothing
-        return loss.detach().requires_grad_(True), {}
+        return grad_cache_backward(embedder, groups, combined, config.chunk_size, backward=backward), {}
 
     return step
 
 
-def grad_cache_backward(embedder: Embedder, groups: Sequence[tuple[Sequence[str], int]],
-                        loss_fn: Callable[..., torch.Tensor], chunk_size: int, *, scale: float = 1.0) -> torch.Tensor:
-    """GradCache: full-batch loss gradient with one chunk's activations alive at a time; returns the loss.
+def _plain_backward(tensor: torch.Tensor, sync: bool = True) -> None:
+    tensor.backward()
 
-    Pass 1 embeds every chunk without a graph (recording the RNG state so dropout masks repeat), pass 2 back-propagates
-    ``scale * <chunk embeddings, d loss / d embeddings>`` chunk by chunk.
+
+def grad_cache_backward(embedder: Embedder, groups: Sequence[tuple[Sequence[str], int]],
+                        loss_fn: Callable[..., torch.Tensor], chunk_size: int, *,
+                        backward: Callable[..., None] | None = None) -> torch.Tensor:
+    """GradCache (Gao et al. 2021): full-batch loss gradient with one chunk's activations alive at a time.
+
+    Pass 1 embeds every chunk without a graph (recording the RNG state so dropout masks repeat) and takes
+    ``g = d loss / d embeddings`` on the graph-free embeddings; pass 2 re-embeds chunk by chunk with a graph and calls
+    ``backward(<chunk embeddings, g_chunk>, sync=...)``, with ``sync=True`` only for the last chunk (the loop's manual
+    backward then all-reduces once under DDP). Returns the detached loss.
     """
+    backward = backward or _plain_backward
     states: list[list[torch.Tensor]] = []
     cached: list[torch.Tensor] = []
     with torch.no_grad():
@@ -252,13 +263,13 @@ def grad_cache_backward(embedder: Embedder, groups: Sequence[tuple[Sequence[str]
             states.append(group_states)
     after_pass_one = torch.get_rng_state()
     loss = loss_fn(*cached)
-    loss.backward()
-    for (texts, length), vectors, group_states in zip(groups, cached, states, strict=True):
-        for chunk, start in enumerate(range(0, len(texts), chunk_size)):
-            torch.set_rng_state(group_states[chunk])
-            embedded = embedder.embed(texts[start : start + chunk_size], max_length=length)
-            gradient = vectors.grad[start : start + chunk_size]
-            (embedded * gradient).sum().mul(scale).backward()
+    gradients = torch.autograd.grad(loss, cached)
+    chunks = [(g, start) for g, (texts, _) in enumerate(groups) for start in range(0, len(texts), chunk_size)]
+    for index, (g, start) in enumerate(chunks):
+        texts, length = groups[g]
+        torch.set_rng_state(states[g][start // chunk_size])
+        embedded = embedder.embed(texts[start : start + chunk_size], max_length=length)
+        backward((embedded * gradients[g][start : start + chunk_size]).sum(), sync=index == len(chunks) - 1)
     torch.set_rng_state(after_pass_one)
     return loss.detach()
 
@@ -287,7 +298,8 @@ def train_embedder(config: EmbedTrainConfig, *, run=None, resume: bool = False, 
     if run is not None:
         run.save_config(config)
     result = train_loop(embedder.model, make_step_fn(embedder, config), data, config.trainer, run=run,
-                        resume=resume, quiet=quiet, description="embed train")
+                        resume=resume, quiet=quiet, description="embed train",
+                        manual_backward=config.chunk_size is not None)
     embedder.model.eval()
     if config.lora is not None:
         embedder.model = embedder.model.merge_and_unload()
