@@ -100,3 +100,14 @@ def test_explicit_threads_are_an_upper_bound():
     assert small.threads == 1
     large = _plan(np.empty((2048, 2048), np.float32), (1, 0), threads=2)  # 16 MiB
     assert large.threads == 2 and len(large.chunks) == 2
+
+
+def test_threads_split_an_axis_with_large_strides_on_both_sides():
+    """Splitting along an axis whose input stride is one 32-byte item would make both threads read every input
+    line; the split axis must be far-strided in both arrays."""
+    plan = _plan(np.empty((19, 16, 14, 11, 12, 8), np.float32), (4, 1, 2, 0, 3, 5), threads=2)
+    assert plan.kind == "strided" and plan.threads == 2
+    reach = [min(a, b) for a, b in zip(plan.outer.sa, plan.outer.sb, strict=True)]
+    assert reach[0] == max(reach)
+    single = _plan(np.empty((19, 16, 14, 11, 12, 8), np.float32), (4, 1, 2, 0, 3, 5), threads=1)
+    assert single.outer.sb == tuple(sorted(single.outer.sb, reverse=True)), "one thread keeps destination order"
