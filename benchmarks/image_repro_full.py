@@ -39,6 +39,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--arms", nargs="+", default=None)
     parser.add_argument("--small", action="store_true", help="e2 on the quick 16x16 fixed-colour glyph task")
+    parser.add_argument("--report-only", action="store_true", help="rewrite the report from the arms' JSON files")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--work", type=Path, default=Path("/tmp/qwenkit_image_runs"),
                         help="run directories (checkpoints, models): not committed")
@@ -46,7 +47,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     plan = Plan(out=args.out, work=args.work, steps=args.steps, eval_every=args.eval_every, eval_n=args.eval_n,
                 final_n=args.final_n, sample_steps=args.sample_steps, cfg=args.cfg, seed=args.seed,
-                arms=args.arms or [], small=args.small)
+                arms=args.arms or [], small=args.small, report_only=args.report_only)
     {"e1": e1, "e2": e2, "e3": e3}[args.experiment](plan)
 
 

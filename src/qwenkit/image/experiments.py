@@ -34,6 +34,7 @@ class Plan:
     seed: int = 0
     arms: list[str] = field(default_factory=list)
     small: bool = False
+    report_only: bool = False
 
 
 def quick_config(steps: int, eval_every: int, seed: int, **overrides) -> dict:
@@ -161,7 +162,7 @@ def e2(plan: Plan) -> list[dict]:
     out = plan.out / ("image_e2_small" if plan.small else "image_e2")
     make = quick_config if plan.small else pilot_config
     for name, extra in (("curriculum", {"schedule": CURRICULUM}), ("direct", {})):
-        if name in (plan.arms or ["curriculum", "direct"]):
+        if name in (plan.arms or ["curriculum", "direct"]) and not plan.report_only:
             arm = run_t2i_arm(name, make(plan.steps, plan.eval_every, plan.seed, **extra), out, plan.work / out.name,
                               save_model=not plan.small, **_t2i_kwargs(plan))
             (out / f"result_{name}.json").write_text(json.dumps(arm, indent=2))
@@ -197,7 +198,7 @@ def e3(plan: Plan) -> list[dict]:
 
     out = plan.out / "image_e3"
     (out / "plots").mkdir(parents=True, exist_ok=True)
-    for name in plan.arms or ["dual", "semantic", "vae"]:
+    for name in [] if plan.report_only else plan.arms or ["dual", "semantic", "vae"]:
         tasks = {"ti2i": 0.8, "i2i": 0.2} if name != "vae" else {"ti2i": 1.0}
         config = load_config(ImageTrainConfig, pilot_config(plan.steps, 0, plan.seed, tasks=tasks,
                                                             edit_conditioning=name))
@@ -221,7 +222,7 @@ def e3(plan: Plan) -> list[dict]:
                 "CFG 2 on the instruction (image conditions kept in both branches). `psnr_to_target`: whole image vs "
                 "the rendered ground truth; `outside_psnr`/`outside_changed`: consistency outside the region the "
                 "true edit changes; `ocr_success`: the result reads as the expected text.")
-    report.table(rows, caption=f"n={plan.final_n} held-out edit pairs")
+    report.table(rows, caption="held-out edit pairs (n per row)")
     for row in rows:
         report.image(out / "plots" / f"edit_{row['conditioning']}.png",
                      f"{row['conditioning']}: source | edited | ground truth (two pairs per row)")
