@@ -15,6 +15,7 @@ counter moves on in-place updates such as optimizer steps and ``load_state_dict`
 from __future__ import annotations
 
 import io
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Literal
 
@@ -89,7 +90,8 @@ class OnnxRunner:
             names.append("position_ids")
         buffer = io.BytesIO()
         try:
-            with torch.no_grad():
+            with torch.no_grad(), warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # tracer warnings about shape-dependent Python branches of the model
                 torch.onnx.export(_Backbone(backbone_of(model), embedder.causal), inputs, buffer, input_names=names,
                                   output_names=["hidden"], opset_version=17, dynamo=False,
                                   dynamic_axes={**{n: {0: "batch", 1: "length"} for n in names},
