@@ -7,7 +7,8 @@ compared byte for byte with ``np.ascontiguousarray(np.transpose(a, axes))``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -69,24 +70,41 @@ def random_case(rng: np.random.Generator, max_elements: int = 60_000) -> tuple[n
     return a, tuple(int(k) for k in rng.permutation(ndim)), f"{dtype} {tuple(shape)} {layout}"
 
 
+FORCED_SETTINGS = {
+    "MIN_KERNEL_BYTES": 0, "MIN_ROW_BYTES_FOR_ROWS": 0, "MIN_PLANE_ELEMENTS": 0, "STREAM_MIN_BYTES": 0,
+    "WHOLE_ROW_MIN_BYTES": 16, "MIN_BYTES_PER_THREAD": 1,
+    # small macro tiles in both walking orders, so that small arrays hold several full tiles plus edges
+    "TILE_SHAPES": {w: (128, 64, w in (2, 8)) for w in (1, 2, 4, 8, 16)},
+}
+
+
+@contextlib.contextmanager
+def forced_kernels() -> Iterator[None]:
+    """Lower the planner's size thresholds and tile sizes for the duration, so that small arrays (cheap to check)
+    run through every C kernel, streaming paths included, instead of being delegated to NumPy."""
+    saved = {name: getattr(planner, name) for name in FORCED_SETTINGS}
+    for name, value in FORCED_SETTINGS.items():
+        setattr(planner, name, value)
+    api._cached_plan.cache_clear()
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(planner, name, value)
+        api._cached_plan.cache_clear()
+
+
 def run_check(cases: int = 300, seed: int = 0, *, isas: list[str] | None = None, threads=(1, 2),
               force_kernels: bool = True, progress: Callable[[str], None] | None = None) -> CheckReport:
     """Compare ``permute`` with NumPy on ``cases`` random cases for every ISA and thread count.
 
-    ``force_kernels`` lowers the planner's size thresholds for the duration, so small cases exercise the C kernels
-    (including streaming stores) rather than the NumPy delegation.
+    ``force_kernels`` runs it under ``forced_kernels()``, so small cases exercise the C kernels (streaming stores
+    included) rather than the NumPy delegation.
     """
     isas = isas or cpu_isas()
-    saved = {name: getattr(planner, name) for name in ("MIN_KERNEL_BYTES", "MIN_ROW_BYTES_FOR_ROWS",
-                                                        "MIN_PLANE_ELEMENTS", "STREAM_MIN_BYTES",
-                                                        "WHOLE_ROW_MIN_BYTES", "MIN_BYTES_PER_THREAD")}
-    if force_kernels:
-        for name in saved:
-            setattr(planner, name, 1 if name == "MIN_BYTES_PER_THREAD" else 0)
-    api._cached_plan.cache_clear()
     rng = np.random.default_rng(seed)
     failures = []
-    try:
+    with forced_kernels() if force_kernels else contextlib.nullcontext():
         for index in range(cases):
             a, axes, label = random_case(rng)
             want = np.ascontiguousarray(np.transpose(a, axes)).tobytes()
@@ -97,8 +115,4 @@ def run_check(cases: int = 300, seed: int = 0, *, isas: list[str] | None = None,
                         failures.append(f"case {index}: {label} axes={axes} isa={isa} threads={n_threads}")
             if progress and (index + 1) % 50 == 0:
                 progress(f"{index + 1}/{cases} cases, {len(failures)} failures")
-    finally:
-        for name, value in saved.items():
-            setattr(planner, name, value)
-        api._cached_plan.cache_clear()
     return CheckReport(cases, failures)
