@@ -608,57 +608,62 @@ static inline __m512i permute_from(const __m512i *r, int32_t k, const char *idx,
     return out;
 }
 
-/* k input rows (at rows[s]) of a long contiguous axis -> one contiguous output run, row index fastest. */
-void qk_interleave(const char *a, char *b, const qk_short_args *t, int64_t o0, int64_t o1, int64_t p0, int64_t p1)
+/* Interleave: k input rows (at rows[s]) of a long contiguous axis -> one contiguous output run, row index fastest.
+   n (<= SHORT_L) elements of each row from element i on. */
+static inline void interleave_group(const char *src, char *dst, const qk_short_args *t, int64_t i, int64_t n)
 {
     const int32_t k = t->k;
-    const char *idx = (const char *)t->idx;
+    __m512i r[MAX_SHORT_AXIS];
+    const __mmask64 load_mask = byte_mask(n * W);
+    for (int32_t s = 0; s < k; ++s) r[s] = _mm512_maskz_loadu_epi8(load_mask, src + t->rows[s] + i * W);
+    char *run = dst + i * k * W;
+    for (int32_t m = 0; m < k; ++m) {
+        const __m512i out = permute_from(r, k, (const char *)t->idx, t->mask, m);
+        if (n == SHORT_L) _mm512_storeu_si512(run + m * 64, out);
+        else _mm512_mask_storeu_epi8(run + m * 64, byte_mask(n * k * W - m * 64), out);
+    }
+}
+
+/* Deinterleave: one contiguous input run, short index fastest -> k output rows (at rows[i]) of the long axis. */
+static inline void deinterleave_group(const char *src, char *dst, const qk_short_args *t, int64_t j, int64_t n)
+{
+    const int32_t k = t->k;
+    __m512i r[MAX_SHORT_AXIS];
+    const char *run = src + j * k * W;
+    for (int32_t m = 0; m < k; ++m)
+        r[m] = n == SHORT_L ? _mm512_loadu_si512(run + m * 64)
+                            : _mm512_maskz_loadu_epi8(byte_mask(n * k * W - m * 64), run + m * 64);
+    for (int32_t i = 0; i < k; ++i) {
+        const __m512i out = permute_from(r, k, (const char *)t->idx, t->mask, i);
+        if (n == SHORT_L) _mm512_storeu_si512(dst + t->rows[i] + j * W, out);
+        else _mm512_mask_storeu_epi8(dst + t->rows[i] + j * W, byte_mask(n * W), out);
+    }
+}
+
+/* Both kernels: the outer loop, and the long axis [p0, p1) in groups of one register's worth of elements. */
+static inline void short_axis(const char *a, char *b, const qk_short_args *t, int64_t o0, int64_t o1, int64_t p0,
+                              int64_t p1, int interleave)
+{
     int64_t ix[MAX_OUTER_DIMS], off_a, off_b;
     outer_seek(t->nouter, t->oshape, t->oa, t->ob, o0, ix, &off_a, &off_b);
     for (int64_t o = o0; o < o1; ++o) {
-        const char *src = a + off_a;
-        char *dst = b + off_b;
-        for (int64_t i = p0; i < p1; i += SHORT_L) {
-            const int64_t n = p1 - i < SHORT_L ? p1 - i : SHORT_L;
-            __m512i r[MAX_SHORT_AXIS];
-            const __mmask64 load_mask = byte_mask(n * W);
-            for (int32_t s = 0; s < k; ++s) r[s] = _mm512_maskz_loadu_epi8(load_mask, src + t->rows[s] + i * W);
-            char *run = dst + i * k * W;
-            for (int32_t m = 0; m < k; ++m) {
-                const __m512i out = permute_from(r, k, idx, t->mask, m);
-                if (n == SHORT_L) _mm512_storeu_si512(run + m * 64, out);
-                else _mm512_mask_storeu_epi8(run + m * 64, byte_mask(n * k * W - m * 64), out);
-            }
+        for (int64_t e = p0; e < p1; e += SHORT_L) {
+            const int64_t n = p1 - e < SHORT_L ? p1 - e : SHORT_L;
+            if (interleave) interleave_group(a + off_a, b + off_b, t, e, n);
+            else deinterleave_group(a + off_a, b + off_b, t, e, n);
         }
         outer_next(t->nouter, t->oshape, t->oa, t->ob, ix, &off_a, &off_b);
     }
 }
 
-/* One contiguous input run, short index fastest -> k output rows (at rows[i]) of the long axis. */
+void qk_interleave(const char *a, char *b, const qk_short_args *t, int64_t o0, int64_t o1, int64_t p0, int64_t p1)
+{
+    short_axis(a, b, t, o0, o1, p0, p1, 1);
+}
+
 void qk_deinterleave(const char *a, char *b, const qk_short_args *t, int64_t o0, int64_t o1, int64_t p0, int64_t p1)
 {
-    const int32_t k = t->k;
-    const char *idx = (const char *)t->idx;
-    int64_t ix[MAX_OUTER_DIMS], off_a, off_b;
-    outer_seek(t->nouter, t->oshape, t->oa, t->ob, o0, ix, &off_a, &off_b);
-    for (int64_t o = o0; o < o1; ++o) {
-        const char *src = a + off_a;
-        char *dst = b + off_b;
-        for (int64_t j = p0; j < p1; j += SHORT_L) {
-            const int64_t n = p1 - j < SHORT_L ? p1 - j : SHORT_L;
-            __m512i r[MAX_SHORT_AXIS];
-            const char *run = src + j * k * W;
-            for (int32_t m = 0; m < k; ++m)
-                r[m] = n == SHORT_L ? _mm512_loadu_si512(run + m * 64)
-                                    : _mm512_maskz_loadu_epi8(byte_mask(n * k * W - m * 64), run + m * 64);
-            for (int32_t i = 0; i < k; ++i) {
-                const __m512i out = permute_from(r, k, idx, t->mask, i);
-                if (n == SHORT_L) _mm512_storeu_si512(dst + t->rows[i] + j * W, out);
-                else _mm512_mask_storeu_epi8(dst + t->rows[i] + j * W, byte_mask(n * W), out);
-            }
-        }
-        outer_next(t->nouter, t->oshape, t->oa, t->ob, ix, &off_a, &off_b);
-    }
+    short_axis(a, b, t, o0, o1, p0, p1, 0);
 }
 #endif
 """
