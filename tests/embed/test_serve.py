@@ -1,13 +1,11 @@
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 
+from qwenkit.core.serving import serve_in_background
 from qwenkit.embed.embedder import Embedder
 from qwenkit.embed.reranker import Reranker
 
@@ -15,27 +13,15 @@ from qwenkit.embed.reranker import Reranker
 @pytest.fixture(scope="module")
 def server(tiny_lm):
     pytest.importorskip("fastapi")
-    uvicorn = pytest.importorskip("uvicorn")
+    pytest.importorskip("uvicorn")
     from qwenkit.embed.serve import create_app
 
     model, tokenizer = tiny_lm
     embedder = Embedder(model, tokenizer, max_length=64)
     reranker = Reranker(model, tokenizer, max_length=300)
     app = create_app(embedder, reranker, max_batch=64, max_wait_ms=20, max_inputs=16)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
-    instance = uvicorn.Server(config)
-    thread = threading.Thread(target=instance.run, daemon=True)
-    thread.start()
-    for _ in range(200):
-        if instance.started:
-            break
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", embedder, reranker, app
-    instance.should_exit = True
-    thread.join(timeout=10)
+    with serve_in_background(app) as url:
+        yield url, embedder, reranker, app
 
 
 def test_openai_client_embeddings_and_dimensions(server):

@@ -9,27 +9,19 @@
 Names are imported lazily so that ``import qwenkit.embed`` does not load torch.
 """
 
-from __future__ import annotations
+from qwenkit.core.lazy import lazy_exports
 
-import importlib
-from typing import Any
-
-_EXPORTS = {
-    "Embedder": "qwenkit.embed.embedder",
-    "format_query": "qwenkit.embed.embedder",
-    "Reranker": "qwenkit.embed.reranker",
-    "format_rerank_prompt": "qwenkit.embed.reranker",
-    "info_nce_loss": "qwenkit.embed.losses",
-    "matryoshka_info_nce_loss": "qwenkit.embed.losses",
-    "slerp": "qwenkit.embed.merge",
-    "train_reranker": "qwenkit.embed.rerank_train",
-    "slerp_state_dicts": "qwenkit.embed.merge",
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'qwenkit.embed' has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+__getattr__, __all__ = lazy_exports(
+    __name__,
+    {
+        "Embedder": "qwenkit.embed.embedder",
+        "format_query": "qwenkit.embed.embedder",
+        "Reranker": "qwenkit.embed.reranker",
+        "format_rerank_prompt": "qwenkit.embed.reranker",
+        "info_nce_loss": "qwenkit.embed.losses",
+        "matryoshka_info_nce_loss": "qwenkit.embed.losses",
+        "slerp": "qwenkit.embed.merge",
+        "train_reranker": "qwenkit.embed.rerank_train",
+        "slerp_state_dicts": "qwenkit.embed.merge",
+    },
+)

@@ -8,24 +8,16 @@
 Names are imported on first use, so that ``qwenkit --help`` (which imports this package's CLI) never loads torch.
 """
 
-from __future__ import annotations
+from qwenkit.core.lazy import lazy_exports
 
-import importlib
-from typing import Any
-
-_EXPORTS = {
-    "STOP_TEXT_DOCS": "qwenkit.infer.budget",
-    "STOP_TEXT_PAPER": "qwenkit.infer.budget",
-    "ThinkingBudgetProcessor": "qwenkit.infer.budget",
-    "resolve_stop_text": "qwenkit.infer.budget",
-    "ChatResult": "qwenkit.infer.generate",
-    "generate_chat": "qwenkit.infer.generate",
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'qwenkit.infer' has no attribute {name!r}")
+__getattr__, __all__ = lazy_exports(
+    __name__,
+    {
+        "STOP_TEXT_DOCS": "qwenkit.infer.budget",
+        "STOP_TEXT_PAPER": "qwenkit.infer.budget",
+        "ThinkingBudgetProcessor": "qwenkit.infer.budget",
+        "resolve_stop_text": "qwenkit.infer.budget",
+        "ChatResult": "qwenkit.infer.generate",
+        "generate_chat": "qwenkit.infer.generate",
+    },
+)

@@ -9,41 +9,35 @@
 - :mod:`qwenkit.lm.backends`: one chat-backend protocol; local transformers and OpenAI-compatible HTTP backends.
 """
 
-import importlib
-from typing import Any
+from qwenkit.core.lazy import lazy_exports
 
-_EXPORTS = {
-    "BackendError": "backends",
-    "ChatBackend": "backends",
-    "Completion": "backends",
-    "OpenAIChatBackend": "backends",
-    "TransformersBackend": "backends",
-    "ReasoningStreamParser": "chat",
-    "apply_soft_switch": "chat",
-    "generation_prompt": "chat",
-    "render_chat": "chat",
-    "render_qwen3": "chat",
-    "soft_switch": "chat",
-    "split_reasoning": "chat",
-    "strip_history_reasoning": "chat",
-    "ModelLoadError": "loading",
-    "load_causal_lm": "loading",
-    "load_tokenizer": "loading",
-    "TokenScores": "logprobs",
-    "token_logprobs": "logprobs",
-    "qwen3_config": "models",
-    "tiny_qwen3": "models",
-    "tiny_qwen3_for": "models",
-    "SampleBatch": "sampling",
-    "SamplingParams": "sampling",
-    "sample": "sampling",
-    "build_synthetic_tokenizer": "tokenizer",
-}
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    # Lazy: importing qwenkit.lm must not import torch (the CLI discovers packages at start-up).
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'qwenkit.lm' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"qwenkit.lm.{_EXPORTS[name]}"), name)
+__getattr__, __all__ = lazy_exports(
+    __name__,
+    {
+        "BackendError": "qwenkit.lm.backends",
+        "ChatBackend": "qwenkit.lm.backends",
+        "Completion": "qwenkit.lm.backends",
+        "OpenAIChatBackend": "qwenkit.lm.backends",
+        "TransformersBackend": "qwenkit.lm.backends",
+        "ReasoningStreamParser": "qwenkit.lm.chat",
+        "apply_soft_switch": "qwenkit.lm.chat",
+        "generation_prompt": "qwenkit.lm.chat",
+        "render_chat": "qwenkit.lm.chat",
+        "render_qwen3": "qwenkit.lm.chat",
+        "soft_switch": "qwenkit.lm.chat",
+        "split_reasoning": "qwenkit.lm.chat",
+        "strip_history_reasoning": "qwenkit.lm.chat",
+        "ModelLoadError": "qwenkit.lm.loading",
+        "load_causal_lm": "qwenkit.lm.loading",
+        "load_tokenizer": "qwenkit.lm.loading",
+        "TokenScores": "qwenkit.lm.logprobs",
+        "token_logprobs": "qwenkit.lm.logprobs",
+        "qwen3_config": "qwenkit.lm.models",
+        "tiny_qwen3": "qwenkit.lm.models",
+        "tiny_qwen3_for": "qwenkit.lm.models",
+        "SampleBatch": "qwenkit.lm.sampling",
+        "SamplingParams": "qwenkit.lm.sampling",
+        "sample": "qwenkit.lm.sampling",
+        "build_synthetic_tokenizer": "qwenkit.lm.tokenizer",
+    },
+)

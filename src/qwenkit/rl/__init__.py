@@ -12,28 +12,19 @@
 Importing this package is light; torch is imported by the submodules.
 """
 
-from __future__ import annotations
+from qwenkit.core.lazy import lazy_exports
 
-from typing import Any
-
-_EXPORTS = {
-    "group_advantages": "qwenkit.rl.losses",
-    "policy_loss": "qwenkit.rl.losses",
-    "high_entropy_mask": "qwenkit.rl.losses",
-    "token_entropy": "qwenkit.rl.losses",
-    "k3_kl": "qwenkit.rl.losses",
-    "sequence_log_ratio": "qwenkit.rl.losses",
-    "RLConfig": "qwenkit.rl.config",
-    "ALGORITHMS": "qwenkit.rl.config",
-    "get_task": "qwenkit.rl.tasks",
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'qwenkit.rl' has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+__getattr__, __all__ = lazy_exports(
+    __name__,
+    {
+        "group_advantages": "qwenkit.rl.losses",
+        "policy_loss": "qwenkit.rl.losses",
+        "high_entropy_mask": "qwenkit.rl.losses",
+        "token_entropy": "qwenkit.rl.losses",
+        "k3_kl": "qwenkit.rl.losses",
+        "sequence_log_ratio": "qwenkit.rl.losses",
+        "RLConfig": "qwenkit.rl.config",
+        "ALGORITHMS": "qwenkit.rl.config",
+        "get_task": "qwenkit.rl.tasks",
+    },
+)
