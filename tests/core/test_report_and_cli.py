@@ -26,6 +26,15 @@ def test_report_writes_markdown_and_html_with_relative_images(tmp_path):
     assert "<img src='plots/loss.png'" in page and "<b>bold</b>" in page and "<li>item two</li>" in page
 
 
+def test_image_paths_relative_to_the_working_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run = RunDir("runs/demo/x")
+    png = line_plot(run.plot_path("curve"), {"a": ([0, 1], [1, 0])})
+    assert not png.is_absolute()
+    md, _ = Report("T").image(png, "c").write(run.path)
+    assert "![c](plots/curve.png)" in md.read_text()
+
+
 def test_cli_version_help_and_doctor():
     runner = CliRunner()
     assert runner.invoke(app, ["--version"]).output.startswith("qwenkit ")

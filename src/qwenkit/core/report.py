@@ -146,9 +146,8 @@ def _format_cell(value: Any, float_format: str) -> str:
 
 
 def _relative(path: Path, directory: Path) -> str:
-    if not path.is_absolute():
-        return path.as_posix()
-    return Path(os.path.relpath(path, directory.resolve())).as_posix()
+    """The image path as seen from the report's directory (paths given relative to the working directory too)."""
+    return Path(os.path.relpath(path.resolve(), directory.resolve())).as_posix()
 
 
 def _inline_html(text: str) -> str:
