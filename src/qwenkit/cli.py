@@ -19,6 +19,7 @@ from typing import Annotated
 import typer
 
 import qwenkit
+from qwenkit.core.cli_options import QuietOption, ThreadsOption, apply_run_options
 
 app = typer.Typer(
     name="qwenkit",
@@ -28,8 +29,6 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 
-QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
-ThreadsOption = Annotated[int | None, typer.Option("--threads", help="Torch threads (default: usable cores).")]
 
 
 def _version_callback(value: bool) -> None:
@@ -140,13 +139,10 @@ def repro(
 
 
 def _run_repros(repros, out: Path, *, full: bool, seed: int, threads: int | None, quiet: bool) -> list[str]:
-    from qwenkit.core.progress import set_quiet
     from qwenkit.core.repro import ReproContext, write_index
     from qwenkit.core.runs import RunDir
-    from qwenkit.core.seeding import set_threads
 
-    set_quiet(True if quiet else None)
-    set_threads(threads)
+    apply_run_options(threads, quiet)
     entries, failures = [], []
     for item in repros:
         # a reproduction's directory is regenerated output: start it clean so old metrics never mix in

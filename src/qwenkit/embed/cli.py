@@ -7,23 +7,13 @@ from typing import Annotated
 
 import typer
 
+from qwenkit.core.cli_options import ConfigOption, QuietOption, SetOption, ThreadsOption, apply_run_options
+
 app = typer.Typer(help="Qwen3-Embedding-style embedding and reranking: data, train, merge, eval, serve.",
                   no_args_is_help=True)
 
-ConfigOption = Annotated[Path | None, typer.Option("--config", help="YAML config file.")]
-SetOption = Annotated[list[str] | None, typer.Option("--set", help="Override a config field: key.sub=value.")]
 OutOption = Annotated[Path, typer.Option("--out", help="Output directory.")]
 SeedOption = Annotated[int | None, typer.Option("--seed", help="Seed (overrides trainer.seed).")]
-ThreadsOption = Annotated[int | None, typer.Option("--threads", help="Torch threads (default: usable cores).")]
-QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
-
-
-def _setup(threads: int | None, quiet: bool) -> None:
-    from qwenkit.core.progress import set_quiet
-    from qwenkit.core.seeding import set_threads
-
-    set_quiet(True if quiet else None)
-    set_threads(threads)
 
 
 @app.command()
@@ -77,7 +67,7 @@ def train(
 ) -> None:
     """Train from a config: `kind: embedder` (default; InfoNCE eq. 1 with mining, GradCache, Matryoshka),
     `kind: pipeline` (stages weak -> supervised with cosine filtering -> slerp merge) or `kind: reranker` (eq. 2)."""
-    _setup(threads, quiet)
+    apply_run_options(threads, quiet)
     overrides = list(set_ or [])
     kind, _ = _load_training_config(config, overrides)
     if seed is not None:
@@ -127,7 +117,7 @@ def train_reranker_command(
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the latest checkpoint in --out.")] = False,
 ) -> None:
     """Reranker SFT (paper eq. 2, cross-entropy over [z_no, z_yes]); same as `train` with `kind: reranker`."""
-    _setup(threads, quiet)
+    apply_run_options(threads, quiet)
     overrides = list(set_ or []) + ([f"trainer.seed={seed}"] if seed is not None else [])
     _, settings = _load_training_config(config, overrides, forced_kind="reranker")
     _train_reranker(settings, out, resume, quiet)
@@ -188,7 +178,7 @@ def evaluate(
     quiet: QuietOption = False,
 ) -> None:
     """nDCG@10 / MRR@10 / R@100 (ir-measures) at each Matryoshka dim; report with the nDCG-vs-dim plot."""
-    _setup(threads, quiet)
+    apply_run_options(threads, quiet)
     from qwenkit.core.report import Report
     from qwenkit.core.runs import RunDir
     from qwenkit.embed.data import load_task
@@ -247,7 +237,7 @@ def serve(
     threads: ThreadsOption = None,
 ) -> None:
     """OpenAI-compatible /v1/embeddings (with `dimensions`) and /v1/rerank, with dynamic batching."""
-    _setup(threads, True)
+    apply_run_options(threads, True)
     import uvicorn
 
     from qwenkit.embed.serve import create_app, load_models

@@ -8,22 +8,12 @@ from typing import Annotated
 
 import typer
 
+from qwenkit.core.cli_options import ConfigOption, QuietOption, SetOption, ThreadsOption, apply_run_options
+
 app = typer.Typer(help="Qwen-Image: text-rendering data synthesis, tiny MMDiT training, generation, editing, "
                   "OCR-scored evaluation.", no_args_is_help=True)
 
-ConfigOpt = Annotated[Path | None, typer.Option("--config", help="YAML config file.")]
-SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a config field: key=value (repeatable).")]
 SeedOpt = Annotated[int | None, typer.Option("--seed", help="Seed (overrides the config's).")]
-ThreadsOpt = Annotated[int | None, typer.Option("--threads", help="Torch threads (default: usable cores).")]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
-
-
-def _setup(threads: int | None, quiet: bool) -> None:
-    from qwenkit.core.progress import set_quiet
-    from qwenkit.core.seeding import set_threads
-
-    set_quiet(True if quiet else None)
-    set_threads(threads)
 
 
 def _overrides(values: list[str] | None, seed: int | None, seed_key: str) -> list[str]:
@@ -33,10 +23,10 @@ def _overrides(values: list[str] | None, seed: int | None, seed_key: str) -> lis
 @app.command()
 def synth(
     out: Annotated[Path, typer.Option("--out", help="Output folder (shards + manifest.json).")] = Path("runs/synth"),
-    config: ConfigOpt = None,
-    set_: SetOpt = None,
+    config: ConfigOption = None,
+    set_: SetOption = None,
     seed: SeedOpt = None,
-    quiet: QuietOpt = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Render text images (pure / compositional / layout, EN + ZH) with captions, sharded, optionally OCR-filtered."""
     from qwenkit.core.config import load_config
@@ -53,11 +43,11 @@ def synth(
 @app.command()
 def train(
     out: Annotated[Path, typer.Option("--out", help="Run directory.")] = Path("runs/image-train"),
-    config: ConfigOpt = None,
-    set_: SetOpt = None,
+    config: ConfigOption = None,
+    set_: SetOption = None,
     seed: SeedOpt = None,
-    threads: ThreadsOpt = None,
-    quiet: QuietOpt = False,
+    threads: ThreadsOption = None,
+    quiet: QuietOption = False,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the run's latest checkpoint.")] = False,
     eval_samples: Annotated[int, typer.Option("--eval-samples", help="OCR-scored samples per eval (0: none).")] = 32,
 ) -> None:
@@ -69,7 +59,7 @@ def train(
     from qwenkit.image.train import ImageTrainConfig, build_kit, save_kit
     from qwenkit.image.train import train as run_training
 
-    _setup(threads, quiet)
+    apply_run_options(threads, quiet)
     cfg = load_config(ImageTrainConfig, config, _overrides(set_, seed, "trainer.seed"))
     run = RunDir(out)
     kit = build_kit(cfg)
@@ -93,13 +83,13 @@ def generate(
     cfg_scale: Annotated[float, typer.Option("--cfg", help="Classifier-free guidance scale (1 = off).")] = 3.0,
     num: Annotated[int, typer.Option("--num", help="Images per prompt.")] = 1,
     seed: Annotated[int, typer.Option("--seed")] = 0,
-    threads: ThreadsOpt = None,
+    threads: ThreadsOption = None,
 ) -> None:
     """Text-to-image: PNG per image plus a grid."""
     from qwenkit.image.sample import generate as run_generate
     from qwenkit.image.train import load_kit
 
-    _setup(threads, True)
+    apply_run_options(threads, True)
     kit = load_kit(model)
     prompts = [p for p in prompt for _ in range(num)]
     images = run_generate(kit, prompts, steps=steps, cfg_scale=cfg_scale, seed=seed)
@@ -115,7 +105,7 @@ def edit(
     steps: Annotated[int, typer.Option(help="Euler steps.")] = 20,
     cfg_scale: Annotated[float, typer.Option("--cfg", help="Guidance scale on the instruction (1 = off).")] = 2.0,
     seed: Annotated[int, typer.Option("--seed")] = 0,
-    threads: ThreadsOpt = None,
+    threads: ThreadsOption = None,
 ) -> None:
     """Edit images by instruction with the model's edit conditioning (dual / semantic / VAE)."""
     from PIL import Image
@@ -123,7 +113,7 @@ def edit(
     from qwenkit.image.sample import generate as run_generate
     from qwenkit.image.train import load_kit
 
-    _setup(threads, True)
+    apply_run_options(threads, True)
     if len(instruction) not in (1, len(image)):
         raise typer.BadParameter(f"{len(instruction)} instructions for {len(image)} images; give 1 or one each",
                                  param_hint="--instruction")
@@ -153,12 +143,12 @@ def eval_text(
     reader: Annotated[str, typer.Option("--reader", help="rapidocr or tesseract.")] = "rapidocr",
     num: Annotated[int, typer.Option("--num", help="Held-out samples (with --model).")] = 64,
     out: Annotated[Path | None, typer.Option("--out", help="Write the scores as JSON here.")] = None,
-    threads: ThreadsOpt = None,
+    threads: ThreadsOption = None,
 ) -> None:
     """OCR-scored text rendering: word accuracy, NED and char accuracy of a folder of images or of a model."""
     from qwenkit.image.ocr import text_rendering_scores
 
-    _setup(threads, True)
+    apply_run_options(threads, True)
     if (images is None) == (model is None):
         raise typer.BadParameter("give exactly one of --images FOLDER or --model DIR", param_hint="--images/--model")
     if images is not None:

@@ -8,25 +8,15 @@ from typing import Annotated
 
 import typer
 
+from qwenkit.core.cli_options import QuietOption, ThreadsOption, apply_run_options
+
 app = typer.Typer(help="Qwen3 inference: thinking modes, an exact thinking budget, OpenAI-compatible serving.",
                   no_args_is_help=True)
 
 ModelOption = Annotated[str, typer.Option("--model", help="Model directory (HF or GGUF), 'smollm2', or 'tiny-qwen3'.")]
 GgufOption = Annotated[str | None, typer.Option("--gguf-file", help="GGUF file name inside the model directory.")]
-ThreadsOption = Annotated[int | None, typer.Option("--threads", help="Torch threads (default: usable cores).")]
-QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 SeedOption = Annotated[int, typer.Option("--seed", help="Seed.")]
 DeviceOption = Annotated[str | None, typer.Option("--device", help="torch device, e.g. cuda (default: cpu).")]
-
-
-def _setup(threads: int | None, quiet: bool, seed: int | None = None) -> None:
-    from qwenkit.core.progress import set_quiet
-    from qwenkit.core.seeding import seed_everything, set_threads
-
-    set_quiet(True if quiet else None)
-    set_threads(threads)
-    if seed is not None:
-        seed_everything(seed)
 
 
 @app.command()
@@ -46,7 +36,7 @@ def chat(
     quiet: QuietOption = False,
 ) -> None:
     """Chat in the terminal, streaming the reasoning (dimmed) and the answer. Empty line or Ctrl-D ends."""
-    _setup(threads, quiet, seed)
+    apply_run_options(threads, quiet, seed)
     from qwenkit.infer.models import resolve_model
 
     loaded, tokenizer, name = resolve_model(model, gguf_file=gguf_file, device=device)
@@ -127,7 +117,7 @@ def budget_sweep_command(
     quiet: QuietOption = False,
 ) -> None:
     """Accuracy against thinking budget on a verifiable task (the paper's budget curve), with a plot and a report."""
-    _setup(threads, quiet, seed)
+    apply_run_options(threads, quiet, seed)
     from qwenkit.core.config import load_config
     from qwenkit.core.runs import RunDir
     from qwenkit.infer.repro import SweepRunConfig, run_sweep
@@ -154,7 +144,7 @@ def serve(
     quiet: QuietOption = False,
 ) -> None:
     """Serve the model over an OpenAI-compatible API (/v1/chat/completions, /v1/models, /health)."""
-    _setup(threads, quiet)
+    apply_run_options(threads, quiet)
     import uvicorn
 
     from qwenkit.infer.models import resolve_model

@@ -8,10 +8,10 @@ from typing import Annotated
 
 import typer
 
+from qwenkit.core.cli_options import QuietOption, ThreadsOption, apply_run_options
+
 app = typer.Typer(help="RLVR: GRPO, GSPO, GSPO-token and the 80/20 forking-token rule.", no_args_is_help=True)
 
-QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
-ThreadsOption = Annotated[int | None, typer.Option("--threads", help="Torch threads (default: usable cores).")]
 
 
 @app.command()
@@ -29,13 +29,10 @@ def train(
 ) -> None:
     """Train a policy with verifiable rewards; writes metrics.jsonl, checkpoints, plots and report.md into --out."""
     from qwenkit.core.config import load_config, read_yaml
-    from qwenkit.core.progress import set_quiet
-    from qwenkit.core.seeding import set_threads
     from qwenkit.rl.config import ALGORITHMS, RLConfig
     from qwenkit.rl.train import train as run_training
 
-    set_quiet(True if quiet else None)
-    set_threads(threads)
+    apply_run_options(threads, quiet)
     data = read_yaml(config) if config else {}
     if algorithm is not None:
         if algorithm not in ALGORITHMS:
@@ -68,14 +65,10 @@ def entropy(
     quiet: QuietOption = False,
 ) -> None:
     """Entropy distribution of generated chains of thought, forking tokens, and high-entropy overlap of two models."""
-    from qwenkit.core.progress import set_quiet
-    from qwenkit.core.seeding import seed_everything, set_threads
     from qwenkit.rl.entropy import analyze, load_policy, read_prompts
     from qwenkit.rl.report import write_entropy_report
 
-    set_quiet(True if quiet else None)
-    set_threads(threads)
-    seed_everything(seed)
+    apply_run_options(threads, quiet, seed)
     policy, tokenizer = load_policy(model)
     other = load_policy(compare)[0] if compare is not None else None
     result = analyze(policy, tokenizer, read_prompts(data, prompts, seed), compare_model=other,

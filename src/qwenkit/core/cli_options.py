@@ -1,0 +1,30 @@
+"""The CLI flags every qwenkit command shares, declared once so they mean the same thing everywhere.
+
+Domain CLIs annotate their parameters with these types and call :func:`apply_run_options` first thing in a command.
+Only typer is imported here, so a CLI module that uses them stays fast to import.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+ConfigOption = Annotated[Path | None, typer.Option("--config", help="YAML config file.")]
+SetOption = Annotated[
+    list[str] | None, typer.Option("--set", help="Override a config field: key.sub=value (repeatable).")
+]
+ThreadsOption = Annotated[int | None, typer.Option("--threads", help="Torch threads (default: usable cores).")]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+
+
+def apply_run_options(threads: int | None, quiet: bool, seed: int | None = None) -> None:
+    """Apply ``--threads``, ``--quiet`` and (when given) ``--seed`` to this process."""
+    from qwenkit.core.progress import set_quiet
+    from qwenkit.core.seeding import seed_everything, set_threads
+
+    set_quiet(True if quiet else None)
+    set_threads(threads)
+    if seed is not None:
+        seed_everything(seed)
