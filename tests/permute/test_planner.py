@@ -110,4 +110,6 @@ def test_threads_split_an_axis_with_large_strides_on_both_sides():
     reach = [min(a, b) for a, b in zip(plan.outer.sa, plan.outer.sb, strict=True)]
     assert reach[0] == max(reach)
     single = _plan(np.empty((19, 16, 14, 11, 12, 8), np.float32), (4, 1, 2, 0, 3, 5), threads=1)
-    assert single.outer.sb == tuple(sorted(single.outer.sb, reverse=True)), "one thread keeps destination order"
+    single_reach = [min(a, b) for a, b in zip(single.outer.sa, single.outer.sb, strict=True)]
+    assert single_reach == sorted(single_reach, reverse=True), "one thread: innermost = smallest stride on a side"
+    assert single.outer.sa[-1] == 32, "the items 32 bytes apart in A are walked innermost"

@@ -48,6 +48,7 @@ typedef struct {
     const int64_t *oa;
     const int64_t *ob;
     int32_t stream;
+    int32_t dense;
 } qk_tile_args;
 void qk_tile(const char *a, char *b, const qk_tile_args *t, int64_t o0, int64_t o1, int64_t p0, int64_t p1);
 void qk_rows(const char *a, char *b, int64_t row_bytes, int32_t nouter, const int64_t *oshape,
@@ -340,13 +341,29 @@ static inline void micro_part(const char *a, const int64_t *qa, int nqv, char *b
 """
 
 
+_STREAM_ROW_UNALIGNED = r"""
+/* Copy a run with ordinary stores for its partial first and last cache lines and streaming stores for the whole
+   lines between (partial-line streaming stores break write combining), whatever the run's alignment. */
+static inline void stream_row_unaligned(char *dst, const char *src, int64_t bytes)
+{
+    int64_t head = (int64_t)((64 - ((uintptr_t)dst & 63)) & 63);
+    if (head > bytes) head = bytes;
+    memcpy(dst, src, (size_t)head);
+    const int64_t body = (bytes - head) / 64 * 64;
+    stream_copy(dst + head, src + head, body);
+    memcpy(dst + head + body, src + head + body, (size_t)(bytes - head - body));
+}
+
+"""
+
+
 def _stream_row(spec: IsaSpec) -> str:
     if not spec.stream:
         return """
 static inline void stream_row(char *dst, const char *src, int64_t bytes) { memcpy(dst, src, (size_t)bytes); }
 static inline void stream_copy(char *dst, const char *src, int64_t bytes) { memcpy(dst, src, (size_t)bytes); }
 static inline void stream_fence(void) {}
-"""
+""" + _STREAM_ROW_UNALIGNED
     body = spec.stream.format(p="dst + k", v=spec.load_aligned.format(p="src + k"))
     body_unaligned = spec.stream.format(p="dst + k", v=spec.load.format(p="src + k"))
     fence = f"{spec.fence};" if spec.fence else ""
@@ -360,7 +377,7 @@ static inline void stream_copy(char *dst, const char *src, int64_t bytes)
     for (int64_t k = 0; k < bytes; k += VB) {body_unaligned};
 }}
 static inline void stream_fence(void) {{ {fence} }}
-"""
+""" + _STREAM_ROW_UNALIGNED
 
 
 _COMMON_C = r"""
@@ -395,11 +412,11 @@ void qk_rows(const char *a, char *b, int64_t row_bytes, int32_t nouter, const in
              const int64_t *oa, const int64_t *ob, int64_t o0, int64_t o1, int32_t stream)
 {
     int64_t idx[MAX_OUTER_DIMS], off_a, off_b;
-    stream = stream && HAVE_STREAM && row_bytes % VB == 0;
+    stream = stream && HAVE_STREAM;
     outer_seek(nouter, oshape, oa, ob, o0, idx, &off_a, &off_b);
     for (int64_t o = o0; o < o1; ++o) {
         char *dst = b + off_b;
-        if (stream && ((uintptr_t)dst & 63) == 0) stream_copy(dst, a + off_a, row_bytes);
+        if (stream) stream_row_unaligned(dst, a + off_a, row_bytes);
         else memcpy(dst, a + off_a, (size_t)row_bytes);
         outer_next(nouter, oshape, oa, ob, idx, &off_a, &off_b);
     }
@@ -486,27 +503,35 @@ static inline void buffered_tile(const char *a_rows, const qk_tile_args *t, char
     for (int64_t i = 0; i < rows; ++i) stream_row(b + pb[i] + jq * W, buf + i * t->tq * W, t->tq * W);
 }
 
-/* Output rows that are not cache-line aligned alike: each tile holds whole output rows, and each row goes out
-   with ordinary stores for its partial first and last lines and streaming stores for the whole lines between. */
-static inline void stream_row_unaligned(char *dst, const char *src, int64_t bytes)
+/* Output rows that are not cache-line aligned alike, or too short for a whole-line tile: a strip of whole output
+   rows is transposed into the buffer, then each run of rows that lie back to back in the output goes out as one
+   stream (ordinary stores for its partial end lines only). */
+static void plane_whole_rows(const char *a, char *b, const qk_tile_args *t, int64_t p0, int64_t p1,
+                             char *buf, const int64_t *prow, int64_t rows_fit)
 {
-    int64_t head = (int64_t)((64 - ((uintptr_t)dst & 63)) & 63);
-    if (head > bytes) head = bytes;
-    memcpy(dst, src, (size_t)head);
-    const int64_t body = (bytes - head) / 64 * 64;
-    stream_copy(dst + head, src + head, body);
-    memcpy(dst + head + body, src + head + body, (size_t)(bytes - head - body));
+    const int64_t row = t->nq * W;
+    for (int64_t ip = p0; ip < p1; ip += rows_fit) {
+        const int64_t rows = p1 - ip < rows_fit ? p1 - ip : rows_fit;
+        /* the strip sits in the buffer at the output's offset within a cache line: aligned loads feed the stores */
+        char *strip = buf + ((uintptr_t)(b + t->pb[ip]) & 63);
+        transpose_block(a + ip * t->sp, t->sp, t->qa, strip, prow, rows, t->nq);
+        for (int64_t i = 0; i < rows;) {
+            int64_t k = i + 1;
+            while (k < rows && t->pb[ip + k] == t->pb[ip + k - 1] + row) ++k;
+            stream_row_unaligned(b + t->pb[ip + i], strip + i * row, (k - i) * row);
+            i = k;
+        }
+    }
 }
 
-static void plane_whole_rows(const char *a, char *b, const qk_tile_args *t, int64_t p0, int64_t p1,
-                             char *buf, const int64_t *pbuf)
+/* A block whose output rows tile one contiguous span (the TTC case: 225 rows of 128 bytes that interleave into
+   28.8 KB): transposed whole into the buffer at the output's own offsets, then streamed out as one run, whatever the
+   output's alignment (a short row streamed alone would cost two partial lines whenever the output is unaligned). */
+static void plane_dense(const char *a, char *b, const qk_tile_args *t, char *buf)
 {
-    for (int64_t ip = p0; ip < p1; ip += t->tp) {
-        const int64_t rows = p1 - ip < t->tp ? p1 - ip : t->tp;
-        transpose_block(a + ip * t->sp, t->sp, t->qa, buf, pbuf, rows, t->nq);
-        for (int64_t i = 0; i < rows; ++i)
-            stream_row_unaligned(b + t->pb[ip + i], buf + i * t->nq * W, t->nq * W);
-    }
+    char *block = buf + ((uintptr_t)b & 63);
+    transpose_block(a, t->sp, t->qa, block, t->pb, t->np, t->nq);
+    stream_row_unaligned(b, block, t->np * t->nq * W);
 }
 
 /* One plane, output rows [p0, p1), streaming: the columns before the first cache-line-aligned output column and
@@ -514,14 +539,20 @@ static void plane_whole_rows(const char *a, char *b, const qk_tile_args *t, int6
    strip of output rows across all columns (long input runs per tile); column order walks down a strip of columns
    (each input row read sequentially across tiles): the planner picks per element width, as measured. */
 static void plane(const char *a, char *b, const qk_tile_args *t, int64_t p0, int64_t p1,
-                  char *buf, const int64_t *pbuf)
+                  char *buf, const int64_t *pbuf, const int64_t *prow, int64_t rows_fit)
 {
     const int64_t nq = t->nq, tq = t->tq, tp = t->tp, sp = t->sp;
     const int64_t misalign = (int64_t)((uintptr_t)(b + t->pb[p0]) & 63);
-    if (misalign % W != 0) { plane_direct(a, b, t, p0, p1); return; }
+    /* An output that does not start on a cache line (np.empty gives 16 bytes past one): whole rows when a strip of
+       them fits the buffer, so that short rows still stream; else direct stores for the unaligned columns. */
     int64_t head = ((64 - misalign) & 63) / W;
     if (head > nq) head = nq;
     const int64_t full_end = head + (nq - head) / tq * tq;
+    if ((misalign % W != 0 || full_end == head) && misalign != 0 && rows_fit >= MP) {
+        plane_whole_rows(a, b, t, p0, p1, buf, prow, rows_fit < tp ? rows_fit : tp);
+        return;
+    }
+    if (misalign % W != 0) { plane_direct(a, b, t, p0, p1); return; }
     for (int64_t ip = p0; ip < p1; ip += tp) {
         const int64_t rows = p1 - ip < tp ? p1 - ip : tp;
         if (head > 0) transpose_block(a + ip * sp, sp, t->qa, b, t->pb + ip, rows, head);
@@ -542,12 +573,20 @@ static void plane(const char *a, char *b, const qk_tile_args *t, int64_t p0, int
 
 void qk_tile(const char *a, char *b, const qk_tile_args *t, int64_t o0, int64_t o1, int64_t p0, int64_t p1)
 {
-    _Alignas(64) char buf[TILE_BUFFER_BYTES];
-    int64_t pbuf[MAX_TILE_P];
-    /* stream: 0 direct stores; 1 buffered tiles, rows aligned alike; 2 buffered whole rows, any alignment */
+    _Alignas(64) char buf[TILE_BUFFER_BYTES + 64];
+    int64_t pbuf[MAX_TILE_P], prow[MAX_TILE_P];
+    /* stream: 0 direct stores; 1 buffered tiles, rows aligned alike; 2 buffered whole rows, any alignment.
+       dense: the whole block buffered and streamed as one run (its output is one contiguous span), when this
+       chunk holds whole planes; else the stream mode above. */
     const int stream = HAVE_STREAM && t->tp <= MAX_TILE_P && t->tp * t->tq * W <= TILE_BUFFER_BYTES ? t->stream : 0;
-    if (stream)
+    /* how many whole output rows (a multiple of the micro tile) the buffer holds */
+    int64_t rows_fit = t->nq * W <= TILE_BUFFER_BYTES ? TILE_BUFFER_BYTES / (t->nq * W) / MP * MP : 0;
+    if (rows_fit > MAX_TILE_P) rows_fit = MAX_TILE_P;
+    const int dense = HAVE_STREAM && t->dense && p0 == 0 && p1 == t->np && t->np * t->nq * W <= TILE_BUFFER_BYTES;
+    if (stream) {
         for (int64_t i = 0; i < t->tp; ++i) pbuf[i] = i * t->tq * W;
+        for (int64_t i = 0; i < rows_fit; ++i) prow[i] = i * t->nq * W;
+    }
     int64_t idx[MAX_OUTER_DIMS], off_a, off_b, next_idx[MAX_OUTER_DIMS], next_a, next_b;
     outer_seek(t->nouter, t->oshape, t->oa, t->ob, o0, idx, &off_a, &off_b);
     /* Small planes: fetch the next plane's input rows while this one is transposed (latency, not bandwidth,
@@ -559,8 +598,9 @@ void qk_tile(const char *a, char *b, const qk_tile_args *t, int64_t o0, int64_t 
             outer_next(t->nouter, t->oshape, t->oa, t->ob, next_idx, &next_a, &next_b);
             prefetch_rows(a + next_a + p0 * t->sp, t->qa, 0, t->nq, (p1 - p0) * t->sp);
         }
-        if (stream == 1) plane(a + off_a, b + off_b, t, p0, p1, buf, pbuf);
-        else if (stream == 2) plane_whole_rows(a + off_a, b + off_b, t, p0, p1, buf, pbuf);
+        if (dense) plane_dense(a + off_a, b + off_b, t, buf);
+        else if (stream == 1) plane(a + off_a, b + off_b, t, p0, p1, buf, pbuf, prow, rows_fit);
+        else if (stream == 2 && rows_fit >= MP) plane_whole_rows(a + off_a, b + off_b, t, p0, p1, buf, prow, rows_fit);
         else plane_direct(a + off_a, b + off_b, t, p0, p1);
         outer_next(t->nouter, t->oshape, t->oa, t->ob, idx, &off_a, &off_b);
     }

@@ -32,8 +32,9 @@ from qwenkit.permute.isa import compiler_flags
 
 MIN_KERNEL_BYTES = 32 * 1024
 """Below this, NumPy's call overhead is smaller than ours; the copy is delegated."""
-STREAM_MIN_BYTES = 4 * 1024 * 1024
-"""Output size from which non-temporal stores pay off (it no longer stays in L2 for the next reader)."""
+STREAM_MIN_BYTES = 8 * 1024 * 1024
+"""Output size from which non-temporal stores pay off. Measured: at 4 MiB (20-D all-2) direct stores ran 6.7x NumPy
+against 5.4x streamed (the output stays in cache); from 16 MiB streaming won by 1.5-2.5x."""
 BLOCK_TARGET_BYTES = 512
 """A block side is grown by packing further short axes until it spans this many bytes (or cannot grow)."""
 MIN_ROW_BYTES_FOR_ROWS = 64
@@ -53,6 +54,7 @@ thread cost more than it saved (1.6-4 MiB cases ran at 0.2-0.8x NumPy with 2 thr
 STREAM_TILES, STREAM_WHOLE_ROWS = 1, 2
 STREAM_MODES = {0: "off", STREAM_TILES: "whole-line tiles",
                 STREAM_WHOLE_ROWS: "whole rows, their unaligned ends stored normally"}
+DENSE_MODE = "the whole block as one contiguous run (any alignment)"
 WHOLE_ROW_MIN_BYTES = 256
 """Output rows that are not line-aligned alike are streamed whole when at least this long (the two partial lines at
 their ends are written with ordinary stores)."""
@@ -103,6 +105,7 @@ class Plan:
     tp: int = 0
     tq: int = 0
     stream: int = 0  # rows: 0/1; tile: 0 direct, STREAM_TILES, STREAM_WHOLE_ROWS
+    dense: bool = False  # tile: the block's output is one contiguous span, streamed whole
     column_order: bool = False  # tile: walk macro tiles down columns (True) or along rows
     short_idx: np.ndarray | None = field(default=None, repr=False)  # (de)interleave: permute index vectors
     short_mask: np.ndarray | None = field(default=None, repr=False)  # (de)interleave: lane masks
@@ -120,7 +123,7 @@ class Plan:
             lines.append(f"block {math.prod(self.p_axes.shape)} x {math.prod(self.q_axes.shape)}: p axes "
                          f"{self.p_axes.shape} (A-contiguous), q axes {self.q_axes.shape} (B-contiguous); "
                          f"macro tile {self.tp} x {self.tq} in {'column' if self.column_order else 'row'} order; "
-                         f"streaming stores: {STREAM_MODES[self.stream]}")
+                         f"streaming stores: {DENSE_MODE if self.dense else STREAM_MODES[self.stream]}")
         if self.kind in {"interleave", "deinterleave"}:
             lines.append(f"short axis {self.q_axes.shape[0]} x long axis {self.p_axes.shape[0]}, "
                          f"{int(np.count_nonzero(self.short_mask))} masked register permutes per "
@@ -226,7 +229,7 @@ def _classify(shape, strides_a, strides_b, itemsize: int, *, isa: str, threads: 
 def _plan_strided(axes: Axes, run: int, n_threads: int, common: dict, reason: str) -> Plan:
     """Item-by-item copy along the last axis; an item is ``run`` bytes (one element or a short common run)."""
     ndim = len(axes.shape)
-    outer = _outer_for_threads(axes.take(range(ndim - 1)), n_threads)
+    outer = _order_outer(axes.take(range(ndim - 1)), n_threads)
     return Plan("strided", reason, outer=outer, inner=axes.take([ndim - 1]), row_bytes=run,
                 chunks=_split_outer(math.prod(outer.shape), n_threads), **common)
 
@@ -247,8 +250,9 @@ def _plan_rows(axes: Axes, n_threads: int, common: dict) -> Plan:
     if row_bytes < MIN_ROW_BYTES_FOR_ROWS and outer.shape:
         # Short common runs: memcpy per run costs more than the run; copy them item by item along the next axis.
         return _plan_strided(outer, row_bytes, n_threads, common, f"common runs of only {row_bytes} bytes")
-    outer = _outer_for_threads(outer, n_threads)
-    stream = int(_streams(common) and row_bytes % 64 == 0 and all(s % 64 == 0 for s in outer.sb))
+    outer = _order_outer(outer, n_threads)
+    # Runs stream whatever their alignment: their partial end lines are stored normally (stream_row_unaligned).
+    stream = int(_streams(common) and row_bytes >= WHOLE_ROW_MIN_BYTES)
     return Plan("rows", "input and output share their unit-stride axis", row_bytes=row_bytes, outer=outer,
                 stream=stream, chunks=_split_outer(math.prod(outer.shape), n_threads), **common)
 
@@ -331,9 +335,12 @@ def _plan_tile(axes: Axes, p: int, n_threads: int, common: dict) -> Plan:
     while tp > mp and tp * tq * width > codegen.TILE_BUFFER_BYTES:
         tp -= mp
     outer_idx = [k for k in range(ndim) if k not in p_side and k not in q_side]
-    outer = _outer_for_threads(axes.take(outer_idx), n_threads)
+    outer = _order_outer(axes.take(outer_idx), n_threads)
     aligned_rows = bool(np.all((pb - pb[0]) % 64 == 0))
     stream = 0
+    # The block's output rows tile one contiguous span that fits the buffer: stream it whole (any alignment).
+    dense = _streams(common) and n_p * n_q * width <= codegen.TILE_BUFFER_BYTES \
+        and int(pb.max()) + n_q * width == n_p * n_q * width and np.unique(pb).size == n_p
     if _streams(common) and aligned_rows and (tq * width) % 64 == 0 and n_q >= tq:
         stream = STREAM_TILES
     elif _streams(common) and not aligned_rows and n_q * width >= WHOLE_ROW_MIN_BYTES \
@@ -344,7 +351,7 @@ def _plan_tile(axes: Axes, p: int, n_threads: int, common: dict) -> Plan:
     chunks = _split_planes(math.prod(outer.shape), n_p, n_threads, tp)
     return Plan("tile", "block transpose between the two unit-stride sides", outer=outer,
                 p_axes=axes.take(p_side), q_axes=axes.take(q_side), pb=pb, qa=qa, tp=tp, tq=tq, stream=stream,
-                column_order=column_order, chunks=chunks, **common)
+                dense=dense, column_order=column_order, chunks=chunks, **common)
 
 
 def has_short_axis_kernels(isa: str, width: int) -> bool:
@@ -374,7 +381,7 @@ def _plan_short_axis(axes: Axes, p: int, n_threads: int, common: dict) -> Plan |
     else:
         return None
     idx, mask = codegen.short_axis_tables(kind, axes.shape[short], width)
-    outer = _outer_for_threads(axes.take([k for k in range(len(axes.shape)) if k not in (short, long_axis)]),
+    outer = _order_outer(axes.take([k for k in range(len(axes.shape)) if k not in (short, long_axis)]),
                                n_threads)
     chunks = _split_planes(math.prod(outer.shape), axes.shape[long_axis], n_threads, 64)
     return Plan(kind, f"short axis of {axes.shape[short]} packed with a long one into whole registers",
@@ -382,11 +389,20 @@ def _plan_short_axis(axes: Axes, p: int, n_threads: int, common: dict) -> Plan |
                 qa=np.asarray(rows, dtype=np.int64), short_idx=idx, short_mask=mask, chunks=chunks, **common)
 
 
-def _outer_for_threads(outer: Axes, n_threads: int) -> Axes:
-    """With several threads, move the outer axis with the largest strides on both sides to the front, so that
-    splitting the outer range gives threads disjoint memory on both sides. Split along an axis that is short-strided
-    in the input (e.g. items 32 bytes apart), two threads share every input line and each reads it from memory
-    (measured 0.6x NumPy)."""
+def _order_outer(outer: Axes, n_threads: int) -> Axes:
+    """Loop order of the outer axes (first = outermost), a locality cost model.
+
+    Innermost goes the axis with the smallest stride on either side, outermost the one whose smaller stride is the
+    largest: consecutive blocks then share cache lines or continue a stream on at least one side. Measured on the
+    6-D benchmark case whose items are 32 bytes apart in A (random #0): 4.2x NumPy against 1.2x in destination
+    order; elsewhere within the run-to-run noise of destination order (benchmarks/results/permute.md).
+
+    With several threads, the axis with the largest strides on both sides then moves to the front, so that
+    splitting the outer range gives threads disjoint memory on both sides. Split along an axis that is
+    short-strided in the input (e.g. items 32 bytes apart), two threads share every input line and each reads it
+    from memory (measured 0.6x NumPy)."""
+    order = sorted(range(len(outer.shape)), key=lambda k: -min(abs(outer.sa[k]), abs(outer.sb[k])))
+    outer = outer.take(order)
     if n_threads == 1 or len(outer.shape) < 2:
         return outer
     candidates = [k for k, n in enumerate(outer.shape) if n >= n_threads] or list(range(len(outer.shape)))
