@@ -32,6 +32,7 @@ import numpy as np
 WIDTHS: tuple[int, ...] = (1, 2, 4, 8, 16)
 LANE_BYTES = 16
 TILE_BUFFER_BYTES = 65536
+DENSE_BUFFER_BYTES = 262144
 MAX_TILE_P = 1024
 MAX_OUTER_DIMS = 64
 SMALL_PLANE_BYTES = 65536
@@ -233,6 +234,7 @@ def generate_source(isa: str, width: int) -> str:
 #define MP {mp}
 #define MQ {mq}
 #define TILE_BUFFER_BYTES {TILE_BUFFER_BYTES}
+#define DENSE_BUFFER_BYTES {DENSE_BUFFER_BYTES}
 #define MAX_TILE_P {MAX_TILE_P}
 #define MAX_OUTER_DIMS {MAX_OUTER_DIMS}
 #define SMALL_PLANE_BYTES {SMALL_PLANE_BYTES}
@@ -493,14 +495,13 @@ static inline void prefetch_rows(const char *a, const int64_t *qa, int64_t j0, i
         for (int64_t k = 0; k < row_bytes; k += 64) __builtin_prefetch(a + qa[j] + k, 0, 3);
 }
 
-/* One plane, output rows [p0, p1): macro tiles of tp x tq; full tiles whose output rows are cache-line aligned go
-   through the aligned buffer and out with whole-line non-temporal stores. */
-/* A full macro tile through the aligned buffer, then out with whole-line non-temporal stores. */
+/* A macro tile of `cols` columns (whole cache lines of each output row) through the aligned buffer, then out with
+   whole-line non-temporal stores. */
 static inline void buffered_tile(const char *a_rows, const qk_tile_args *t, char *b, const int64_t *pb,
-                                 int64_t rows, int64_t jq, char *buf, const int64_t *pbuf)
+                                 int64_t rows, int64_t jq, int64_t cols, char *buf, const int64_t *pbuf)
 {
-    transpose_block(a_rows, t->sp, t->qa + jq, buf, pbuf, rows, t->tq);
-    for (int64_t i = 0; i < rows; ++i) stream_row(b + pb[i] + jq * W, buf + i * t->tq * W, t->tq * W);
+    transpose_block(a_rows, t->sp, t->qa + jq, buf, pbuf, rows, cols);
+    for (int64_t i = 0; i < rows; ++i) stream_row(b + pb[i] + jq * W, buf + i * t->tq * W, cols * W);
 }
 
 /* Output rows that are not cache-line aligned alike, or too short for a whole-line tile: a strip of whole output
@@ -527,15 +528,16 @@ static void plane_whole_rows(const char *a, char *b, const qk_tile_args *t, int6
 /* A block whose output rows tile one contiguous span (the TTC case: 225 rows of 128 bytes that interleave into
    28.8 KB): transposed whole into the buffer at the output's own offsets, then streamed out as one run, whatever the
    output's alignment (a short row streamed alone would cost two partial lines whenever the output is unaligned). */
-static void plane_dense(const char *a, char *b, const qk_tile_args *t, char *buf)
+static void plane_dense(const char *a, char *b, const qk_tile_args *t)
 {
+    _Alignas(64) char buf[DENSE_BUFFER_BYTES + 64];  /* L2-sized: a block up to 256 KiB stays in cache */
     char *block = buf + ((uintptr_t)b & 63);
     transpose_block(a, t->sp, t->qa, block, t->pb, t->np, t->nq);
     stream_row_unaligned(b, block, t->np * t->nq * W);
 }
 
 /* One plane, output rows [p0, p1), streaming: the columns before the first cache-line-aligned output column and
-   after the last full macro tile are written directly; the full tiles go through the buffer. Row order walks a
+   after the last whole line are written directly; the tiles between go through the buffer. Row order walks a
    strip of output rows across all columns (long input runs per tile); column order walks down a strip of columns
    (each input row read sequentially across tiles): the planner picks per element width, as measured. */
 static void plane(const char *a, char *b, const qk_tile_args *t, int64_t p0, int64_t p1,
@@ -543,12 +545,15 @@ static void plane(const char *a, char *b, const qk_tile_args *t, int64_t p0, int
 {
     const int64_t nq = t->nq, tq = t->tq, tp = t->tp, sp = t->sp;
     const int64_t misalign = (int64_t)((uintptr_t)(b + t->pb[p0]) & 63);
-    /* An output that does not start on a cache line (np.empty gives 16 bytes past one): whole rows when a strip of
-       them fits the buffer, so that short rows still stream; else direct stores for the unaligned columns. */
+    /* Columns [head, lines_end) are whole cache lines of every output row; the partial lines before and after
+       (an output that does not start on a line: np.empty gives 16 bytes past one) get direct stores. */
     int64_t head = ((64 - misalign) & 63) / W;
     if (head > nq) head = nq;
-    const int64_t full_end = head + (nq - head) / tq * tq;
-    if ((misalign % W != 0 || full_end == head) && misalign != 0 && rows_fit >= MP) {
+    const int64_t lines_end = head + (nq - head) * W / 64 * 64 / W;
+    /* Unaligned output whose rows lie back to back (NCHW->NHWC: 256-byte rows): strips of whole rows stream as one
+       run each, so only the strip's two end lines are partial, not two per row. The same when no whole line fits. */
+    const int contiguous_rows = p1 - p0 > 1 && t->pb[p0 + 1] == t->pb[p0] + nq * W;
+    if (misalign != 0 && rows_fit >= MP && (contiguous_rows || lines_end == head || misalign % W != 0)) {
         plane_whole_rows(a, b, t, p0, p1, buf, prow, rows_fit < tp ? rows_fit : tp);
         return;
     }
@@ -556,19 +561,21 @@ static void plane(const char *a, char *b, const qk_tile_args *t, int64_t p0, int
     for (int64_t ip = p0; ip < p1; ip += tp) {
         const int64_t rows = p1 - ip < tp ? p1 - ip : tp;
         if (head > 0) transpose_block(a + ip * sp, sp, t->qa, b, t->pb + ip, rows, head);
-        if (full_end < nq)
-            transpose_block(a + ip * sp, sp, t->qa + full_end, b + full_end * W, t->pb + ip, rows, nq - full_end);
+        if (lines_end < nq)
+            transpose_block(a + ip * sp, sp, t->qa + lines_end, b + lines_end * W, t->pb + ip, rows, nq - lines_end);
         if (!t->column_order)
-            for (int64_t jq = head; jq < full_end; jq += tq) {
-                prefetch_rows(a + ip * sp, t->qa, jq + tq, jq + 2 * tq < full_end ? jq + 2 * tq : full_end,
+            for (int64_t jq = head; jq < lines_end; jq += tq) {
+                prefetch_rows(a + ip * sp, t->qa, jq + tq, jq + 2 * tq < lines_end ? jq + 2 * tq : lines_end,
                               rows * sp);
-                buffered_tile(a + ip * sp, t, b, t->pb + ip, rows, jq, buf, pbuf);
+                buffered_tile(a + ip * sp, t, b, t->pb + ip, rows, jq, lines_end - jq < tq ? lines_end - jq : tq,
+                              buf, pbuf);
             }
     }
     if (t->column_order)
-        for (int64_t jq = head; jq < full_end; jq += tq)
+        for (int64_t jq = head; jq < lines_end; jq += tq)
             for (int64_t ip = p0; ip < p1; ip += tp)
-                buffered_tile(a + ip * sp, t, b, t->pb + ip, p1 - ip < tp ? p1 - ip : tp, jq, buf, pbuf);
+                buffered_tile(a + ip * sp, t, b, t->pb + ip, p1 - ip < tp ? p1 - ip : tp, jq,
+                              lines_end - jq < tq ? lines_end - jq : tq, buf, pbuf);
 }
 
 void qk_tile(const char *a, char *b, const qk_tile_args *t, int64_t o0, int64_t o1, int64_t p0, int64_t p1)
@@ -582,7 +589,7 @@ void qk_tile(const char *a, char *b, const qk_tile_args *t, int64_t o0, int64_t 
     /* how many whole output rows (a multiple of the micro tile) the buffer holds */
     int64_t rows_fit = t->nq * W <= TILE_BUFFER_BYTES ? TILE_BUFFER_BYTES / (t->nq * W) / MP * MP : 0;
     if (rows_fit > MAX_TILE_P) rows_fit = MAX_TILE_P;
-    const int dense = HAVE_STREAM && t->dense && p0 == 0 && p1 == t->np && t->np * t->nq * W <= TILE_BUFFER_BYTES;
+    const int dense = HAVE_STREAM && t->dense && p0 == 0 && p1 == t->np && t->np * t->nq * W <= DENSE_BUFFER_BYTES;
     if (stream) {
         for (int64_t i = 0; i < t->tp; ++i) pbuf[i] = i * t->tq * W;
         for (int64_t i = 0; i < rows_fit; ++i) prow[i] = i * t->nq * W;
@@ -598,7 +605,7 @@ void qk_tile(const char *a, char *b, const qk_tile_args *t, int64_t o0, int64_t 
             outer_next(t->nouter, t->oshape, t->oa, t->ob, next_idx, &next_a, &next_b);
             prefetch_rows(a + next_a + p0 * t->sp, t->qa, 0, t->nq, (p1 - p0) * t->sp);
         }
-        if (dense) plane_dense(a + off_a, b + off_b, t, buf);
+        if (dense) plane_dense(a + off_a, b + off_b, t);
         else if (stream == 1) plane(a + off_a, b + off_b, t, p0, p1, buf, pbuf, prow, rows_fit);
         else if (stream == 2 && rows_fit >= MP) plane_whole_rows(a + off_a, b + off_b, t, p0, p1, buf, prow, rows_fit);
         else plane_direct(a + off_a, b + off_b, t, p0, p1);

@@ -339,7 +339,7 @@ def _plan_tile(axes: Axes, p: int, n_threads: int, common: dict) -> Plan:
     aligned_rows = bool(np.all((pb - pb[0]) % 64 == 0))
     stream = 0
     # The block's output rows tile one contiguous span that fits the buffer: stream it whole (any alignment).
-    dense = _streams(common) and n_p * n_q * width <= codegen.TILE_BUFFER_BYTES \
+    dense = _streams(common) and n_p * n_q * width <= codegen.DENSE_BUFFER_BYTES \
         and int(pb.max()) + n_q * width == n_p * n_q * width and np.unique(pb).size == n_p
     if _streams(common) and aligned_rows and (tq * width) % 64 == 0 and n_q >= tq:
         stream = STREAM_TILES
