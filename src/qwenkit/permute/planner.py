@@ -48,6 +48,7 @@ order). Measured on 8192^2 transposes (docs/permute.md): walking tiles down a co
 row be read sequentially, which lifted float32 from ~50 % to ~75 % and float64 from ~50 % to ~74 % of copy
 bandwidth; bytes do best with long input runs in row order."""
 THREAD_MIN_BYTES = 4 * 1024 * 1024
+"""Default threading: one thread per this many bytes of output, at most the usable cores."""
 MIN_BYTES_PER_THREAD = 4 * 1024 * 1024
 """An explicit ``threads`` is an upper bound: below this much output per thread, dispatching a chunk to another
 thread cost more than it saved (1.6-4 MiB cases ran at 0.2-0.8x NumPy with 2 threads, benchmarks/results)."""
@@ -58,7 +59,6 @@ DENSE_MODE = "the whole block as one contiguous run (any alignment)"
 WHOLE_ROW_MIN_BYTES = 256
 """Output rows that are not line-aligned alike are streamed whole when at least this long (the two partial lines at
 their ends are written with ordinary stores)."""
-"""Default threading: one thread per this many bytes of output, at most the usable cores."""
 
 
 @dataclass(frozen=True)
