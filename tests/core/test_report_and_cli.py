@@ -4,7 +4,7 @@ import sys
 from typer.testing import CliRunner
 
 from qwenkit.cli import app
-from qwenkit.core.plots import bar_plot, line_plot
+from qwenkit.core.plots import bar_plot, line_plot, scatter_plot
 from qwenkit.core.report import Report
 from qwenkit.core.repro import discover_repros
 from qwenkit.core.runs import RunDir
@@ -56,3 +56,9 @@ def test_unknown_reproduction_is_a_usage_error(tmp_path):
 def test_repros_are_discovered_in_order():
     repros = discover_repros()
     assert next(iter(repros)) == "smoke"
+
+
+def test_scatter_plot_writes_a_png(tmp_path):
+    png = scatter_plot(tmp_path / "plots" / "tradeoff.png", {"dual": (23.0, 0.2), "vae": (25.5, 0.45)},
+                       xlabel="consistency", ylabel="success")
+    assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -4,6 +4,7 @@ import json
 
 import pytest
 import torch
+import yaml
 
 torch.set_num_threads(1)
 
@@ -40,3 +41,20 @@ def test_t2i_arm_and_e2_small_write_results(tmp_path):
     saved = json.loads((tmp_path / "res" / "image_e2_small" / "result.json").read_text())
     assert saved[0]["config"]["schedule"]["phases"][0]["mix"] == {"non_text": 1.0}
     assert (tmp_path / "res" / "image_e2_small" / "report.md").is_file()
+
+
+def test_edit_arms_share_one_budget_and_report_the_tradeoff(tmp_path):
+    from qwenkit.image.experiments import Plan, e3, quick_config, run_edit_arm
+
+    row = run_edit_arm("vae", quick_config(2, 0, 0, codec_fit_samples=32), tmp_path / "out", tmp_path / "work", n=3,
+                       sample_steps=2)
+    assert row["conditioning"] == "vae" and row["steps"] == 2 and row["n"] == 3
+    assert {"psnr_to_target", "ocr_success", "outside_psnr"} <= set(row)
+    assert (tmp_path / "out" / "plots" / "edit_vae.png").is_file()
+    rows = e3(Plan(out=tmp_path / "res", work=tmp_path / "work", steps=2, final_n=2, sample_steps=2))
+    assert [r["conditioning"] for r in rows] == ["dual", "semantic", "vae"]
+    report = (tmp_path / "res" / "image_e3" / "report.md").read_text()
+    assert "edit_tradeoff.png" in report and (tmp_path / "res" / "image_e3" / "plots" / "edit_tradeoff.png").is_file()
+    for conditioning in ("dual", "semantic", "vae"):  # equal budgets: every arm trains on edit pairs only
+        config = yaml.safe_load((tmp_path / "work" / "e3" / conditioning / "config.yaml").read_text())
+        assert config["tasks"] == {"ti2i": 1.0} and config["edit_conditioning"] == conditioning

@@ -68,6 +68,25 @@ def bar_plot(
     return _save(fig, plt, path)
 
 
+def scatter_plot(
+    path: str | Path,
+    points: Mapping[str, tuple[float, float]],
+    *,
+    title: str = "",
+    xlabel: str = "",
+    ylabel: str = "",
+) -> Path:
+    """Labelled points ``{label: (x, y)}``, e.g. one per ablation arm on a two-metric trade-off."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.6, 4.2), dpi=110)
+    for label, (x, y) in points.items():
+        ax.scatter([x], [y], s=50, label=label)
+        ax.annotate(label, (x, y), textcoords="offset points", xytext=(6, 4), fontsize="small")
+    ax.margins(0.2)
+    _finish(ax, title, xlabel, ylabel, False, False, legend=False)
+    return _save(fig, plt, path)
+
+
 def _finish(ax, title: str, xlabel: str, ylabel: str, logx: bool, logy: bool, legend: bool) -> None:
     if logx:
         ax.set_xscale("log")

@@ -5,7 +5,8 @@
   (dim 96, 3 layers, AdamW lr 1e-3, batch 64, logit-normal t, EMA 0.995, PCA codec 4x4x3 -> 16 whitened comps);
   RapidOCR word accuracy vs step (EMA weights, true CFG 3, 20 Euler steps), final score on >= 300 held-out captions.
 - E2: the curriculum arm (non-text -> glyph) with the same settings, against E1's direct arm.
-- E3: editing: dual vs semantic-only vs VAE-only conditioning at equal steps, batch 64.
+- E3: editing: dual vs semantic-only vs VAE-only conditioning at an equal edit budget (every arm trains on TI2I
+  pairs only, same steps, batch 64).
 
 Each function writes ``result*.json`` + ``report.md`` under ``out``; run directories (checkpoints, trained models)
 go under ``work`` (not meant to be committed).
@@ -108,11 +109,18 @@ def run_t2i_arm(name: str, config_dict: dict, out: Path, work: Path, *, eval_n: 
 
 
 def t2i_report(title: str, intro: str, arms: list[dict], out: Path) -> None:
-    from qwenkit.core.plots import line_plot
     from qwenkit.core.report import Report
 
     report = Report(title)
     report.text(intro)
+    add_t2i_section(report, arms, out)
+    report.write(out)
+
+
+def add_t2i_section(report, arms: list[dict], out: Path) -> None:
+    """Final scores per arm, OCR accuracy vs step (table and curve) and each arm's sample grid."""
+    from qwenkit.core.plots import line_plot
+
     report.table([{"arm": a["arm"], "steps": a["steps"], "batch": a["batch"],
                    f"OCR word acc (n={a['final_n']})": a["final"]["word_accuracy"], "NED": a["final"]["ned"],
                    "loss (last 50)": a["loss_last50"], "train CPU-s/step": a["train_cpu_s_per_step"],
@@ -129,7 +137,6 @@ def t2i_report(title: str, intro: str, arms: list[dict], out: Path) -> None:
                  "OCR word accuracy vs step")
     for a in arms:
         report.image(out / "plots" / f"samples_{a['arm']}.png", f"samples, {a['arm']} (held-out captions, x3)")
-    report.write(out)
 
 
 CURRICULUM = {"phases": [{"until": 0.1, "mix": {"non_text": 1.0}},
@@ -187,44 +194,72 @@ def e2(plan: Plan) -> list[dict]:
     return arms
 
 
-def e3(plan: Plan) -> list[dict]:
-    """E3: editing with dual encoding vs semantic-only vs VAE-only at equal steps (pilot settings, 32x32 glyphs)."""
+EDIT_INTRO = ("Edit pairs rendered with the synthesiser: change the glyph (`replace with \"K\"`), the colour "
+              "(`make text red`) or the position (`move text left`). Equal budgets: every arm trains on the same edit "
+              "pairs, same steps and seed; only the channels that carry the source image differ (semantic tokens "
+              "through the condition encoder, VAE latents beside the noisy latents, or both). Sampling: CFG 2 on the "
+              "instruction (image conditions kept in both branches). `psnr_to_target`: whole image vs the rendered "
+              "ground truth; `outside_psnr`/`outside_changed`: consistency outside the region the true edit "
+              "changes; `ocr_success`: the result reads as the expected text.")
+
+
+def run_edit_arm(conditioning: str, config_dict: dict, out: Path, work: Path, *, n: int, sample_steps: int,
+                 cfg_scale: float = 2.0) -> dict:
+    """Train one editing arm (TI2I pairs only) and score ``n`` held-out edits; saves a source|edited|target grid."""
     from qwenkit.core.config import load_config
-    from qwenkit.core.report import Report
     from qwenkit.core.runs import RunDir
     from qwenkit.image.evaluate import evaluate_edit
     from qwenkit.image.sample import image_grid
     from qwenkit.image.train import ImageTrainConfig, train
 
-    out = plan.out / "image_e3"
+    config = load_config(ImageTrainConfig, {**config_dict, "tasks": {"ti2i": 1.0},
+                                            "edit_conditioning": conditioning})
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    kit, result = train(config, run=RunDir(work / conditioning), quiet=True, description=f"edit {conditioning}")
+    train_cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    scores, triples = evaluate_edit(kit, n, steps=sample_steps, cfg_scale=cfg_scale)
     (out / "plots").mkdir(parents=True, exist_ok=True)
+    image_grid([im.resize((96, 96)) for triple in triples[:8] for im in triple], columns=6).save(
+        out / "plots" / f"edit_{conditioning}.png")
+    losses = [h["loss"] for h in result.history]
+    return {"conditioning": conditioning, "steps": result.step, "batch": config.batch_size, **scores,
+            "loss_last50": sum(losses[-50:]) / len(losses[-50:]), "train_cpu_s": train_cpu, "wall_s": wall}
+
+
+def add_edit_section(report, rows: list[dict], out: Path) -> None:
+    """The edit ablation table, a consistency-vs-success scatter and each arm's sample grid."""
+    from qwenkit.core.plots import scatter_plot
+
+    report.table(rows, caption="held-out edit pairs (n per row)")
+    if all("outside_psnr" in r for r in rows):
+        report.image(scatter_plot(out / "plots" / "edit_tradeoff.png",
+                                  {r["conditioning"]: (r["outside_psnr"], r["ocr_success"]) for r in rows},
+                                  xlabel="PSNR outside the edit region (dB): consistency",
+                                  ylabel="OCR success of the edit", title="Editing: consistency vs success"),
+                     "consistency (outside-region PSNR) vs instruction success (OCR) per conditioning")
+    for row in rows:
+        report.image(out / "plots" / f"edit_{row['conditioning']}.png",
+                     f"{row['conditioning']}: source | edited | ground truth (two pairs per row)")
+
+
+def e3(plan: Plan) -> list[dict]:
+    """E3: editing with dual encoding vs semantic-only vs VAE-only (pilot settings, 32x32 glyphs).
+
+    Equal budgets: every arm trains on the same TI2I edit pairs (no I2I reconstruction batches), same steps and seed,
+    so the arms differ only in which channels carry the source image."""
+    from qwenkit.core.report import Report
+
+    out = plan.out / "image_e3"
     for name in [] if plan.report_only else plan.arms or ["dual", "semantic", "vae"]:
-        tasks = {"ti2i": 0.8, "i2i": 0.2} if name != "vae" else {"ti2i": 1.0}
-        config = load_config(ImageTrainConfig, pilot_config(plan.steps, 0, plan.seed, tasks=tasks,
-                                                            edit_conditioning=name))
-        cpu0, wall0 = time.process_time(), time.perf_counter()
-        kit, result = train(config, run=RunDir(plan.work / "e3" / name), quiet=True, description=f"edit {name}")
-        train_cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
-        scores, triples = evaluate_edit(kit, plan.final_n, steps=plan.sample_steps, cfg_scale=2.0)
-        image_grid([im.resize((96, 96)) for triple in triples[:8] for im in triple], columns=6).save(
-            out / "plots" / f"edit_{name}.png")
-        losses = [h["loss"] for h in result.history]
-        row = {"conditioning": name, "steps": result.step, "batch": config.batch_size, **scores,
-               "loss_last50": sum(losses[-50:]) / len(losses[-50:]), "train_cpu_s": train_cpu, "wall_s": wall}
+        row = run_edit_arm(name, pilot_config(plan.steps, 0, plan.seed), out, plan.work / "e3", n=plan.final_n,
+                           sample_steps=plan.sample_steps)
         (out / f"result_{name}.json").write_text(json.dumps(row, indent=2))
     rows = [json.loads((out / f"result_{n}.json").read_text()) for n in ("dual", "semantic", "vae")
             if (out / f"result_{n}.json").is_file()]
     (out / "result.json").write_text(json.dumps(rows, indent=2))
     report = Report("E3: editing, dual encoding vs semantic-only vs VAE-only")
-    report.text("Same model and optimiser settings as E1 (batch 64). Edit pairs on 32x32 glyphs: change the glyph "
-                "(`replace with \"K\"`), the colour (`make text red`) or the position (`move text left`); dual and "
-                "semantic arms add 20% I2I reconstruction through the semantic channel. Sampling: 20 Euler steps, "
-                "CFG 2 on the instruction (image conditions kept in both branches). `psnr_to_target`: whole image vs "
-                "the rendered ground truth; `outside_psnr`/`outside_changed`: consistency outside the region the "
-                "true edit changes; `ocr_success`: the result reads as the expected text.")
-    report.table(rows, caption="held-out edit pairs (n per row)")
-    for row in rows:
-        report.image(out / "plots" / f"edit_{row['conditioning']}.png",
-                     f"{row['conditioning']}: source | edited | ground truth (two pairs per row)")
+    report.text(f"Same model and optimiser settings as E1 (32x32 glyphs, batch 64), {plan.sample_steps} Euler steps. "
+                + EDIT_INTRO)
+    add_edit_section(report, rows, out)
     report.write(out)
     return rows
