@@ -17,5 +17,10 @@ for run in "${@:-runs/demo}"; do
     sed -i -e "s#](${run%/}/$name/#](#g" -e "s#src='${run%/}/$name/#src='#g" "$target/$name/report.md" \
       "$target/$name/report.html"
   done
+  # the run's index, its links pointed at the Markdown reports (GitHub renders those)
+  if [ -f "$run/index.md" ]; then
+    sed -e 's#/report.html)#/report.md)#g' "$run/index.md" > "$target/index.md"
+    cp "$run/index.html" "$target/index.html"
+  fi
 done
 echo "published: $(ls "$target")"
