@@ -124,3 +124,30 @@ def test_byte_order_and_nan_payloads_survive(forced_kernels):
     result = permute(a)
     assert result.dtype == np.dtype(">f4")
     assert result.tobytes() == np.ascontiguousarray(a.T).tobytes()
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_tuned_plans_measure_variants_and_keep_the_bytes(forced_kernels, threads):
+    """make_plan(tune=True) times the planner's variants (loop orders, streaming on/off) and keeps the fastest;
+    every variant writes NumPy's bytes, and with threads the split axis stays first."""
+    from qwenkit.permute.planner import plan_variants
+
+    rng = np.random.default_rng(3)
+    for shape, axes in [((3, 4, 5, 4, 5, 5), (0, 3, 2, 5, 4, 1)), ((5, 6, 4, 7, 3), (4, 1, 2, 0, 3)),
+                        ((6, 9, 40), (1, 0, 2))]:
+        a = rng.standard_normal(shape).astype(np.float32)
+        want = np.ascontiguousarray(a.transpose(axes))
+        plan = make_plan(a, axes, threads=threads)
+        variants = plan_variants(plan.plan)
+        keys = [(v.outer, v.stream, v.dense) for v in variants]
+        assert keys[0] == (plan.plan.outer, plan.plan.stream, plan.plan.dense) and len(set(keys)) == len(keys)
+        for variant in variants:
+            assert variant.outer.shape[:1] == plan.plan.outer.shape[:1] or plan.plan.threads == 1
+            candidate = make_plan(a, axes, threads=threads)
+            candidate._use(variant)
+            assert np.array_equal(candidate(a), want)
+        tuned = make_plan(a, axes, threads=threads, tune=True)
+        assert np.array_equal(tuned(a), want)
+        if len(variants) > 1:
+            assert (tuned.plan.outer, tuned.plan.stream, tuned.plan.dense) in keys
+            assert "tuned: fastest of" in tuned.describe()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import math
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -19,7 +20,7 @@ from qwenkit.core.system import usable_cores
 from qwenkit.permute import build
 from qwenkit.permute.build import Kernels, load_kernels
 from qwenkit.permute.isa import resolve_isa
-from qwenkit.permute.planner import Plan, make_plan_for
+from qwenkit.permute.planner import Plan, make_plan_for, plan_variants
 
 OUTPUT_ALIGNMENT = 64
 """Outputs ``permute`` allocates start on a cache line, so streaming stores cover whole lines from the first row."""
@@ -51,9 +52,43 @@ class PermutePlan:
         self._runner_lock = threading.Lock()
         self._runners: list | None = None
         self._keep_alive: list = []
+        self.tuning: dict | None = None
 
     def describe(self) -> str:
-        return self.plan.describe()
+        text = self.plan.describe()
+        if self.tuning:
+            tuning = self.tuning
+            text += (f"\ntuned: fastest of {tuning['candidates']} measured variants, {1e3 * tuning['seconds']:.3g} ms "
+                     f"(the default plan: {1e3 * tuning['default_seconds']:.3g} ms)")
+        return text
+
+    def tune(self, a: np.ndarray, out: np.ndarray | None = None, *, repeats: int = 3) -> PermutePlan:
+        """Time every candidate of ``planner.plan_variants`` (loop orders, streaming on/off) on ``a`` and ``out``
+        (minimum of ``repeats`` runs each) and keep the fastest. The plan then stays as fast as measured here for
+        arrays with this layout; the result bytes never depend on the choice."""
+        if out is None:
+            out = empty_aligned(self.out_shape, self.dtype)
+        candidates = plan_variants(self.plan)
+        if len(candidates) == 1:
+            return self
+        seconds = []
+        for candidate in candidates:
+            self._use(candidate)
+            self(a, out)  # bind (and compile) outside the timed runs
+            timed = []
+            for _ in range(repeats):
+                started = time.perf_counter()
+                self(a, out)
+                timed.append(time.perf_counter() - started)
+            seconds.append(min(timed))
+        best = min(range(len(candidates)), key=seconds.__getitem__)
+        self._use(candidates[best])
+        self.tuning = {"candidates": len(candidates), "seconds": seconds[best], "default_seconds": seconds[0]}
+        return self
+
+    def _use(self, plan: Plan) -> None:
+        with self._runner_lock:
+            self.plan, self._runners, self._keep_alive = plan, None, []
 
     def __repr__(self) -> str:
         return (f"PermutePlan(shape={self.shape}, dtype={self.dtype}, axes={self.axes}, kind={self.plan.kind!r}, "
@@ -195,8 +230,11 @@ def _cached_plan(shape, dtype, strides_in, axes, strides_out, threads, isa) -> P
 
 
 def make_plan(a: np.ndarray, axes=None, out: np.ndarray | None = None, *, threads: int | None = None,
-              isa: str = "auto") -> PermutePlan:
-    """A reusable plan for arrays laid out like ``a`` (and ``out``, when given; else a C-contiguous output)."""
+              isa: str = "auto", tune: bool = False) -> PermutePlan:
+    """A reusable plan for arrays laid out like ``a`` (and ``out``, when given; else a C-contiguous output).
+
+    ``tune=True`` measures the planner's candidate variants on ``a`` (and ``out``) and keeps the fastest
+    (``PermutePlan.tune``): worth it for a layout that is permuted many times; it writes into ``out``."""
     a = np.asarray(a)
     view = np.transpose(a, axes)
     full_axes = _axes_of(a, axes)
@@ -207,15 +245,16 @@ def make_plan(a: np.ndarray, axes=None, out: np.ndarray | None = None, *, thread
         if _overlaps_itself(out):
             raise ValueError("out has overlapping elements (zero or interleaved strides); plans need a plain output, "
                              "permute(a, axes, out=out) copies into such an array the way NumPy does")
-    return PermutePlan(a.shape, a.dtype, a.strides, full_axes, strides_out, threads=_check_threads(threads),
+    plan = PermutePlan(a.shape, a.dtype, a.strides, full_axes, strides_out, threads=_check_threads(threads),
                        isa=resolve_isa(isa))
+    return plan.tune(a, out) if tune else plan
 
 
 def permute(a, axes=None, out: np.ndarray | None = None, *, threads: int | None = None,
             isa: str = "auto") -> np.ndarray:
     """``np.ascontiguousarray(np.transpose(a, axes))``, bit for bit, or that written into ``out``.
 
-    ``threads``: number of threads (default: one per 16 MiB of output, at most the usable cores).
+    ``threads``: number of threads (default: one per 4 MiB of output, at most the usable cores).
     ``isa``: ``"auto"`` (``$QWENKIT_PERMUTE_ISA`` or the best this CPU runs), or ``available_isas()`` names.
     """
     a = np.asarray(a)

@@ -354,6 +354,29 @@ def _plan_tile(axes: Axes, p: int, n_threads: int, common: dict) -> Plan:
                 dense=dense, column_order=column_order, chunks=chunks, **common)
 
 
+def plan_variants(plan: Plan) -> list[Plan]:
+    """Candidates for measured tuning (``make_plan(..., tune=True)``, FFTW's MEASURE): the same kernel with the
+    outer loops in locality, input and output order, and with streaming stores as planned or off. Every candidate
+    writes the same bytes; with several threads the first outer axis (the one split across threads) stays first."""
+    if plan.kind not in {"rows", "tile", "strided", "interleave", "deinterleave"}:
+        return [plan]
+    outer = plan.outer
+    fixed = list(range(1 if plan.threads > 1 and len(outer.shape) > 1 else 0))
+    rest = range(len(fixed), len(outer.shape))
+    orders = [list(range(len(outer.shape)))] + [fixed + sorted(rest, key=key) for key in
+                                                (lambda k: -abs(outer.sa[k]), lambda k: -abs(outer.sb[k]))]
+    stores = {(plan.stream, plan.dense), (plan.stream, False), (0, False)}
+    variants, seen = [], set()
+    for order in orders:
+        for stream, dense in sorted(stores, reverse=True):
+            candidate = dataclasses.replace(plan, outer=outer.take(order), stream=stream, dense=dense)
+            key = (candidate.outer, stream, dense)
+            if key not in seen:
+                seen.add(key)
+                variants.append(candidate)
+    return variants
+
+
 def has_short_axis_kernels(isa: str, width: int) -> bool:
     """Whether the unit for ``isa``/``width`` holds ``qk_interleave``/``qk_deinterleave`` (bytes need VBMI)."""
     if isa not in codegen.SHORT_AXIS_ISAS:
