@@ -23,6 +23,12 @@ def test_explain_command_prints_the_plan():
     assert "kind=tile" in result.output and "block 225 x 32" in result.output
 
 
+def test_explain_tune_measures_the_variants():
+    result = CliRunner().invoke(app, ["explain", "19,16,14,11,12,8", "4,1,2,0,3,5", "--threads", "1", "--tune"])
+    assert result.exit_code == 0, result.output
+    assert "kind=strided" in result.output and "tuned: fastest of 3 measured variants" in result.output
+
+
 def test_run_check_reports_no_failures():
     report = run_check(cases=20, seed=11, threads=(1,))
     assert report.ok and report.cases == 20

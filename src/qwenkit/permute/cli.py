@@ -56,6 +56,8 @@ def explain(
     dtype: Annotated[str, typer.Option(help="NumPy dtype name.")] = "float32",
     threads: Annotated[int | None, typer.Option("--threads", help="Threads (default: automatic).")] = None,
     isa: Annotated[str, typer.Option(help="ISA or 'auto'.")] = "auto",
+    tune: Annotated[bool, typer.Option("--tune", help="Also time the planner's variants on an array of this shape "
+                                                      "(allocates and fills it) and print the fastest.")] = False,
 ) -> None:
     """Print the plan for a C-contiguous input: kernel class, fused and packed axes, tiles, threads."""
     import numpy as np
@@ -64,5 +66,8 @@ def explain(
 
     dims = tuple(int(x) for x in shape.split(","))
     perm = tuple(int(x) for x in axes.split(","))
-    layout = np.empty(dims, dtype)  # never touched: the operating system maps no pages for it
-    typer.echo(make_plan(layout, perm, threads=threads, isa=isa).describe())
+    if tune:
+        layout = np.zeros(dims, dtype)
+    else:
+        layout = np.empty(dims, dtype)  # never touched: the operating system maps no pages for it
+    typer.echo(make_plan(layout, perm, threads=threads, isa=isa, tune=tune).describe())
