@@ -66,8 +66,6 @@ def explain(
 
     dims = tuple(int(x) for x in shape.split(","))
     perm = tuple(int(x) for x in axes.split(","))
-    if tune:
-        layout = np.zeros(dims, dtype)
-    else:
-        layout = np.empty(dims, dtype)  # never touched: the operating system maps no pages for it
+    # without --tune the array is never touched: the operating system maps no pages for it
+    layout = np.zeros(dims, dtype) if tune else np.empty(dims, dtype)
     typer.echo(make_plan(layout, perm, threads=threads, isa=isa, tune=tune).describe())
