@@ -404,8 +404,7 @@ def _plan_short_axis(axes: Axes, p: int, n_threads: int, common: dict) -> Plan |
     else:
         return None
     idx, mask = codegen.short_axis_tables(kind, axes.shape[short], width)
-    outer = _order_outer(axes.take([k for k in range(len(axes.shape)) if k not in (short, long_axis)]),
-                               n_threads)
+    outer = _order_outer(axes.take([k for k in range(len(axes.shape)) if k not in (short, long_axis)]), n_threads)
     chunks = _split_planes(math.prod(outer.shape), axes.shape[long_axis], n_threads, 64)
     return Plan(kind, f"short axis of {axes.shape[short]} packed with a long one into whole registers",
                 outer=outer, p_axes=axes.take([long_axis]), q_axes=axes.take([short]),
@@ -417,8 +416,8 @@ def _order_outer(outer: Axes, n_threads: int) -> Axes:
 
     Innermost goes the axis with the smallest stride on either side, outermost the one whose smaller stride is the
     largest: consecutive blocks then share cache lines or continue a stream on at least one side. Measured on the
-    6-D benchmark case whose items are 32 bytes apart in A (random #0): 4.2x NumPy against 1.2x in destination
-    order; elsewhere within the run-to-run noise of destination order (benchmarks/results/permute.md).
+    6-D benchmark case whose items are 32 bytes apart in A (random #0): 3.2-4.2x NumPy against 1.1-1.2x in
+    destination order; elsewhere within the run-to-run noise of destination order (benchmarks/results/permute.md).
 
     With several threads, the axis with the largest strides on both sides then moves to the front, so that
     splitting the outer range gives threads disjoint memory on both sides. Split along an axis that is
