@@ -58,3 +58,14 @@ def test_edit_arms_share_one_budget_and_report_the_tradeoff(tmp_path):
     for conditioning in ("dual", "semantic", "vae"):  # equal budgets: every arm trains on edit pairs only
         config = yaml.safe_load((tmp_path / "work" / "e3" / conditioning / "config.yaml").read_text())
         assert config["tasks"] == {"ti2i": 1.0} and config["edit_conditioning"] == conditioning
+
+
+def test_quick_arms_run_in_worker_processes_in_order():
+    """The quick reproduction trains its arms two at a time in spawned workers; results come back in job order."""
+    import operator
+
+    from qwenkit.image.repro import _run_arms
+
+    jobs = [(operator.add, (1, 2), {}), (operator.mul, (3, 4), {}), (pow, (2,), {"exp": 5})]
+    assert _run_arms(jobs, threads=1) == [3, 12, 32]
+    assert _run_arms(jobs, threads=64) == [3, 12, 32]  # more threads than cores: in process
