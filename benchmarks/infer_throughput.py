@@ -24,18 +24,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
+from transformers import SuppressTokensLogitsProcessor
 
 RESULTS = Path(__file__).parent / "results"
-
-
-class Ban:
-    def __init__(self, ids):
-        self.ids = list(ids)
-
-    def __call__(self, input_ids, scores):
-        scores = scores.clone()
-        scores[:, self.ids] = float("-inf")
-        return scores
 
 
 def local_generation(model, tokenizer, *, batch: int, new_tokens: int, repeats: int) -> list[dict]:
@@ -50,7 +41,7 @@ def local_generation(model, tokenizer, *, batch: int, new_tokens: int, repeats: 
     prompts = [tokenizer(generation_prompt(c)[0], add_special_tokens=False)["input_ids"] for c in conversations]
     ids, mask = left_pad(prompts, tokenizer.pad_token_id)
     stop_ids = chat_stop_token_ids(tokenizer)
-    ban = Ban(stop_ids)
+    ban = SuppressTokensLogitsProcessor(stop_ids)
     budget = new_tokens // 4
 
     def hf(with_budget: bool) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from transformers import SuppressTokensLogitsProcessor  # bans </think>/end of turn: rows think until forced
 
 from qwenkit.infer.budget import (
     STOP_TEXT_DOCS,
@@ -18,18 +19,6 @@ CONVERSATIONS = [
     [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "a much longer question, really?"}],
     [{"role": "user", "content": "mid-size q"}],
 ]
-
-
-class Ban:
-    """Forbid tokens (here: closing the think block or ending the turn by chance) so each row thinks until forced."""
-
-    def __init__(self, ids):
-        self.ids = list(ids)
-
-    def __call__(self, input_ids, scores):
-        scores = scores.clone()
-        scores[:, self.ids] = float("-inf")
-        return scores
 
 
 class ForceAt:
@@ -57,7 +46,7 @@ def test_exact_budget_batched(request, tokenizer, model_name, strategy):
     model = request.getfixturevalue(model_name)
     forced = _ids(tokenizer, STOP_TEXT_DOCS)
     end_id = tokenizer.convert_tokens_to_ids("</think>")
-    ban = Ban([end_id, *chat_stop_token_ids(tokenizer)])
+    ban = SuppressTokensLogitsProcessor([end_id, *chat_stop_token_ids(tokenizer)])
     for budget in (0, 1, 7, 32):
         results = generate_chat(
             model, tokenizer, CONVERSATIONS, max_new_tokens=budget + len(forced) + 6, thinking_budget=budget,
@@ -74,7 +63,7 @@ def test_exact_budget_batched(request, tokenizer, model_name, strategy):
 
 def test_per_row_budgets_in_one_batch(moe, tokenizer):
     forced = _ids(tokenizer, STOP_TEXT_DOCS)
-    ban = Ban([tokenizer.convert_tokens_to_ids("</think>"), *chat_stop_token_ids(tokenizer)])
+    ban = SuppressTokensLogitsProcessor([tokenizer.convert_tokens_to_ids("</think>"), *chat_stop_token_ids(tokenizer)])
     budgets = [32, 0, 7]
     results = generate_chat(moe, tokenizer, CONVERSATIONS, max_new_tokens=32 + len(forced) + 2,
                             thinking_budget=budgets, logits_processors=[ban], seed=3)
@@ -89,7 +78,8 @@ def test_row_that_closes_thinking_itself_is_left_alone(dense, tokenizer):
     stop_ids = chat_stop_token_ids(tokenizer)
     results = generate_chat(
         dense, tokenizer, CONVERSATIONS[:2], max_new_tokens=60 + len(forced), thinking_budget=7,
-        logits_processors=[Ban([end_id, *stop_ids]), ForceAt(row=0, step=2, token=end_id)], seed=1,
+        logits_processors=[SuppressTokensLogitsProcessor([end_id, *stop_ids]), ForceAt(row=0, step=2, token=end_id)],
+        seed=1,
     )
     natural, forced_row = results
     assert natural.thinking_tokens == 2 and not natural.budget_hit
@@ -127,7 +117,7 @@ def test_processor_with_hf_generate(dense, tokenizer):
     ids, mask = left_pad(prompts, tokenizer.pad_token_id)
     stop_ids = chat_stop_token_ids(tokenizer)
     processor = ThinkingBudgetProcessor(tokenizer, [4, 4, 4], stop_token_ids=stop_ids)
-    ban = Ban([tokenizer.convert_tokens_to_ids("</think>"), *stop_ids])
+    ban = SuppressTokensLogitsProcessor([tokenizer.convert_tokens_to_ids("</think>"), *stop_ids])
     forced = processor.forced_ids
     out = dense.generate(input_ids=ids, attention_mask=mask, max_new_tokens=4 + len(forced),
                          logits_processor=LogitsProcessorList([ban, processor]), do_sample=False,
@@ -156,7 +146,7 @@ def test_text_markers_with_a_tokenizer_without_think_tokens():
     stop_ids = chat_stop_token_ids(tok)
     closing = [tok.convert_tokens_to_ids("<")]  # no '<' by chance: the block can only close by forcing
     results = generate_chat(model, tok, CONVERSATIONS, max_new_tokens=9 + 130, thinking_budget=9,
-                            logits_processors=[Ban([*closing, *stop_ids])], seed=0)
+                            logits_processors=[SuppressTokensLogitsProcessor([*closing, *stop_ids])], seed=0)
     forced = _ids(tok, STOP_TEXT_DOCS)
     for result in results:
         assert result.thinking_tokens == 9 and result.budget_hit
@@ -201,7 +191,9 @@ def test_two_pass_continues_a_reply_whose_thinking_closed_early(dense, tokenizer
     end_id = tokenizer.convert_tokens_to_ids("</think>")
     stop_ids = chat_stop_token_ids(tokenizer)
     result = generate_chat(dense, tokenizer, CONVERSATIONS[:1], max_new_tokens=20, thinking_budget=5,
-                           strategy="two_pass", logits_processors=[Ban(stop_ids), ForceAt(row=0, step=2, token=end_id)],
+                           strategy="two_pass",
+                           logits_processors=[SuppressTokensLogitsProcessor(stop_ids),
+                                              ForceAt(row=0, step=2, token=end_id)],
                            seed=0)[0]
     assert result.passes == 2 and not result.budget_hit and result.thinking_tokens == 2
     assert result.token_ids[2] == end_id and len(result.token_ids) == 20
