@@ -11,7 +11,8 @@ TORCH_VERSION=${TORCH_VERSION:-2.13.0}
 # System packages: fonts for text rendering, OCR engines, the WordNet database, a C compiler for generated kernels,
 # and an aarch64 cross compiler + qemu so the NEON kernels are tested on x86 machines too.
 APT_PACKAGES=(gcc fonts-dejavu-core fonts-noto-cjk fonts-wqy-zenhei tesseract-ocr tesseract-ocr-eng tesseract-ocr-chi-sim
-              wordnet-base gcc-aarch64-linux-gnu qemu-user-static)
+              wordnet-base gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static
+              espeak-ng ffmpeg sox)
 missing=()
 if command -v dpkg-query >/dev/null 2>&1; then
   for pkg in "${APT_PACKAGES[@]}"; do
