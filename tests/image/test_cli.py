@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 from typer.testing import CliRunner
 
@@ -40,6 +41,16 @@ def test_cli_synth_train_generate_edit_eval(tmp_path):
                                  "--instruction", "make text red", "--steps", "2", "--out", str(tmp_path / "ed")])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "ed" / "0001.png").is_file()
+
+    fixtures = Path(__file__).parent / "fixtures"
+    bench_out = tmp_path / "bench"
+    result = runner.invoke(app, ["bench-text", "--benchmark", "cvtg-2k", "--prompts", str(fixtures / "cvtg"),
+                                 "--model", str(run / "model"), "--limit", "2", "--steps", "2", "--out",
+                                 str(bench_out)])
+    assert result.exit_code == 0, result.output
+    scores = json.loads((bench_out / "scores.json").read_text())
+    assert scores["overall"]["n"] == 2 and 0.0 <= scores["overall"]["ned"] <= 1.0
+    assert (bench_out / "report.html").is_file() and (bench_out / "images" / "CVTG_2-1.png").is_file()
 
     bad = runner.invoke(app, ["eval-text"])
     assert bad.exit_code != 0 and "exactly one" in bad.output

@@ -166,3 +166,68 @@ def eval_text(
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text + "\n", encoding="utf-8")
     typer.echo(text)
+
+
+@app.command("bench-text")
+def bench_text(
+    benchmark: Annotated[str, typer.Option("--benchmark", help="cvtg-2k, longtext-bench or chineseword.")],
+    prompts: Annotated[Path, typer.Option("--prompts", help="The benchmark's local prompt file or folder.")],
+    model: Annotated[Path | None, typer.Option("--model", help="A qwenkit image model or diffusers Qwen-Image "
+                                                              "directory; generates one image per prompt.")] = None,
+    images: Annotated[Path | None, typer.Option("--images", help="Or: a folder of already generated images named "
+                                                               "{id}.png (ids as in the report).")] = None,
+    out: Annotated[Path, typer.Option("--out", help="Report folder.")] = Path("runs/bench-text"),
+    limit: Annotated[int | None, typer.Option("--limit", help="Score only the first N prompts.", min=1)] = None,
+    reader: Annotated[str, typer.Option("--reader", help="rapidocr or tesseract.")] = "rapidocr",
+    steps: Annotated[int, typer.Option(help="Euler steps.", min=1)] = 20,
+    cfg_scale: Annotated[float, typer.Option("--cfg", help="Guidance scale (1 = off).")] = 3.0,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    punctuation: Annotated[bool | None, typer.Option("--ignore-punctuation/--keep-punctuation",
+                                                     help="Drop punctuation before scoring.")] = None,
+    simplified: Annotated[bool | None, typer.Option("--simplify/--no-simplify",
+                                                    help="Map traditional to simplified Chinese (OpenCC t2s).")]
+    = None,
+    casefold: Annotated[bool | None, typer.Option("--ignore-case/--match-case")] = None,
+    width: Annotated[bool | None, typer.Option("--fold-width/--keep-width",
+                                               help="NFKC: full-width forms to half-width.")] = None,
+    whitespace: Annotated[str | None, typer.Option("--whitespace", help="keep, collapse or remove.")] = None,
+    threads: ThreadsOption = None,
+) -> None:
+    """Score text rendering on CVTG-2K, LongText-Bench or ChineseWord prompts: generate, OCR, score, report."""
+    from PIL import Image
+
+    from qwenkit.image.text_benchmarks import BenchmarkFormatError, get_benchmark, normalization_for, run_text_benchmark
+
+    apply_run_options(threads, True)
+    try:
+        bench = get_benchmark(benchmark)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--benchmark") from exc
+    if whitespace not in (None, "keep", "collapse", "remove"):
+        raise typer.BadParameter(f"{whitespace!r}; use keep, collapse or remove", param_hint="--whitespace")
+    if (model is None) == (images is None):
+        raise typer.BadParameter("give exactly one of --model DIR or --images FOLDER", param_hint="--model/--images")
+    try:
+        items = bench.load(prompts)[:limit]
+    except (BenchmarkFormatError, FileNotFoundError) as exc:
+        raise typer.BadParameter(str(exc), param_hint="--prompts") from exc
+    normalization = normalization_for(bench, punctuation=punctuation, simplified=simplified, casefold=casefold,
+                                      width=width, whitespace=whitespace)
+    if images is not None:
+        paths = [images / f"{it.id.replace('/', '_')}.png" for it in items]
+        missing = [p.name for p in paths if not p.is_file()]
+        if missing:
+            raise typer.BadParameter(f"{images} lacks {missing[:3]} ({len(missing)} of {len(paths)} images)",
+                                     param_hint="--images")
+        result = run_text_benchmark(bench, items, out, images=[Image.open(p).convert("RGB") for p in paths],
+                                    reader=reader, normalization=normalization)
+    else:
+        from qwenkit.image.train import load_kit
+
+        if not model.is_dir():
+            raise typer.BadParameter(f"{model} is not a folder", param_hint="--model")
+        result = run_text_benchmark(bench, items, out, kit=load_kit(model), reader=reader, steps=steps,
+                                    cfg_scale=cfg_scale, seed=seed, normalization=normalization)
+    summary = {"overall": result["overall"], "groups": result["groups"]}
+    typer.echo(json.dumps(summary, indent=2, ensure_ascii=False))
+    typer.echo(f"report: {out / 'report.html'}")

@@ -1,7 +1,8 @@
 """Pure metrics of text rendering and editing (no OCR here; see :mod:`qwenkit.image.ocr` for the readers).
 
-Text rendering is scored as CVTG-2K and LongText-Bench do (cited by Qwen-Image, arXiv 2508.02324, Tables on text
-rendering): *word accuracy* (exact match) and *NED* (normalised edit distance, reported as a similarity in [0, 1]).
+The synthetic evaluation scores one rendered string per image: *exact match* of the whole string and *NED* (normalised
+edit distance, a similarity in [0, 1]). The benchmarks' own metrics (CVTG-2K per-word accuracy, LongText-Bench and
+ChineseWord character recall) live in :mod:`qwenkit.image.text_metrics`.
 Editing is scored by *consistency* outside the edited region (how much the edit leaked) against *success* inside it.
 """
 
@@ -46,14 +47,16 @@ def ned(prediction: str, target: str, *, normalize: bool = True) -> float:
 
 
 def word_match(prediction: str, target: str, *, normalize: bool = True) -> bool:
-    """Exact match after :func:`normalize_text` (one image's text counts as one "word" of word accuracy)."""
+    """Whole-string exact match after :func:`normalize_text` (ours; CVTG-2K scores per word:
+    :func:`qwenkit.image.text_metrics.cvtg_word_accuracy`)."""
     if normalize:
         prediction, target = normalize_text(prediction), normalize_text(target)
     return prediction == target
 
 
 def char_accuracy(prediction: str, target: str) -> float:
-    """Fraction of target characters recovered: ``(|t| - lev(p, t)) / |t|`` clipped at 0 (ChineseWord-style)."""
+    """Fraction of target characters recovered in order: ``(|t| - lev(p, t)) / |t|`` clipped at 0 (ours; the
+    benchmarks' order-free recall is :func:`qwenkit.image.text_metrics.bag_recall`)."""
     prediction, target = normalize_text(prediction), normalize_text(target)
     if not target:
         return 1.0 if not prediction else 0.0

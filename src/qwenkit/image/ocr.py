@@ -119,7 +119,8 @@ def text_rendering_scores(
 ) -> dict:
     """OCR each image and score it against its target text.
 
-    Returns ``word_accuracy`` (mean exact match after normalisation, CVTG-2K's Word Acc), ``ned`` (mean
+    Returns ``word_accuracy`` (mean whole-string exact match after normalisation; not CVTG-2K's per-word
+    accuracy, see :mod:`qwenkit.image.text_benchmarks`), ``ned`` (mean
     ``1 - lev/max_len``), ``char_accuracy`` (mean recovered-character fraction), ``n`` and, with ``return_reads``,
     the raw ``reads``. ``reader`` is ``"rapidocr"``, ``"tesseract"``, or any object with ``read(image, multiline=)``.
     """
