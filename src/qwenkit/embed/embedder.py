@@ -21,6 +21,7 @@ from qwenkit.embed.pooling import POOLING_MODES, PoolingMode, check_dim, matryos
 DEFAULT_TASK = "Given a web search query, retrieve relevant passages that answer the query"
 ENDOFTEXT = "<|endoftext|>"
 CONFIG_NAME = "qwenkit_embed.json"
+ST_CONFIG_NAME = "config_sentence_transformers.json"
 PROGRESS_MIN_TEXTS = 256
 
 
@@ -48,8 +49,10 @@ def backbone_of(model: torch.nn.Module) -> torch.nn.Module:
 class Embedder:
     """Embed texts: ``encode(texts, instruction=..., dim=...) -> np.ndarray`` (float32, L2-normalised rows).
 
-    ``model`` is a ``*ForCausalLM`` (pooled at the last real token, ``append_token`` added to every text) or an encoder
-    (pooling ``mean``/``cls``/``last``). ``max_length`` counts every token including the appended one.
+    ``model`` is a ``*ForCausalLM`` (pooled at the last real token, ``append_token`` ends every text) or an encoder
+    (pooling ``mean``/``cls``/``last``). ``max_length`` counts every token including the appended one. ``prompts``
+    (name -> text prepended to the input) and ``default_prompt_name`` are sentence-transformers' own
+    (``config_sentence_transformers.json``).
     """
 
     def __init__(
@@ -62,6 +65,8 @@ class Embedder:
         normalize: bool = True,
         append_token: str | None | bool = True,
         backend: BackendName = "torch",
+        prompts: dict[str, str] | None = None,
+        default_prompt_name: str | None = None,
     ):
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
@@ -77,9 +82,23 @@ class Embedder:
             raise ValueError(f"max_length={max_length} is too small; it must leave room for one token and the EOS")
         self.max_length = int(max_length)
         self.normalize = normalize
+        self.prompts = dict(prompts or {})
+        if default_prompt_name is not None and default_prompt_name not in self.prompts:
+            raise ValueError(f"default_prompt_name {default_prompt_name!r} is not one of the prompts "
+                             f"{sorted(self.prompts)}")
+        self.default_prompt_name = default_prompt_name
         self.append_token_id = self._resolve_append_token(append_token)
         pad = tokenizer.pad_token_id
         self.pad_token_id = int(pad) if pad is not None else (self.append_token_id or 0)
+        self.tokenizer_appends_end = self._tokenizer_appends(self.append_token_id)
+
+    def _tokenizer_appends(self, token_id: int | None) -> bool:
+        """True when the tokenizer's post-processor already ends every text with ``token_id`` (Qwen3-Embedding's
+        tokenizer since QwenLM/Qwen3-Embedding #54)."""
+        if token_id is None:
+            return False
+        probes = self.tokenizer(["a", "b c"])["input_ids"]
+        return all(ids and ids[-1] == token_id for ids in probes)
 
     def _resolve_append_token(self, append_token: str | None | bool) -> int | None:
         if append_token is False or append_token is None or (append_token is True and self.pooling != "last"):
@@ -115,13 +134,15 @@ class Embedder:
 
         Pooling and ``max_length`` come from, in order: the arguments, ``qwenkit_embed.json``, the directory's
         ``1_Pooling/config.json`` and ``sentence_bert_config.json``, then the defaults (``last`` for causal LMs,
-        ``mean`` for encoders; 512 tokens). ``backend`` picks how ``encode`` runs (``qwenkit.embed.backends``).
+        ``mean`` for encoders; 512 tokens). ``prompts`` and ``default_prompt_name`` come from
+        ``config_sentence_transformers.json``. ``backend`` picks how ``encode`` runs (``qwenkit.embed.backends``).
         """
         from qwenkit.lm.loading import ModelLoadError, load_causal_lm, load_tokenizer, offline_environment
 
         offline_environment()
         directory = Path(path).expanduser()
         saved = _read_json(directory / CONFIG_NAME)
+        st_config = _read_json(directory / ST_CONFIG_NAME)
         st_pooling, st_max_length = _sentence_transformers_settings(directory)
         causal = gguf_file is not None or _config_is_causal(directory)
         if causal:
@@ -144,10 +165,13 @@ class Embedder:
             normalize=normalize,
             append_token=saved.get("append_token", True),
             backend=backend,
+            prompts=st_config.get("prompts") or {},
+            default_prompt_name=st_config.get("default_prompt_name"),
         )
 
     def save_pretrained(self, path: str | Path) -> Path:
-        """Write weights, tokenizer, ``qwenkit_embed.json`` and the sentence-transformers pooling files."""
+        """Write weights, tokenizer, ``qwenkit_embed.json`` and the sentence-transformers files (modules, pooling,
+        ``max_seq_length``, prompts), so ``SentenceTransformer(path)`` loads the same embedder."""
         directory = Path(path)
         directory.mkdir(parents=True, exist_ok=True)
         self.model.save_pretrained(directory)
@@ -169,16 +193,31 @@ class Embedder:
         (directory / "sentence_bert_config.json").write_text(
             json.dumps({"max_seq_length": self.max_length, "do_lower_case": False}), encoding="utf-8"
         )
+        st_config = {"prompts": self.prompts, "default_prompt_name": self.default_prompt_name,
+                     "similarity_fn_name": "cosine"}
+        (directory / ST_CONFIG_NAME).write_text(json.dumps(st_config, indent=2), encoding="utf-8")
         return directory
 
-    def tokenize(self, texts: Sequence[str], max_length: int | None = None) -> list[list[int]]:
-        """Token ids per text, truncated to ``max_length``; with last pooling the end token is appended *after*
-        truncation, so it is always the last token (unless the tokenizer already put it there)."""
+    def tokenize(self, texts: Sequence[str], max_length: int | None = None, *,
+                 truncate: bool = True) -> list[list[int]]:
+        """Token ids per text, at most ``max_length`` tokens each (``truncate=False``: never cut).
+
+        This is what sentence-transformers and the Qwen3-Embedding card produce with a tokenizer whose post-processor
+        appends ``<|endoftext|>``: the text is cut to ``max_length - 1`` tokens and the end token ends every row, so a
+        truncated text keeps exactly ``max_length`` tokens. A tokenizer without that post-processor (older
+        Qwen3-Embedding revisions, SmolLM2) gets the end token appended here after the same cut, so both kinds give
+        identical ids. Without an end token (encoders) it is the tokenizer's own truncation, as in
+        sentence-transformers.
+        """
         max_length = max_length or self.max_length
-        if self.append_token_id is None:
+        if self.append_token_id is None or self.tokenizer_appends_end:
+            if not truncate:
+                return self.tokenizer(list(texts))["input_ids"]
             return self.tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
+        if not truncate:
+            return [[*ids, self.append_token_id] for ids in self.tokenizer(list(texts))["input_ids"]]
         encoded = self.tokenizer(list(texts), truncation=True, max_length=max_length - 1)["input_ids"]
-        return [ids if ids and ids[-1] == self.append_token_id else [*ids, self.append_token_id] for ids in encoded]
+        return [[*ids, self.append_token_id] for ids in encoded]
 
     def collate(self, batch_ids: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         """Pad to the longest row on the tokenizer's padding side; returns ``(input_ids, attention_mask)``."""
@@ -220,33 +259,79 @@ class Embedder:
         texts: str | Sequence[str],
         *,
         instruction: str | None = None,
+        prompt_name: str | None = None,
+        prompt: str | None = None,
         dim: int | None = None,
         batch_size: int = 32,
         max_length: int | None = None,
         normalize: bool | None = None,
         show_progress: bool | None = None,
     ) -> np.ndarray:
-        """Embed ``texts`` (queries get ``format_query(instruction, text)``); returns float32 ``(n, dim or full)``.
+        """Embed ``texts``; returns float32 ``(n, dim or full)`` (one row for a single string: ``(dim or full,)``).
 
-        Texts are tokenized once, sorted by token length (longest first) and batched; BERT encoders run without any
-        compute on padding (``backend='torch'``). The output keeps the input order. ``dim`` truncates then
-        re-normalises (Matryoshka).
+        At most one of ``instruction`` (queries become ``format_query(instruction, text)``), ``prompt_name`` (a key
+        of ``self.prompts``) and ``prompt`` (literal text prepended); with none, the ``default_prompt_name`` prompt
+        if the model has one (sentence-transformers' rules). Texts are tokenized once, sorted by token length
+        (longest first) and batched; BERT encoders run without any compute on padding (``backend='torch'``). The
+        output keeps the input order. ``dim`` truncates then re-normalises (Matryoshka).
         """
         single = isinstance(texts, str)
         items = [texts] if single else list(texts)
         if any(not isinstance(t, str) for t in items):
             raise TypeError("encode() takes a string or a sequence of strings")
+        items = self.apply_prompt(items, instruction=instruction, prompt_name=prompt_name, prompt=prompt)
+        token_ids = self.tokenize(items, max_length) if items else []
+        out = self.encode_token_ids(token_ids, dim=dim, batch_size=batch_size, normalize=normalize,
+                                    show_progress=show_progress)
+        return out[0] if single else out
+
+    def resolve_prompt(self, *, instruction: str | None = None, prompt_name: str | None = None,
+                       prompt: str | None = None) -> str | None:
+        """The text prepended to every input: ``prompt``, ``self.prompts[prompt_name]``, the Qwen3 query prefix of
+        ``instruction``, else the default prompt (None when there is none). Giving more than one raises."""
+        given = [name for name, value in (("instruction", instruction), ("prompt_name", prompt_name),
+                                          ("prompt", prompt)) if value is not None]
+        if len(given) > 1:
+            raise ValueError(f"pass at most one of instruction, prompt_name and prompt (got {', '.join(given)})")
+        if prompt is not None:
+            return prompt
+        if instruction is not None:
+            return format_query(instruction, "")
+        name = prompt_name if prompt_name is not None else self.default_prompt_name
+        if name is None:
+            return None
+        if name not in self.prompts:
+            known = ", ".join(repr(k) for k in sorted(self.prompts)) or "none"
+            raise ValueError(f"prompt_name {name!r} is not a prompt of this model (its prompts: {known}); "
+                             "pass prompt='...' for a literal prompt")
+        return self.prompts[name]
+
+    def apply_prompt(self, texts: Sequence[str], **prompt_args: str | None) -> list[str]:
+        """``texts`` with the prompt chosen by :meth:`resolve_prompt` prepended."""
+        prefix = self.resolve_prompt(**prompt_args)
+        return list(texts) if not prefix else [prefix + t for t in texts]
+
+    def encode_token_ids(
+        self,
+        token_ids: Sequence[Sequence[int]],
+        *,
+        dim: int | None = None,
+        batch_size: int = 32,
+        normalize: bool | None = None,
+        show_progress: bool | None = None,
+    ) -> np.ndarray:
+        """Embed already-tokenized inputs (used as given: no end token is added, nothing is cut); ``(n, dim)``."""
         if batch_size < 1:
             raise ValueError(f"batch_size={batch_size}; it must be >= 1")
         full = self.dimension
         if dim is not None:
             check_dim(dim, full)
         normalize = self.normalize if normalize is None else normalize
+        items = list(token_ids)
         if not items:
             return np.zeros((0, dim or full), dtype=np.float32)
-        if instruction is not None:
-            items = [format_query(instruction, t) for t in items]
-        token_ids = self.tokenize(items, max_length)
+        if any(len(ids) == 0 for ids in items):
+            raise ValueError("an input has no tokens; every input needs at least one token")
         order = sorted(range(len(items)), key=lambda i: -len(token_ids[i]))
         out = np.empty((len(items), dim or full), dtype=np.float32)
         starts = range(0, len(order), batch_size)
@@ -266,7 +351,7 @@ class Embedder:
                     out[rows] = matryoshka(pooled, dim, normalize=normalize).cpu().numpy()
         finally:
             self.model.train(was_training)
-        return out[0] if single else out
+        return out
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -292,6 +377,9 @@ def _sentence_transformers_settings(directory: Path) -> tuple[PoolingMode | None
     chosen = [mode for key, mode in modes.items() if config.get(key)]
     if len(chosen) > 1:
         raise ValueError(f"{pooling_dir} enables several pooling modes {chosen}; qwenkit supports exactly one")
+    if config.get("include_prompt") is False:
+        raise ValueError(f"{pooling_dir / 'config.json'} sets include_prompt: false (pool without the prompt's "
+                         "tokens), which qwenkit does not implement; set it to true")
     return (chosen[0] if chosen else None), max_length
 
 
