@@ -48,11 +48,13 @@ def test_chosen_answers_are_correct_and_rejected_ones_are_not():
 
 def test_subjective_labels_follow_the_annotator_pool():
     pairs = make_pairs({"subjective": 4000}, seed=0, label_noise=0.0)
-    length_pairs = [p for p in pairs if not p.chosen.startswith(("**", "- ", "#")) and
-                    not p.rejected.startswith(("**", "- ", "#"))]
+    def styled(p):
+        return p.chosen.startswith(("**", "- ", "#")) or p.rejected.startswith(("**", "- ", "#"))
+
+    length_pairs = [p for p in pairs if not styled(p)]
     longer_wins = sum(len(p.chosen) > len(p.rejected) for p in length_pairs) / len(length_pairs)
     assert longer_wins == pytest.approx(0.6, abs=0.03)  # long 0.4 + half of the indifferent markdown/plain 0.4
-    markdown_pairs = [p for p in pairs if p not in length_pairs]
+    markdown_pairs = [p for p in pairs if styled(p)]
     markdown_wins = sum(p.chosen.startswith(("**", "- ", "#")) for p in markdown_pairs) / len(markdown_pairs)
     assert markdown_wins == pytest.approx(0.7, abs=0.03)  # long 0.4 + markdown 0.3
 
