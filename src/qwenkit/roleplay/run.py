@@ -1,0 +1,218 @@
+"""A benchmark run: play every selected dialogue with every player, judge every reply on every dimension, aggregate.
+
+Outputs in the run directory: ``config.yaml``; ``calls.sqlite`` (the call cache: resume repeats no finished call);
+``transcripts.jsonl`` and ``judgments.jsonl`` (sorted by id, no timings: byte-identical whatever the concurrency and
+however often the run was interrupted); ``summary.json`` (aggregates with bootstrap intervals); ``usage.json``
+(calls, cache hits, tokens and cost per role for this invocation).
+"""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor, as_completed, wait
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, model_validator
+
+from qwenkit.core.config import StrictModel, dump_config
+from qwenkit.roleplay.backends import BackendSpec, TransformersSpec, build_backend
+from qwenkit.roleplay.calls import CallCache, CallRunner, RoleChannel
+from qwenkit.roleplay.data import Dataset, load_dataset, load_protocol, shipped_dataset_path
+
+
+class Selection(StrictModel):
+    langs: list[str] | None = None
+    scenarios: list[str] | None = None
+    ids: list[str] | None = None
+    limit: int | None = Field(default=None, ge=1)
+
+
+class RunConfig(StrictModel):
+    data: str = "shipped"
+    """A dataset file or directory, or ``shipped`` (the dataset written for qwenkit)."""
+    select: Selection = Field(default_factory=Selection)
+    players: dict[str, BackendSpec] = Field(min_length=1)
+    simulator: BackendSpec | None = None
+    judges: dict[str, BackendSpec] = Field(min_length=1)
+    seed: int = 0
+    concurrency: int = Field(default=8, ge=1, le=512)
+    judge_retries: int = Field(default=2, ge=0)
+    context_rounds: int = Field(default=4, ge=0)
+    """How many earlier rounds the judge sees before the reply it scores."""
+    bootstrap_reps: int = Field(default=1000, ge=10)
+    budget_usd: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _roles(self) -> RunConfig:
+        for label, spec in self.players.items():
+            if spec.kind == "rules":
+                raise ValueError(f"players.{label}: kind 'rules' is a judge; a player needs openai, transformers "
+                                 "or scripted")
+        if self.simulator is not None and self.simulator.kind == "rules":
+            raise ValueError("simulator: kind 'rules' is a judge; use openai, transformers or scripted")
+        for label, spec in self.judges.items():
+            if spec.thinking_budget is not None:
+                raise ValueError(f"judges.{label}.thinking_budget: only players take a thinking budget")
+        return self
+
+
+MAY_CHANGE = ("concurrency", "budget_usd")
+"""Config fields a resumed run may change (they never change an answer)."""
+
+
+class RunStopped(RuntimeError):
+    """The run stopped cleanly before finishing (budget); what finished is cached."""
+
+
+def dataset_of(config: RunConfig) -> Dataset:
+    path = shipped_dataset_path() if config.data == "shipped" else Path(config.data)
+    selection = config.select
+    dataset = load_dataset(path).select(langs=selection.langs, scenarios=selection.scenarios, ids=selection.ids,
+                                        limit=selection.limit)
+    if not dataset.dialogues:
+        raise ValueError(f"select: no dialogue of {path} matches {selection.model_dump(exclude_none=True)}")
+    simulated = [d.id for d in dataset.dialogues if d.simulate is not None]
+    if simulated and config.simulator is None:
+        raise ValueError(f"simulator: dialogues {simulated[:3]} are simulated; add a simulator backend spec")
+    return dataset
+
+
+def _comparable(config: RunConfig) -> dict[str, Any]:
+    data = config.model_dump(mode="json")
+    for name in MAY_CHANGE:
+        data.pop(name, None)
+    for section in ("players", "judges"):
+        for spec in data[section].values():
+            for name in ("base_url", "timeout_s", "max_retries", "rate_limit", "price", "api_key_env"):
+                spec.pop(name, None)
+    return data
+
+
+def prepare_run_dir(out: Path, config: RunConfig, *, resume: bool) -> None:
+    """Create ``out`` or check that a resumed run's saved config matches (except harmless fields)."""
+    saved = out / "config.yaml"
+    if saved.exists():
+        if not resume:
+            raise FileExistsError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+        import yaml
+
+        previous = RunConfig.model_validate(yaml.safe_load(saved.read_text(encoding="utf-8")))
+        old, new = _comparable(previous), _comparable(config)
+        changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+        if changed:
+            raise ValueError(f"--resume: fields {changed} differ from the run in {out}; only {list(MAY_CHANGE)}, "
+                             "URLs, timeouts, retries, rate limits and prices may change")
+    out.mkdir(parents=True, exist_ok=True)
+    saved.write_text(dump_config(config), encoding="utf-8")
+
+
+def _channels(config: RunConfig, backends: dict[str, Any]) -> dict[str, RoleChannel]:
+    shared: dict[str, Any] = {}
+    roles: dict[str, Any] = {f"player:{k}": v for k, v in config.players.items()}
+    if config.simulator is not None:
+        roles["simulator"] = config.simulator
+    roles.update({f"judge:{k}": v for k, v in config.judges.items() if v.kind != "rules"})
+    channels = {}
+    for role, spec in roles.items():
+        backend = backends[role] if role in backends else build_backend(spec, shared=shared)
+        channels[role] = RoleChannel(backend, {**spec.identity()}, config.concurrency, spec.rate_limit, spec.price,
+                                     exclusive=isinstance(spec, TransformersSpec))
+    return channels
+
+
+def _parallel(pool: ThreadPoolExecutor, tasks: dict[Any, Any], description: str, quiet: bool | None) -> dict:
+    """Run the tasks on ``pool``; on the first failure cancel what has not started, let running calls finish
+    (their answers are cached) and raise it."""
+    from qwenkit.core.progress import ProgressBar
+
+    futures = {pool.submit(fn): key for key, fn in tasks.items()}
+    with ProgressBar(len(futures), description, quiet=quiet) as bar:
+        for future in as_completed(futures):
+            if future.exception() is not None:
+                for other in futures:
+                    other.cancel()
+                wait(futures)
+                raise future.exception()
+            bar.update()
+    return {key: future.result() for future, key in futures.items()}
+
+
+def execute_run(config: RunConfig, out: str | Path, *, resume: bool = False, backends: dict[str, Any] | None = None,
+                quiet: bool | None = None) -> dict[str, Any]:
+    """Run (or resume) a benchmark into ``out``; returns the summary. ``backends`` injects backends by role
+    (``player:<label>``, ``simulator``, ``judge:<label>``), e.g. a failing one in tests."""
+    from qwenkit.roleplay.calls import BudgetExhausted
+    from qwenkit.roleplay.engine import run_dialogue
+    from qwenkit.roleplay.judge import judge_reply
+
+    out = Path(out)
+    dataset = dataset_of(config)
+    protocol = load_protocol()
+    prepare_run_dir(out, config, resume=resume)
+    cache = CallCache(out / "calls.sqlite")
+    runner = CallRunner(cache, _channels(config, backends or {}), protocol_version=protocol.version,
+                        budget_usd=config.budget_usd)
+    scripts = {d.id: d for d in dataset.dialogues}
+    try:
+        with ThreadPoolExecutor(max_workers=config.concurrency) as pool:
+            play = {(player, d.id): (lambda p=player, s=d, spec=spec: run_dialogue(
+                        s, dataset.character(s), player=p, player_spec=spec, runner=runner, protocol=protocol,
+                        seed=config.seed, simulator_spec=config.simulator))
+                    for player, spec in config.players.items() for d in dataset.dialogues}
+            transcripts = _parallel(pool, play, "roleplay: dialogues", quiet)
+            work = {}
+            for (player, dialogue_id), transcript in transcripts.items():
+                script = scripts[dialogue_id]
+                for index in range(len(transcript.rounds)):
+                    for dimension in script.scored_dimensions:
+                        for judge, spec in config.judges.items():
+                            work[(judge, player, dialogue_id, index, dimension)] = (
+                                lambda j=judge, js=spec, t=transcript, i=index, dim=dimension, s=script: judge_reply(
+                                    judge=j, judge_spec=js, runner=runner, protocol=protocol, transcript=t, index=i,
+                                    dimension=dim, card=dataset.character(s), script=s, seed=config.seed,
+                                    retries=config.judge_retries, context_rounds=config.context_rounds))
+            judgments = _parallel(pool, work, "roleplay: judgments", quiet)
+    except BudgetExhausted as exc:
+        raise RunStopped(str(exc)) from None
+    finally:
+        _write_json(out / "usage.json", {role: vars(u) for role, u in sorted(runner.usage.items())})
+        cache.close()
+    transcript_rows = [transcripts[k].to_json() for k in sorted(transcripts)]
+    judgment_rows = [judgments[k].to_json() for k in sorted(judgments)]
+    _write_jsonl(out / "transcripts.jsonl", transcript_rows)
+    _write_jsonl(out / "judgments.jsonl", judgment_rows)
+    summary = summarise(judgment_rows, reps=config.bootstrap_reps, seed=config.seed)
+    _write_json(out / "summary.json", summary)
+    return summary
+
+
+def summarise(judgments: list[dict[str, Any]], *, reps: int, seed: int) -> dict[str, Any]:
+    from qwenkit.roleplay.aggregate import aggregate
+
+    return {
+        "by_dimension": aggregate(judgments, ["judge", "player", "dimension"], reps=reps, seed=seed),
+        "by_language": aggregate(judgments, ["judge", "player", "lang", "dimension"], reps=reps, seed=seed),
+        "by_scenario": aggregate(judgments, ["judge", "player", "scenario", "dimension"], reps=reps, seed=seed),
+        "by_cell": aggregate(judgments, ["judge", "player", "lang", "scenario", "dimension"], reps=reps, seed=seed),
+        "by_round": aggregate(judgments, ["judge", "player", "round"], reps=reps, seed=seed),
+        "judgments": len(judgments),
+        "invalid": sum(1 for j in judgments if j["status"] == "invalid"),
+        "rule_overrides": sum(1 for j in judgments if j["status"] == "rule"),
+    }
+
+
+def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+    from qwenkit.core.checkpoint import atomic_write_text
+
+    atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in rows))
+
+
+def _write_json(path: Path, data: Any) -> None:
+    from qwenkit.core.checkpoint import atomic_write_text
+
+    atomic_write_text(path, json.dumps(data, ensure_ascii=False, indent=1, sort_keys=True) + "\n")
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
