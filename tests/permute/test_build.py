@@ -84,5 +84,5 @@ def test_cache_key_changes_with_flags_and_source():
     command = build.compiler_command()
     if command is None:
         pytest.skip("no C compiler on this machine")
-    paths = {build.library_path(isa, width, command)[0].name for isa in ("scalar", "sse2") for width in (1, 2)}
+    paths = {build.library_name(isa, width, command)[0] for isa in ("scalar", "sse2") for width in (1, 2)}
     assert len(paths) == 4

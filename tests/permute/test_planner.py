@@ -9,10 +9,11 @@ from qwenkit.permute import planner
 from qwenkit.permute.planner import make_plan_for, normalize
 
 
-def _plan(a, axes, *, threads=1, isa="avx2"):
+def _plan(a, axes, *, threads=1, isa="avx2", cores=None):
     view = np.transpose(a, axes)
     c_strides = np.empty(view.shape, a.dtype).strides
-    return make_plan_for(view.shape, view.strides, c_strides, a.dtype.itemsize, isa=isa, threads=threads)
+    return make_plan_for(view.shape, view.strides, c_strides, a.dtype.itemsize, isa=isa, threads=threads,
+                         cores=cores or threads)
 
 
 def test_fuses_axes_that_stay_adjacent_and_dense():
@@ -80,7 +81,7 @@ def test_block_offset_tables_address_the_right_bytes(forced_kernels):
 
 @pytest.mark.parametrize("threads", [1, 2, 3])
 def test_thread_chunks_cover_the_work_once(forced_kernels, threads):
-    plan = _plan(np.empty((300, 700), np.float32), (1, 0), threads=threads)
+    plan = _plan(np.empty((300, 700), np.float32), (1, 0), threads=threads)  # as many cores as threads
     covered = np.zeros(plan.pb.size, int)
     for chunk in plan.chunks:
         assert chunk.o0 == 0 and chunk.o1 == 1
@@ -113,3 +114,11 @@ def test_threads_split_an_axis_with_large_strides_on_both_sides():
     single_reach = [min(a, b) for a, b in zip(single.outer.sa, single.outer.sb, strict=True)]
     assert single_reach == sorted(single_reach, reverse=True), "one thread: innermost = smallest stride on a side"
     assert single.outer.sa[-1] == 32, "the items 32 bytes apart in A are walked innermost"
+
+
+def test_explicit_threads_are_capped_at_the_usable_cores(forced_kernels):
+    """threads=1000 on a 2-core machine must not start 1000 (or 16) threads: the plan uses at most the cores."""
+    a = np.empty((512, 512), np.float32)
+    assert _plan(a, (1, 0), threads=1000, cores=2).threads == 2
+    assert _plan(a, (1, 0), threads=1000, cores=1).threads == 1
+    assert _plan(a, (1, 0), threads=None, cores=2).threads <= 2

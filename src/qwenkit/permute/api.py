@@ -1,15 +1,21 @@
 """``permute`` and reusable plans: NumPy semantics, generated C underneath.
 
 ``permute(a, axes)`` returns what ``np.ascontiguousarray(np.transpose(a, axes))`` returns, bit for bit (so a 0-d
-input gives shape ``(1,)``, as there). ``axes`` is validated by ``np.transpose`` itself, so invalid axes raise exactly
-NumPy's exceptions. Arrays the kernels cannot or should not handle (object dtypes, overlapping ``out``, tiny or
-already-fast layouts, a missing compiler) are copied by ``np.copyto``, which gives the same bytes.
+input gives shape ``(1,)``, as there), always as a fresh array. ``axes`` is validated by NumPy's own ``transpose``,
+so invalid axes raise exactly NumPy's exceptions. Arrays the kernels cannot or should not handle (object dtypes,
+overlapping ``out``, tiny or already-fast layouts, a missing compiler) are copied by ``np.copyto``, which gives the
+same bytes.
+
+Safe in every process: the thread pools and the locks are made anew in a child after ``os.fork`` (a pool inherited
+from the parent has no live worker, so a child submitting to it would wait for ever), and nothing here reads
+``/proc`` or the environment on the path of an array small enough for NumPy.
 """
 
 from __future__ import annotations
 
 import functools
 import math
+import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -17,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from qwenkit.core.system import usable_cores
-from qwenkit.permute import build
+from qwenkit.permute import build, planner
 from qwenkit.permute.build import Kernels, load_kernels
 from qwenkit.permute.isa import resolve_isa
 from qwenkit.permute.planner import Plan, make_plan_for, plan_variants
@@ -49,10 +55,13 @@ class PermutePlan:
         else:
             self.plan = make_plan_for(self.out_shape if self.axes else (), view_strides, out_strides,
                                       self.dtype.itemsize, isa=isa, threads=threads, cores=usable_cores())
-        self._runner_lock = threading.Lock()
         self._runners: list | None = None
         self._keep_alive: list = []
         self.tuning: dict | None = None
+
+    @property
+    def _numpy_kind(self) -> bool:
+        return self.plan.kind == "numpy"
 
     def describe(self) -> str:
         text = self.plan.describe()
@@ -87,7 +96,7 @@ class PermutePlan:
         return self
 
     def _use(self, plan: Plan) -> None:
-        with self._runner_lock:
+        with _BIND_LOCK:
             self.plan, self._runners, self._keep_alive = plan, None, []
 
     def __repr__(self) -> str:
@@ -95,21 +104,26 @@ class PermutePlan:
                 f"isa={self.isa!r}, threads={self.plan.threads})")
 
     def __call__(self, a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        if a.shape != self.shape or a.dtype != self.dtype or a.strides != self.strides_in:
+        if a.shape != self.shape or a.strides != self.strides_in or a.dtype != self.dtype:
             raise ValueError(f"this plan is for shape {self.shape}, dtype {self.dtype}, strides {self.strides_in}; "
                              f"got {a.shape}, {a.dtype}, {a.strides}: make a new plan for this layout")
-        view = np.transpose(a, self.axes)
-        if view.ndim == 0:
-            view = view.reshape(1)
+        view = a.transpose(self.axes)
         if out is None:
-            out = empty_aligned(self.out_shape, self.dtype)
-        elif out.strides != self.strides_out or out.shape != self.out_shape:
+            out = np.empty(self.out_shape, self.dtype) if self._numpy_kind else empty_aligned(self.out_shape,
+                                                                                              self.dtype)
+        elif out.shape != self.out_shape or out.strides != self.strides_out:
             raise ValueError(f"this plan writes an output of shape {self.out_shape} and strides {self.strides_out}; "
                              f"got {out.shape} and {out.strides}")
-        _check_out(out, self.out_shape, self.dtype)
+        elif out.dtype != self.dtype or not out.flags.writeable:
+            _check_out(out, self.out_shape, self.dtype)
+        if self._numpy_kind:
+            np.copyto(out, view)
+            return out
         if self.plan.kind == "empty":
             return out
-        if self.plan.kind == "numpy" or np.may_share_memory(view, out):
+        if view.ndim == 0:
+            view = view.reshape(1)
+        if np.may_share_memory(view, out):
             np.copyto(out, view)
             return out
         runners = self._bind()
@@ -129,7 +143,7 @@ class PermutePlan:
 
     def _bind(self):
         """One callable per thread chunk, holding the cffi arguments; built once per plan."""
-        with self._runner_lock:
+        with _BIND_LOCK:
             if self._runners is None:
                 kernels = load_kernels(self.isa, self.plan.width)
                 if kernels is None:
@@ -184,11 +198,36 @@ def _bind_plan(plan: Plan, kernels: Kernels) -> tuple[list, list]:
     return [functools.partial(run, c=chunk) for chunk in plan.chunks], keep
 
 
-@functools.lru_cache(maxsize=4)
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+_POOLS_LOCK = threading.Lock()
+_BIND_LOCK = threading.Lock()
+"""Guards binding plans to libraries (and so compiling); one lock for all plans, so a fork can renew it."""
+
+
 def _pool(threads: int) -> ThreadPoolExecutor:
     """A process-wide pool per thread count (like BLAS's threads): ``threads - 1`` workers beside the calling
     thread, which runs the first chunk itself. The C calls run with the GIL released by cffi."""
-    return ThreadPoolExecutor(max_workers=max(1, threads - 1), thread_name_prefix="qwenkit-permute")
+    pool = _POOLS.get(threads)
+    if pool is None:
+        with _POOLS_LOCK:
+            pool = _POOLS.get(threads)
+            if pool is None:
+                pool = ThreadPoolExecutor(max_workers=max(1, threads - 1), thread_name_prefix="qwenkit-permute")
+                _POOLS[threads] = pool
+    return pool
+
+
+def _renew_after_fork_in_child() -> None:
+    """In a forked child the parent's pool workers do not exist (an inherited pool would queue work that nothing
+    runs) and a lock another thread held at the fork stays held: forget the pools, make new locks. The pools are
+    dropped, not shut down: shutting down would wait for the parent's threads."""
+    global _POOLS_LOCK, _BIND_LOCK
+    _POOLS.clear()
+    _POOLS_LOCK = threading.Lock()
+    _BIND_LOCK = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_renew_after_fork_in_child)
 
 
 def empty_aligned(shape, dtype) -> np.ndarray:
@@ -226,7 +265,9 @@ def _overlaps_itself(out: np.ndarray) -> bool:
 
 @functools.lru_cache(maxsize=512)
 def _cached_plan(shape, dtype, strides_in, axes, strides_out, threads, isa) -> PermutePlan:
-    return PermutePlan(shape, dtype, strides_in, axes, strides_out, threads=threads, isa=isa)
+    """Plans per layout; the key is what the call already holds (``axes`` as given), so a hit costs one look-up."""
+    return PermutePlan(shape, dtype, strides_in, _axes_of_shape(len(shape), axes), strides_out, threads=threads,
+                       isa=resolve_isa(isa))
 
 
 def make_plan(a: np.ndarray, axes=None, out: np.ndarray | None = None, *, threads: int | None = None,
@@ -252,13 +293,29 @@ def make_plan(a: np.ndarray, axes=None, out: np.ndarray | None = None, *, thread
 
 def permute(a, axes=None, out: np.ndarray | None = None, *, threads: int | None = None,
             isa: str = "auto") -> np.ndarray:
-    """``np.ascontiguousarray(np.transpose(a, axes))``, bit for bit, or that written into ``out``.
+    """``np.ascontiguousarray(np.transpose(a, axes))``, bit for bit, as a fresh array, or that written into ``out``.
 
-    ``threads``: number of threads (default: one per 4 MiB of output, at most the usable cores).
-    ``isa``: ``"auto"`` (``$QWENKIT_PERMUTE_ISA`` or the best this CPU runs), or ``available_isas()`` names.
+    ``threads``: number of threads (default: one per 4 MiB of output, at most the usable cores; an explicit number
+    is capped at the usable cores). ``isa``: ``"auto"`` (``$QWENKIT_PERMUTE_ISA`` or the best this CPU runs), or
+    ``available_isas()`` names.
+
+    Arrays under ``planner.MIN_KERNEL_BYTES`` (and object arrays) take a short path straight to NumPy's copy: no
+    plan, no ISA or environment look-up, a few attribute checks more than NumPy itself.
     """
-    a = np.asarray(a)
-    view = np.transpose(a, axes)  # validates axes with NumPy's own exceptions
+    if type(a) is not np.ndarray:
+        a = np.asarray(a)
+    view = a.transpose(axes) if axes is not None else a.T  # validates axes with NumPy's own exceptions
+    if threads is not None:
+        threads = _check_threads(threads)
+    if a.nbytes < planner.MIN_KERNEL_BYTES or a.dtype.hasobject:
+        if isa != "auto":
+            resolve_isa(isa)
+        if out is None:
+            result = view.copy()
+            return result.reshape(1) if result.ndim == 0 else result
+        _check_out(out, view.shape or (1,), a.dtype)
+        np.copyto(out, view)
+        return out
     out_shape = view.shape or (1,)
     if out is None:
         out = empty_aligned(out_shape, a.dtype)
@@ -267,15 +324,19 @@ def permute(a, axes=None, out: np.ndarray | None = None, *, threads: int | None 
         if _overlaps_itself(out):
             np.copyto(out, view.reshape(out_shape))
             return out
-    plan = _cached_plan(a.shape, a.dtype, a.strides, _axes_of(a, axes), out.strides, _check_threads(threads),
-                        resolve_isa(isa))
+    key_axes = axes if axes is None or type(axes) is tuple else tuple(axes)
+    plan = _cached_plan(a.shape, a.dtype, a.strides, key_axes, out.strides, threads, isa)
     return plan(a, out)
 
 
 def _axes_of(a: np.ndarray, axes) -> tuple[int, ...]:
+    return _axes_of_shape(a.ndim, axes)
+
+
+def _axes_of_shape(ndim: int, axes) -> tuple[int, ...]:
     if axes is None:
-        return tuple(range(a.ndim))[::-1]
-    return tuple(int(k) % a.ndim for k in axes) if a.ndim else ()
+        return tuple(range(ndim))[::-1]
+    return tuple(int(k) % ndim for k in axes) if ndim else ()
 
 
 def _c_strides(shape, itemsize: int) -> tuple[int, ...]:

@@ -6,10 +6,11 @@ machines with different CPUs never hands one of them code it cannot execute. ``-
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 
-from qwenkit.core.system import cpu_flags
+from qwenkit.core import system
 
 ISA_ENV_VAR = "QWENKIT_PERMUTE_ISA"
 
@@ -40,15 +41,26 @@ def is_x86_64() -> bool:
     return platform.machine().lower() in {"x86_64", "amd64"}
 
 
-def cpu_isas() -> list[str]:
-    """The ISAs this CPU can execute, least capable first; always starts with ``scalar``."""
+@functools.cache
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags, read from ``/proc/cpuinfo`` once per process (a read costs ~0.1 ms)."""
+    return frozenset(system.cpu_flags())
+
+
+@functools.cache
+def _cpu_isas() -> tuple[str, ...]:
     isas = ["scalar"]
     if is_x86_64():
         flags = cpu_flags()
         isas += [name for name, (needs, _) in _X86.items() if all(f in flags for f in needs)]
     elif is_aarch64():
         isas.append("neon")
-    return isas
+    return tuple(isas)
+
+
+def cpu_isas() -> list[str]:
+    """The ISAs this CPU can execute, least capable first; always starts with ``scalar``."""
+    return list(_cpu_isas())
 
 
 def compiler_flags(isa: str) -> tuple[str, ...]:
@@ -66,12 +78,18 @@ def compiler_flags(isa: str) -> tuple[str, ...]:
 
 
 def resolve_isa(isa: str) -> str:
-    """Map ``"auto"`` to ``$QWENKIT_PERMUTE_ISA`` or this CPU's best ISA, and check that a name can run here."""
-    available = cpu_isas()
+    """Map ``"auto"`` to ``$QWENKIT_PERMUTE_ISA`` or this CPU's best ISA, and check that a name can run here.
+
+    The answer is cached per (name, environment value): a call costs a dictionary look-up."""
+    return _resolve_isa(isa, os.environ.get(ISA_ENV_VAR, "auto") if isa == "auto" else "")
+
+
+@functools.lru_cache(maxsize=64)
+def _resolve_isa(isa: str, env: str) -> str:
+    available = _cpu_isas()
     if isa == "auto":
-        env = os.environ.get(ISA_ENV_VAR, "auto")
         if env != "auto":
-            return resolve_isa(env)
+            return _resolve_isa(env, "")
         for preferred in PREFERRED_ORDER:
             if preferred in available:
                 return preferred
@@ -79,7 +97,7 @@ def resolve_isa(isa: str) -> str:
     if isa not in ALL_ISAS:
         raise UnknownIsaError(f"unknown ISA {isa!r}; expected 'auto' or one of {ALL_ISAS}")
     if isa not in available:
-        raise UnknownIsaError(f"ISA {isa!r} cannot run on this CPU; it runs {available}")
+        raise UnknownIsaError(f"ISA {isa!r} cannot run on this CPU; it runs {list(available)}")
     return isa
 
 

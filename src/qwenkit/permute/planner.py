@@ -188,11 +188,12 @@ def make_plan_for(shape, strides_a, strides_b, itemsize: int, *, isa: str, threa
     """Plan copying a view of ``shape``/``strides_a`` into an array with ``strides_b`` (bytes).
 
     ``threads=None`` picks one thread per ``THREAD_MIN_BYTES`` of output, at most ``cores``; an explicit ``threads``
-    is an upper bound: each thread gets at least ``MIN_BYTES_PER_THREAD``. The plan's ``threads`` is the number
-    actually used (no more than its chunks).
+    is an upper bound, capped at ``cores`` (more threads than cores only take turns) and at one thread per
+    ``MIN_BYTES_PER_THREAD``. The plan's ``threads`` is the number actually used (no more than its chunks).
     """
     nbytes = math.prod(shape) * itemsize
-    wanted = (min(threads, max(1, nbytes // MIN_BYTES_PER_THREAD)) if threads is not None
+    cores = max(1, cores)
+    wanted = (min(threads, cores, max(1, nbytes // MIN_BYTES_PER_THREAD)) if threads is not None
               else max(1, min(cores, nbytes // THREAD_MIN_BYTES)))
     plan = _classify(shape, strides_a, strides_b, itemsize, isa=isa, threads=wanted, cores=cores)
     return dataclasses.replace(plan, threads=max(1, min(wanted, len(plan.chunks))))
