@@ -56,7 +56,7 @@ def run_plain(config, kit, batch, steps: int, init_state) -> tuple[float, list[f
     model.train()
     torch.manual_seed(0)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.trainer.lr, weight_decay=0.0)
-    shift, grid = config.shift(), kit.grid
+    shift, grid = kit.schedule()[1], kit.grid
     losses = []
     started = time.perf_counter()
     for _ in range(steps):

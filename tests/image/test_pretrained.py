@@ -171,3 +171,40 @@ def test_vae_codec_selectable_in_training(tmp_path):
     a = generate(kit, ['"A" red on white'], steps=2, seed=1)[0]
     b = generate(again, ['"A" red on white'], steps=2, seed=1)[0]
     assert np.array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_scheduler_shift_of_qwen_image_config():
+    import math
+
+    from qwenkit.image.flow import scheduler_mu_and_shift
+
+    qwen_image = {"use_dynamic_shifting": True, "base_shift": 0.5, "max_shift": 0.9, "base_image_seq_len": 256,
+                  "max_image_seq_len": 8192, "shift_terminal": 0.02, "time_shift_type": "exponential"}
+    mu, shift = scheduler_mu_and_shift(qwen_image, 4096)  # 1024x1024: 128x128 latents, 64x64 packed tokens
+    assert mu == pytest.approx(0.5 + 0.4 / 7936 * 3840) and shift == pytest.approx(2.0009, abs=1e-4)
+    assert scheduler_mu_and_shift(None, 4096)[1] == pytest.approx(math.exp(1.15))  # code defaults: 3.16
+    assert scheduler_mu_and_shift({"use_dynamic_shifting": False, "shift": 3.0}, 4096) == (None, 3.0)
+    assert scheduler_mu_and_shift(dict(qwen_image, time_shift_type="linear"), 4096)[1] == pytest.approx(mu)
+
+
+def test_training_and_sampling_share_the_loaded_checkpoints_schedule(t2i_dir):
+    from qwenkit.image.flow import time_shift
+    from qwenkit.image.pretrained import load_pretrained
+    from qwenkit.image.sample import make_scheduler
+    from qwenkit.image.train import make_step_fn
+
+    kit = load_pretrained(t2i_dir, width=64, height=32)
+    mu, shift = kit.schedule()
+    # the checkpoint's scheduler: base_shift 0.5, max_shift 0.9 over 256..4096 tokens; 4x8 = 32 tokens here
+    assert mu == pytest.approx(0.5 + (0.9 - 0.5) / (4096 - 256) * (32 - 256))
+    steps = 4
+    sampled = make_scheduler(kit, steps).sigmas[:-1].double()
+    assert torch.allclose(sampled, time_shift(torch.linspace(1.0, 1.0 / steps, steps, dtype=torch.float64), shift))
+    # the training step draws sigma = time_shift(sigmoid(n), shift) with the same shift
+    batch = {"target": torch.zeros(3, 3, 32, 64), "prompts": ["a", "b", "c"], "task": "t2i", "source": None}
+    torch.manual_seed(5)
+    _, metrics = make_step_fn(kit)(kit.denoiser, batch)
+    torch.manual_seed(5)
+    torch.randn(3, 32, 16)  # the noise of x0's shape is drawn first
+    expected = time_shift(torch.sigmoid(torch.randn(3)), shift)
+    assert metrics["sigma_mean"] == pytest.approx(float(expected.mean()), rel=1e-6)

@@ -13,6 +13,8 @@ tensor functions, plus the EMA of the weights.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 
@@ -31,6 +33,32 @@ def resolution_shift(image_seq_len: int, base_seq_len: int = 256, max_seq_len: i
     slope = (max_shift - base_shift) / (max_seq_len - base_seq_len)
     mu = base_shift + slope * (image_seq_len - base_seq_len)
     return math.exp(mu)
+
+
+def scheduler_mu_and_shift(scheduler_config: Mapping[str, Any] | None,
+                           image_seq_len: int) -> tuple[float | None, float]:
+    """``(mu, s)`` of a ``FlowMatchEulerDiscreteScheduler`` config at ``image_seq_len`` image tokens: the one schedule
+    training and sampling share.
+
+    With ``use_dynamic_shifting`` (Qwen-Image), ``mu = calculate_shift(seq_len, base_image_seq_len,
+    max_image_seq_len, base_shift, max_shift)`` (diffusers' code defaults 256 / 4096 / 0.5 / 1.15 where the config
+    has no value) and the shift factor is ``s = e^mu`` (``time_shift_type="exponential"``) or ``s = mu``
+    (``"linear"``); without it ``mu`` is None and ``s`` is the config's fixed ``shift``. In both cases
+    ``sigma' = s sigma / (1 + (s - 1) sigma)`` (:func:`time_shift`). ``None`` is the default scheduler of a fresh
+    kit (dynamic, exponential, the code-default constants). Qwen-Image's own config (max_shift 0.9, 8192 tokens)
+    gives ``s = 2.00`` at 1024x1024 (4096 tokens), where the code defaults would give 3.16.
+    ``shift_terminal`` (a stretch of the *sampling* sigmas so the last one lands on it) is not part of ``s``: a
+    training step draws one sigma, it has no last step.
+    """
+    c = dict(scheduler_config or {"use_dynamic_shifting": True, "time_shift_type": "exponential"})
+    if not c.get("use_dynamic_shifting", False):
+        return None, float(c.get("shift", 1.0))
+    mu = math.log(resolution_shift(image_seq_len, c.get("base_image_seq_len", 256), c.get("max_image_seq_len", 4096),
+                                   c.get("base_shift", 0.5), c.get("max_shift", 1.15)))
+    kind = c.get("time_shift_type", "exponential")
+    if kind not in ("exponential", "linear"):
+        raise ValueError(f"scheduler time_shift_type={kind!r}; use exponential or linear")
+    return mu, math.exp(mu) if kind == "exponential" else mu
 
 
 def sample_sigmas(batch_size: int, *, shift: float = 1.0, scheme: str = "logit_normal",

@@ -1,36 +1,36 @@
 """Sampling: text-to-image and editing with diffusers' ``FlowMatchEulerDiscreteScheduler`` and Qwen-Image's true CFG.
 
-The scheduler gets Qwen-Image's sigmas ``linspace(1, 1/N, N)`` shifted by ``mu = log(resolution_shift(seq_len))``
-(or the run's fixed shift), exactly the schedule the training step samples from; guidance is
+The scheduler gets Qwen-Image's sigmas ``linspace(1, 1/N, N)`` shifted by the kit's ``mu``
+(:meth:`~qwenkit.image.train.ImageKit.schedule`: from the checkpoint's scheduler config, or the run's fixed shift),
+the schedule the training step samples from; guidance is
 :func:`qwenkit.image.flow.cfg_combine` (``u + w (c - u)`` with norm rescale) against the null prompt, keeping the edit's
 image conditions in both branches (so guidance strengthens the instruction, not the copy of the input).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 
 from qwenkit.image.data import to_images, to_tensor
-from qwenkit.image.flow import cfg_combine, resolution_shift
+from qwenkit.image.flow import cfg_combine
 from qwenkit.image.train import ImageKit
 
 
 def make_scheduler(kit: ImageKit, steps: int):
+    """The kit's ``FlowMatchEulerDiscreteScheduler`` (the checkpoint's config, or diffusers' default with dynamic
+    exponential shifting for a fresh kit; a fixed ``timestep_shift`` uses the default one) set to Qwen-Image's
+    sigmas ``linspace(1, 1/N, N)`` with the ``mu`` of :meth:`ImageKit.schedule`, the schedule training draws from."""
     from diffusers import FlowMatchEulerDiscreteScheduler
 
-    if kit.scheduler_config is None:
+    fixed = kit.config.timestep_shift != "dynamic"
+    if kit.scheduler_config is None or fixed:
         scheduler = FlowMatchEulerDiscreteScheduler(use_dynamic_shifting=True, time_shift_type="exponential")
-        mu = math.log(kit.config.shift())
-    else:  # a pretrained checkpoint's scheduler, with QwenImagePipeline's dynamic shift (calculate_shift)
+    else:
         scheduler = FlowMatchEulerDiscreteScheduler.from_config(kit.scheduler_config)
-        c = scheduler.config
-        h, w = kit.grid
-        mu = math.log(resolution_shift(h * w, c.get("base_image_seq_len", 256), c.get("max_image_seq_len", 4096),
-                                       c.get("base_shift", 0.5), c.get("max_shift", 1.15)))
+    mu, _ = kit.schedule()
     scheduler.set_timesteps(sigmas=np.linspace(1.0, 1.0 / steps, steps).tolist(), mu=mu)
     return scheduler
 

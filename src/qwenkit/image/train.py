@@ -10,6 +10,7 @@ of the loop (checkpointed and resumed exactly) and are what gets saved for sampl
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -21,7 +22,7 @@ from qwenkit.core.config import StrictModel
 from qwenkit.core.loop import LoopResult, TrainConfig, train_loop
 from qwenkit.core.runs import RunDir
 from qwenkit.image.data import EDIT_KINDS, BatchMaker, to_images
-from qwenkit.image.flow import EMA, add_noise, flow_matching_loss, resolution_shift, sample_sigmas
+from qwenkit.image.flow import EMA, add_noise, flow_matching_loss, sample_sigmas, scheduler_mu_and_shift
 from qwenkit.image.model import (
     DiffusersVAECodec,
     ImageDenoiser,
@@ -129,10 +130,12 @@ class ImageTrainConfig(StrictModel):
         return CurriculumSchedule.constant(self.target_stage)
 
     def shift(self) -> float:
+        """The shift factor of a fresh kit's schedule (a loaded checkpoint's comes from its scheduler config:
+        :meth:`ImageKit.schedule`)."""
         if self.timestep_shift == "dynamic":
             factor = self.model.latent_factor()
             grid = (self.height // factor) * (self.width // factor)
-            return resolution_shift(grid)
+            return scheduler_mu_and_shift(None, grid)[1]
         return float(self.timestep_shift)
 
 
@@ -157,6 +160,16 @@ class ImageKit:
     @property
     def uses_vae(self) -> bool:
         return self.config.edit_conditioning in ("dual", "vae")
+
+    def schedule(self) -> tuple[float | None, float]:
+        """``(mu, shift)`` of this kit's noise schedule, used by both the training step and the sampler
+        (:func:`qwenkit.image.flow.scheduler_mu_and_shift` on the checkpoint's scheduler config, or on the default
+        one of a fresh kit; a fixed ``timestep_shift`` in the config overrides both)."""
+        if self.config.timestep_shift != "dynamic":
+            shift = float(self.config.timestep_shift)
+            return math.log(shift), shift
+        h, w = self.grid
+        return scheduler_mu_and_shift(self.scheduler_config, h * w)
 
     def encode_condition(self, prompts: list[str], source_images: torch.Tensor | None = None):
         """Prompt embeddings and mask. An encoder that ``accepts_images`` (Qwen2.5-VL) also sees the edit's source
@@ -215,7 +228,7 @@ def build_kit(config: ImageTrainConfig) -> ImageKit:
 def make_step_fn(kit: ImageKit):
     """``step_fn(denoiser, batch) -> (loss, metrics)`` for ``core.loop.train_loop`` (global torch RNG: resumable)."""
     config, codec = kit.config, kit.codec
-    shift, grid = config.shift(), kit.grid
+    shift, grid = kit.schedule()[1], kit.grid
 
     def step_fn(denoiser: ImageDenoiser, batch: dict) -> tuple[torch.Tensor, dict]:
         target = batch["target"]
