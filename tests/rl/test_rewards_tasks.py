@@ -6,6 +6,7 @@ import random
 
 import pytest
 
+from qwenkit.core.errors import ConfigError
 from qwenkit.rl.rewards import (
     THINK_ANSWER_FORMAT,
     exact_match,
@@ -89,5 +90,5 @@ def test_countdown_rules():
     assert countdown_reward("C3,5,7>22=", "3*5+7", "22") == 1.0
     assert countdown_reward("C3,5,7>22=", "7*3+1", "22") == 0.0  # 1 is not offered
     assert countdown_reward("C3,5,7>22=", "5*5-3", "22") == 0.0  # 5 used twice
-    with pytest.raises(ValueError, match="unknown task"):
+    with pytest.raises(ConfigError, match="unknown task"):
         get_task("chess")

@@ -26,7 +26,7 @@ def small_config(**overrides) -> RLConfig:
         "rollout": {"prompts": 4, "group_size": 4, "num_mini_batches": 2},
         "rollouts": 2,
         "eval_prompts": 4,
-        "trainer": {"lr": 1e-2, "checkpoint_every": 1, "keep_checkpoints": 10},
+        "trainer": {"lr": 1e-2, "checkpoint_every": 1, "keep_last": 10},
     }
     for key, value in overrides.items():
         data[key] = {**data[key], **value} if isinstance(value, dict) and key in data else value

@@ -3,10 +3,14 @@
 Layout of one checkpoint (a directory)::
 
     step-00000120/
-      model.safetensors      model state dict
-      state.safetensors      every other tensor: optimizer moments, RNG states, domain extras
-      meta.json              step, JSON-able state (param groups, scheduler, RNG of Python/NumPy, domain extras), and
-                             the size and sha256 of each tensor file
+      model.safetensors      model state dict, tied weights stored once (a weights-only export is this one file)
+      optimizer.safetensors  the optimizer's tensors (Adam moments), in their own file
+      state.safetensors      every other tensor: RNG states, domain extras
+      meta.json              step, JSON-able state (param groups, scheduler, RNG of Python/NumPy, domain extras), which
+                             model keys alias a stored one (tied weights), and the size and sha256 of each tensor file
+
+``save_checkpoint(..., keep=N)`` deletes older checkpoints only after the new one has been re-read and verified, and
+:func:`remove_leftovers` clears the temporary files a killed run left behind.
 
 A checkpoint directory is first written under a temporary name, each file fsync'ed, then renamed into place, and the
 ``latest`` pointer file is replaced atomically last: a kill at any moment leaves either the old or the new checkpoint,
@@ -29,11 +33,15 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-FORMAT_VERSION = 1
+from qwenkit.core.errors import QwenkitError
+
+FORMAT_VERSION = 2
+_READABLE_FORMATS = (1, 2)
 _TENSOR_MARK = "__tensor__"
+_TMP_PREFIX = ".step-"
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(QwenkitError, RuntimeError):
     """A checkpoint is missing, truncated, corrupt or of an unknown format."""
 
 
@@ -66,6 +74,7 @@ class Checkpoint:
     step: int
     model: dict[str, torch.Tensor]
     state: dict[str, Any] = field(default_factory=dict)
+    optimizer: dict[str, Any] | None = None
 
 
 def save_checkpoint(
@@ -74,25 +83,35 @@ def save_checkpoint(
     model_state: Mapping[str, torch.Tensor],
     state: Mapping[str, Any] | None = None,
     *,
+    optimizer_state: Mapping[str, Any] | None = None,
     keep: int | None = None,
 ) -> Path:
     """Write checkpoint ``step`` under ``directory`` and point ``latest`` at it; keep the newest ``keep`` checkpoints.
 
-    ``state`` is any nesting of dicts/lists/tuples holding tensors, numbers, strings, None and numpy arrays (e.g. an
-    optimizer ``state_dict()``, RNG states); tensors go to safetensors, the rest to JSON, and it comes back identical.
+    ``state`` and ``optimizer_state`` are any nesting of dicts/lists/tuples holding tensors, numbers, strings, None and
+    numpy arrays (RNG states, an optimizer ``state_dict()``); tensors go to safetensors, the rest to JSON, and they
+    come back identical. Model tensors that share storage (tied embeddings) are written once.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     final = directory / f"step-{step:08d}"
-    tmp = Path(tempfile.mkdtemp(prefix=f".step-{step:08d}.", dir=directory))
+    tmp = Path(tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}{step:08d}.", dir=directory))
     try:
-        tensors: dict[str, torch.Tensor] = {}
-        json_state = _split_tensors(dict(state or {}), tensors, prefix="")
-        model_tensors = {k: _contiguous_cpu(v) for k, v in model_state.items()}
+        model_tensors, tied = _dedupe_tied(model_state)
         _save_tensors(model_tensors, tmp / "model.safetensors")
-        _save_tensors(tensors, tmp / "state.safetensors")
-        files = {name: _file_digest(tmp / name) for name in ("model.safetensors", "state.safetensors")}
-        meta = {"format": FORMAT_VERSION, "step": int(step), "state": json_state, "files": files}
+        state_tensors: dict[str, torch.Tensor] = {}
+        json_state = _split_tensors(dict(state or {}), state_tensors, prefix="")
+        _save_tensors(state_tensors, tmp / "state.safetensors")
+        names = ["model.safetensors", "state.safetensors"]
+        json_optimizer = None
+        if optimizer_state is not None:
+            optimizer_tensors: dict[str, torch.Tensor] = {}
+            json_optimizer = _split_tensors(dict(optimizer_state), optimizer_tensors, prefix="")
+            _save_tensors(optimizer_tensors, tmp / "optimizer.safetensors")
+            names.append("optimizer.safetensors")
+        files = {name: _file_digest(tmp / name) for name in names}
+        meta = {"format": FORMAT_VERSION, "step": int(step), "state": json_state, "optimizer": json_optimizer,
+                "tied": tied, "files": files}
         _write_synced(tmp / "meta.json", json.dumps(meta).encode("utf-8"))
         if final.exists():
             shutil.rmtree(final)
@@ -103,9 +122,26 @@ def save_checkpoint(
         raise
     atomic_write_text(directory / "latest", final.name + "\n")
     if keep is not None and keep > 0:
+        verify_checkpoint(final)
         for old in list_checkpoints(directory)[:-keep]:
             shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def remove_leftovers(directory: str | Path) -> list[Path]:
+    """Delete the half-written ``.step-*`` directories and ``.*.tmp`` files a killed run left in ``directory``."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    removed = []
+    for entry in directory.iterdir():
+        if entry.name.startswith(_TMP_PREFIX) and entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry)
+        elif entry.name.startswith(".") and entry.name.endswith(".tmp") and entry.is_file():
+            entry.unlink(missing_ok=True)
+            removed.append(entry)
+    return removed
 
 
 def list_checkpoints(directory: str | Path) -> list[Path]:
@@ -142,12 +178,33 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
         if latest is None:
             raise CheckpointError(f"{str(path)!r} holds no checkpoint (no meta.json and no step-* directories)")
         path = latest
+    meta = verify_checkpoint(path)
+    device = str(map_location)
+    model = load_file(path / "model.safetensors", device=device)
+    for alias, stored in (meta.get("tied") or {}).items():
+        model[alias] = model[stored]
+    state = _join_tensors(meta["state"], load_file(path / "state.safetensors", device=device))
+    optimizer = None
+    if meta.get("optimizer") is not None:
+        optimizer = _join_tensors(meta["optimizer"], load_file(path / "optimizer.safetensors", device=device))
+    elif meta["format"] == 1 and "optimizer" in state:  # format 1 kept the optimizer inside the state
+        optimizer = state.pop("optimizer")
+    return Checkpoint(path=path, step=int(meta["step"]), model=model, state=state, optimizer=optimizer)
+
+
+def verify_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Check every file of checkpoint ``path`` against its recorded size and sha256; return its metadata."""
+    path = Path(path)
     try:
         meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint {str(path)!r} is incomplete: meta.json is missing") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"checkpoint {str(path)!r} is corrupt: meta.json is not valid JSON ({exc})") from exc
-    if meta.get("format") != FORMAT_VERSION:
-        raise CheckpointError(f"checkpoint {str(path)!r} has format {meta.get('format')!r}; expected {FORMAT_VERSION}")
+    if meta.get("format") not in _READABLE_FORMATS:
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} has format {meta.get('format')!r}; this qwenkit reads {list(_READABLE_FORMATS)}"
+        )
     for name, expected in meta["files"].items():
         file = path / name
         if not file.exists():
@@ -163,11 +220,23 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
                 f"checkpoint {str(path)!r} is corrupt: {name} does not match its recorded sha256; "
                 "resume from an earlier checkpoint or delete this one"
             )
-    device = str(map_location)
-    model = load_file(path / "model.safetensors", device=device)
-    tensors = load_file(path / "state.safetensors", device=device)
-    state = _join_tensors(meta["state"], tensors)
-    return Checkpoint(path=path, step=int(meta["step"]), model=model, state=state)
+    return meta
+
+
+def _dedupe_tied(model_state: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors to store (each storage once) and ``{alias: stored_key}`` for keys that are views of a stored one."""
+    stored: dict[str, torch.Tensor] = {}
+    tied: dict[str, str] = {}
+    seen: dict[tuple[int, int, tuple[int, ...], tuple[int, ...], torch.dtype], str] = {}
+    for key, tensor in model_state.items():
+        identity = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape),
+                    tuple(tensor.stride()), tensor.dtype)
+        if tensor.numel() and identity in seen:
+            tied[key] = seen[identity]
+            continue
+        seen[identity] = key
+        stored[key] = _contiguous_cpu(tensor)
+    return stored, tied
 
 
 def _split_tensors(obj: Any, tensors: dict[str, torch.Tensor], prefix: str) -> Any:

@@ -17,6 +17,16 @@ SetOption = Annotated[
 ]
 ThreadsOption = Annotated[int | None, typer.Option("--threads", help="Torch threads (default: usable cores).")]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+ResumeOption = Annotated[
+    str | None,
+    typer.Option(
+        "--resume",
+        help="Continue the run in --out from its latest checkpoint (`--resume`; starts at step 0 when there is none) "
+        "or refuse without one (`--resume=must`). A changed training config is refused.",
+        metavar="[=must]",
+    ),
+]
+"""A string option; :func:`qwenkit.cli.run_cli` turns a bare ``--resume`` into ``--resume=auto``."""
 
 
 def apply_run_options(threads: int | None, quiet: bool, seed: int | None = None) -> None:

@@ -12,11 +12,11 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from qwenkit.core.errors import ConfigError
+
+__all__ = ["ConfigError", "StrictModel", "apply_overrides", "dump_config", "load_config", "parse_override", "read_yaml"]
+
 ModelT = TypeVar("ModelT", bound=BaseModel)
-
-
-class ConfigError(ValueError):
-    """A config file, field or override is invalid; the message says which and how to fix it."""
 
 
 class StrictModel(BaseModel):
@@ -81,17 +81,24 @@ def load_config(
     model: type[ModelT],
     source: str | Path | Mapping[str, Any] | None = None,
     overrides: Sequence[str] = (),
+    *,
+    origin: str | None = None,
 ) -> ModelT:
-    """Validate ``source`` (a YAML path, a mapping, or None for the defaults) plus ``overrides`` into ``model``."""
+    """Validate ``source`` (a YAML path, a mapping, or None for the defaults) plus ``overrides`` into ``model``.
+
+    ``origin`` names where a mapping came from in error messages (e.g. the file it was read from).
+    """
     if source is None:
         data: dict[str, Any] = {}
-        origin = "defaults"
+        origin = origin or "defaults"
     elif isinstance(source, Mapping):
         data = dict(source)
-        origin = "the given mapping"
+        origin = origin or "the given mapping"
     else:
         data = read_yaml(source)
-        origin = f"config file {str(source)!r}"
+        origin = origin or f"config file {str(source)!r}"
+    if overrides:
+        origin += " with --set overrides"
     data = apply_overrides(data, overrides)
     try:
         return model.model_validate(data)

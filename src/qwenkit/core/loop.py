@@ -33,8 +33,15 @@ from typing import Any, Literal, Protocol
 import torch
 from pydantic import Field
 
-from qwenkit.core.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, save_checkpoint
+from qwenkit.core.checkpoint import (
+    CheckpointError,
+    latest_checkpoint,
+    load_checkpoint,
+    remove_leftovers,
+    save_checkpoint,
+)
 from qwenkit.core.config import StrictModel
+from qwenkit.core.errors import ResumeError
 from qwenkit.core.progress import ProgressBar
 from qwenkit.core.runs import RunDir
 from qwenkit.core.seeding import capture_rng_state, restore_rng_state, seed_everything
@@ -64,7 +71,7 @@ class TrainConfig(StrictModel):
     min_lr_ratio: float = Field(0.0, ge=0, le=1, description="final lr as a fraction of lr (linear/cosine)")
     eval_every: int = Field(0, ge=0, description="evaluate every N steps (and at the end); 0 = only at the end")
     checkpoint_every: int = Field(0, ge=0, description="checkpoint every N steps (and at the end); 0 = only at the end")
-    keep_checkpoints: int = Field(2, ge=1)
+    keep_last: int = Field(2, ge=1, description="checkpoints kept; older ones are deleted once a new one is verified")
     log_every: int = Field(1, ge=1)
     seed: int = 0
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"
@@ -140,7 +147,7 @@ def train_loop(
     run: RunDir | None = None,
     optimizer: torch.optim.Optimizer | None = None,
     eval_fn: EvalFn | None = None,
-    resume: bool | str | Path = False,
+    resume: bool | str | Path | None = False,
     callbacks: Sequence[Callable[[LoopState], None]] = (),
     stateful: Mapping[str, Stateful] | None = None,
     description: str = "training",
@@ -149,8 +156,10 @@ def train_loop(
 ) -> LoopResult:
     """Train ``model`` for ``config.max_steps`` optimizer steps and return the logged history.
 
-    ``resume=True`` continues from the run's latest checkpoint when there is one (a corrupt one raises
-    :class:`~qwenkit.core.checkpoint.CheckpointError`); a path resumes from that checkpoint, which must exist.
+    ``resume=True`` or ``"auto"`` continues from the run's latest checkpoint when there is one (a corrupt one raises
+    :class:`~qwenkit.core.checkpoint.CheckpointError`), ``"must"`` raises :class:`~qwenkit.core.errors.ResumeError`
+    when there is none, and a path resumes from that checkpoint, which must exist. Without resume, a run directory
+    that already holds a checkpoint is refused. Leftovers of a killed run (half-written checkpoints) are removed.
     """
     from accelerate import Accelerator
 
@@ -170,7 +179,9 @@ def train_loop(
     checkpoint = _find_resume_checkpoint(resume, run)
     if checkpoint is not None:
         model.load_state_dict(checkpoint.model)
-        optimizer.load_state_dict(checkpoint.state["optimizer"])
+        if checkpoint.optimizer is None:
+            raise CheckpointError(f"checkpoint {checkpoint.path} holds no optimizer state; it cannot resume training")
+        optimizer.load_state_dict(checkpoint.optimizer)
         scheduler.load_state_dict(checkpoint.state["scheduler"])
         for name, obj in stateful.items():
             if name not in checkpoint.state.get("stateful", {}):
@@ -185,9 +196,9 @@ def train_loop(
         if run is not None and accelerator.is_main_process:
             existing = latest_checkpoint(run.checkpoints_dir)
             if existing is not None:
-                raise FileExistsError(
-                    f"{run.path} already holds a run (checkpoint {existing.name}); pass resume=True (--resume) to "
-                    "continue it, or use a new output directory"
+                raise ResumeError(
+                    f"{run.path} already holds a run (checkpoint {existing.name}); pass --resume to continue it, or "
+                    "use a new output directory"
                 )
             run.truncate_metrics(0)
         seed_everything(config.seed)
@@ -247,18 +258,22 @@ def train_loop(
             if run is not None and (
                 done == config.max_steps or (config.checkpoint_every and done % config.checkpoint_every == 0)
             ):
-                _save(run, done, accelerator, model, optimizer, scheduler, stateful, config.keep_checkpoints)
+                _save(run, done, accelerator, model, optimizer, scheduler, stateful, config.keep_last)
             bar.update(1, loss=total_loss)
     return result
 
 
-def _find_resume_checkpoint(resume: bool | str | Path, run: RunDir | None):
-    if resume is False:
+def _find_resume_checkpoint(resume: bool | str | Path | None, run: RunDir | None):
+    if run is not None:
+        remove_leftovers(run.checkpoints_dir)
+    if resume is False or resume is None:
         return None
-    if resume is True:
+    if resume is True or resume in ("auto", "must"):
         if run is None:
-            raise ValueError("resume=True needs a run directory (run=RunDir(...)) to look for checkpoints in")
+            raise ValueError("resume needs a run directory (run=RunDir(...)) to look for checkpoints in")
         latest = latest_checkpoint(run.checkpoints_dir)
+        if latest is None and resume == "must":
+            raise ResumeError(f"--resume=must: {run.checkpoints_dir} holds no checkpoint to resume from")
         return None if latest is None else load_checkpoint(latest)
     return load_checkpoint(resume)
 
@@ -267,12 +282,12 @@ def _save(run, step, accelerator, model, optimizer, scheduler, stateful, keep) -
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         state = {
-            "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
             "rng": capture_rng_state(),
             "stateful": {name: obj.state_dict() for name, obj in stateful.items()},
         }
-        save_checkpoint(run.checkpoints_dir, step, accelerator.unwrap_model(model).state_dict(), state, keep=keep)
+        save_checkpoint(run.checkpoints_dir, step, accelerator.unwrap_model(model).state_dict(), state,
+                        optimizer_state=optimizer.state_dict(), keep=keep)
     accelerator.wait_for_everyone()
 
 

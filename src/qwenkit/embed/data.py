@@ -23,6 +23,8 @@ import sysconfig
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from qwenkit.core.errors import DataError
+
 BUILDER_VERSION = 1
 TASKS = ("stdlib", "wordnet")
 INSTRUCTIONS = {
@@ -31,10 +33,6 @@ INSTRUCTIONS = {
 }
 WORDNET_DIR = Path("/usr/share/wordnet")
 SKIP_DIRS = {"test", "tests", "idlelib", "lib2to3", "site-packages", "ensurepip", "turtledemo", "__pycache__"}
-
-
-class DataError(RuntimeError):
-    """A task cannot be built (missing source data) or a cached file is corrupt."""
 
 
 @dataclass

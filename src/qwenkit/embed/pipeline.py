@@ -12,7 +12,7 @@ Defaults (paper: weak pre-training, SFT on labelled + cosine-filtered synthetic 
 - ``supervised``: from ``weak``; labelled stdlib pairs plus weak pairs (weight 0.5) kept when their cosine under the
   stage's starting model exceeds ``cosine_filter`` 0.7 (the paper's threshold);
 - ``merge``: ``slerp(weak, supervised, t=0.5)``. The paper merges checkpoints saved during SFT: name them as
-  ``stage@STEP`` (needs ``trainer.checkpoint_every`` and enough ``keep_checkpoints``).
+  ``stage@STEP`` (needs ``trainer.checkpoint_every`` and enough ``keep_last``).
 """
 
 from __future__ import annotations
@@ -167,7 +167,7 @@ def _state_dict(out: Path, ref: str, template) -> dict:
     found = {int(p.name.split("-")[1]): p for p in list_checkpoints(out / stage / "checkpoints")}
     if not step.isdigit() or int(step) not in found:
         raise ValueError(f"merge model {ref!r}: stage {stage!r} has checkpoints at steps {sorted(found)}; set "
-                         "trainer.checkpoint_every / keep_checkpoints so the step you name is kept")
+                         "trainer.checkpoint_every / keep_last so the step you name is kept")
     state = load_checkpoint(found[int(step)]).model
     expected = template.model.state_dict().keys()
     if set(state) != set(expected):

@@ -37,9 +37,10 @@ def chat(
 ) -> None:
     """Chat in the terminal, streaming the reasoning (dimmed) and the answer. Empty line or Ctrl-D ends."""
     apply_run_options(threads, quiet, seed)
-    from qwenkit.infer.models import resolve_model
+    from qwenkit.lm.loading import resolve_model
 
-    loaded, tokenizer, name = resolve_model(model, gguf_file=gguf_file, device=device)
+    resolved = resolve_model(model, gguf_file=gguf_file, device=device)
+    loaded, tokenizer, name = resolved.model, resolved.tokenizer, resolved.name
     history: list[dict[str, str]] = [{"role": "system", "content": system}] if system else []
     inputs = iter(message) if message else _read_lines()
     for text in inputs:
@@ -147,10 +148,11 @@ def serve(
     apply_run_options(threads, quiet)
     import uvicorn
 
-    from qwenkit.infer.models import resolve_model
     from qwenkit.infer.server import create_app
+    from qwenkit.lm.loading import resolve_model
 
-    loaded, tokenizer, name = resolve_model(model, gguf_file=gguf_file, device=device)
+    resolved = resolve_model(model, gguf_file=gguf_file, device=device)
+    loaded, tokenizer, name = resolved.model, resolved.tokenizer, resolved.name
     app_ = create_app(loaded, tokenizer, model_name=model_name or name, max_batch_size=max_batch_size,
                       stop_text=stop_text)
     typer.echo(f"serving {model_name or name} on http://{host}:{port}/v1")

@@ -31,9 +31,10 @@ def run_sweep(settings: SweepRunConfig, run, *, model: str = "toy", gguf_file: s
                    f"questions on the `digits` task (final loss {result.history[-1]['loss']:.3f}). ")
         name = f"tiny Qwen3 ({settings.toy.size}, trained)"
     else:
-        from qwenkit.infer.models import resolve_model
+        from qwenkit.lm.loading import resolve_model
 
-        loaded, tokenizer, name = resolve_model(model, gguf_file=gguf_file)
+        resolved = resolve_model(model, gguf_file=gguf_file)
+        loaded, tokenizer, name = resolved.model, resolved.tokenizer, resolved.name
         trained = ""
     points = budget_sweep(loaded, tokenizer, settings.sweep, quiet=quiet)
     intro = (f"{trained}Model: {name}. Task `{settings.sweep.task}` (length {settings.sweep.length}), "
@@ -56,7 +57,7 @@ def _quick(ctx: ReproContext) -> str:
     summary = run_sweep(settings, ctx.run, seed=ctx.seed, quiet=True)
     if ctx.full:
         from qwenkit.core.runs import RunDir
-        from qwenkit.infer.models import smollm2_directory
+        from qwenkit.lm.loading import smollm2_directory
 
         if smollm2_directory() is not None:
             smol = SweepRunConfig.model_validate({"sweep": {"task": "addition", "length": 2, "questions": 50,

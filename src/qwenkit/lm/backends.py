@@ -21,12 +21,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from qwenkit.core.errors import QwenkitError
 from qwenkit.lm.chat import THINK_END, generation_prompt, render_chat, split_reasoning
 
 RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
 
 
-class BackendError(RuntimeError):
+class BackendError(QwenkitError, RuntimeError):
     """A chat request failed for good (a 4xx other than 408/409/429, or retries exhausted); names the cause."""
 
     def __init__(self, message: str, *, status: int | None = None):

@@ -8,28 +8,39 @@ from typing import Annotated
 
 import typer
 
-from qwenkit.core.cli_options import QuietOption, ThreadsOption, apply_run_options
+from qwenkit.core.cli_options import (
+    ConfigOption,
+    QuietOption,
+    ResumeOption,
+    SetOption,
+    ThreadsOption,
+    apply_run_options,
+)
 
 app = typer.Typer(help="RLVR: GRPO, GSPO, GSPO-token and the 80/20 forking-token rule.", no_args_is_help=True)
 
 
-
 @app.command()
 def train(
-    config: Annotated[Path | None, typer.Option("--config", help="YAML config (see docs/rl.md).")] = None,
-    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a field: a.b=value (repeatable).")] = None,
+    config: ConfigOption = None,
+    set_: SetOption = None,
     algorithm: Annotated[
-        str | None, typer.Option("--algorithm", help="Preset for `algorithm`: grpo, gspo, gspo_token, grpo_8020, dapo.")
+        str | None,
+        typer.Option("--algorithm", help="Preset for `algorithm`: grpo, gspo, gspo_token, grpo_8020, dapo. It "
+                     "overrides the config file's algorithm fields it sets; --set overrides both."),
     ] = None,
     out: Annotated[Path, typer.Option("--out", help="Run directory.")] = Path("runs/rl"),
     seed: Annotated[int | None, typer.Option("--seed", help="Seed (default: trainer.seed).")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue from the run's latest checkpoint.")] = False,
+    resume: ResumeOption = None,
     threads: ThreadsOption = None,
     quiet: QuietOption = False,
 ) -> None:
-    """Train a policy with verifiable rewards; writes metrics.jsonl, checkpoints, plots and report.md into --out."""
+    """Train a policy with verifiable rewards; writes metrics.jsonl, checkpoints, plots and report.md into --out.
+
+    The model is `model.path`: a local Hugging Face directory, a .gguf file, a directory holding one, or `smollm2`.
+    """
     from qwenkit.core.config import load_config, read_yaml
-    from qwenkit.rl.config import ALGORITHMS, RLConfig
+    from qwenkit.rl.config import ALGORITHMS, RLConfig, apply_algorithm_preset
     from qwenkit.rl.train import train as run_training
 
     apply_run_options(threads, quiet)
@@ -38,8 +49,13 @@ def train(
         if algorithm not in ALGORITHMS:
             raise typer.BadParameter(f"unknown algorithm {algorithm!r}; choose one of {sorted(ALGORITHMS)}",
                                      param_hint="--algorithm")
-        data["algorithm"] = {**ALGORITHMS[algorithm], **data.get("algorithm", {})}
-    rl_config = load_config(RLConfig, data, set_ or [])
+        data, overridden = apply_algorithm_preset(data, algorithm)
+        if overridden:
+            typer.echo(f"note: --algorithm {algorithm} overrides the config file's {'; '.join(overridden)}", err=True)
+    origin = None
+    if config:
+        origin = f"config file {str(config)!r}" + (f" with --algorithm {algorithm}" if algorithm else "")
+    rl_config = load_config(RLConfig, data, set_ or [], origin=origin)
     result = run_training(rl_config, out, seed=seed, resume=resume, quiet=quiet or None)
     last = result.history[-1] if result.history else {}
     if int(os.environ.get("RANK", "0")) != 0:

@@ -11,7 +11,11 @@ from qwenkit.core.loop import TrainConfig
 
 
 class ModelConfig(StrictModel):
-    path: str | None = Field(None, description="a local Hugging Face causal-LM directory; null = a tiny Qwen3")
+    path: str | None = Field(
+        None, description="a local Hugging Face causal-LM directory, a .gguf file, a directory holding one, or the "
+        "alias smollm2 (see qwenkit.lm.loading.resolve_model); null = a tiny Qwen3 built from `size`/`moe`"
+    )
+    gguf_file: str | None = Field(None, description="which GGUF file of `path` to load, when it holds several")
     size: Literal["nano", "tiny", "small", "base"] = "tiny"
     moe: bool = Field(False, description="tiny Qwen3-MoE (4 experts, top-2) instead of dense")
     seed: int = Field(0, description="initialisation seed of the tiny model")
@@ -108,12 +112,22 @@ class RLConfig(StrictModel):
 
 
 ALGORITHMS: dict[str, dict] = {
-    "grpo": dict(level="token", clip_low=0.2, clip_high=0.28, aggregation="seq-mean-token-mean"),
-    "gspo": dict(level="sequence", clip_low=3e-4, clip_high=4e-4, aggregation="seq-mean-token-mean"),
-    "gspo_token": dict(level="sequence_token", clip_low=3e-4, clip_high=4e-4, aggregation="seq-mean-token-mean"),
+    "grpo": dict(level="token", clip_low=0.2, clip_high=0.28, aggregation="seq-mean-token-mean", rho=1.0),
+    "gspo": dict(level="sequence", clip_low=3e-4, clip_high=4e-4, aggregation="seq-mean-token-mean", rho=1.0),
+    "gspo_token": dict(level="sequence_token", clip_low=3e-4, clip_high=4e-4, aggregation="seq-mean-token-mean",
+                       rho=1.0),
     "grpo_8020": dict(level="token", clip_low=0.2, clip_high=0.28, aggregation="token-mean", rho=0.2),
     "dapo": dict(level="token", clip_low=0.2, clip_high=0.28, aggregation="token-mean", rho=1.0),
 }
 """The algorithms of the reproduction: GRPO (DAPO clip-higher), GSPO and GSPO-token at the paper's clip range
 (3e-4, 4e-4), the 80/20 rule on DAPO's token-mean loss (rho = 0.2), and that loss without the mask (``dapo``, the
-80/20 rule's control)."""
+80/20 rule's control). Each preset sets every field that tells the algorithms apart (level, clip range, aggregation,
+rho). Precedence, one rule for every command: the config file < the ``--algorithm`` preset < ``--set``."""
+
+
+def apply_algorithm_preset(data: dict, name: str) -> tuple[dict, list[str]]:
+    """``data`` with preset ``name`` laid over its ``algorithm`` block, and the file's fields it overrode."""
+    preset = ALGORITHMS[name]
+    block = dict(data.get("algorithm") or {})
+    overridden = [f"algorithm.{k}: {block[k]!r} -> {v!r}" for k, v in preset.items() if k in block and block[k] != v]
+    return {**data, "algorithm": {**block, **preset}}, overridden

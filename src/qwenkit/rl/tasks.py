@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from qwenkit.core.errors import ConfigError
 from qwenkit.rl.rewards import RewardFn, exact_match
 
 
@@ -126,7 +127,7 @@ TASKS: dict[str, Callable[[], Task]] = {
 
 def get_task(name: str) -> Task:
     if name not in TASKS:
-        raise ValueError(f"unknown task {name!r}; choose one of {sorted(TASKS)}")
+        raise ConfigError(f"task: unknown task {name!r}; choose one of {sorted(TASKS)}")
     return TASKS[name]()
 
 

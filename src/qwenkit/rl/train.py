@@ -20,7 +20,7 @@ import torch
 
 from qwenkit.core.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from qwenkit.core.loop import TrainConfig, train_loop
-from qwenkit.core.runs import RunDir
+from qwenkit.core.runs import ResumeMode, RunDir, normalize_resume, start_run
 from qwenkit.lm.logprobs import token_logprobs
 from qwenkit.lm.sampling import SamplingParams, sample
 from qwenkit.rl.config import RLConfig
@@ -32,10 +32,10 @@ from qwenkit.rl.tasks import Task, draw_examples, get_task
 def build_model_and_tokenizer(config: RLConfig):
     """A local checkpoint (``model.path``) with its tokenizer, or a tiny Qwen3 with the synthetic tokenizer."""
     if config.model.path:
-        from qwenkit.lm.loading import load_causal_lm, load_tokenizer
+        from qwenkit.lm.loading import resolve_model
 
-        tokenizer = load_tokenizer(config.model.path)
-        model = load_causal_lm(config.model.path, dtype=torch.float32)
+        resolved = resolve_model(config.model.path, gguf_file=config.model.gguf_file, dtype=torch.float32)
+        model, tokenizer = resolved.model, resolved.tokenizer
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         return model, tokenizer
@@ -170,24 +170,28 @@ def train(
     out: str | Path,
     *,
     seed: int | None = None,
-    resume: bool = False,
+    resume: ResumeMode | str = False,
     quiet: bool | None = None,
     report: bool = True,
 ) -> TrainResult:
-    """Run one RL experiment into ``out`` (see the module docstring); ``seed`` overrides ``trainer.seed``."""
+    """Run one RL experiment into ``out`` (see the module docstring); ``seed`` overrides ``trainer.seed``.
+
+    The task and the model are loaded before anything is written to ``out``; ``resume`` as in
+    :func:`qwenkit.core.runs.start_run` (a changed training config is refused).
+    """
     import torch.distributed as dist
 
     from qwenkit.lm.loading import offline_environment
 
     offline_environment()
     seed = config.trainer.seed if seed is None else seed
-    run = RunDir(out)
     world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else _env_world_size()
     trainer_config = config.trainer.model_copy(update={"max_steps": config.max_steps, "seed": seed})
-    if world == 1 or _env_rank() == 0:
-        run.save_config(config.model_copy(update={"trainer": trainer_config}))
     task = get_task(config.task)
     model, tokenizer = build_model_and_tokenizer(config)
+    resolved_config = config.model_copy(update={"trainer": trainer_config})
+    run = start_run(out, resolved_config, resume=resume) if world == 1 or _env_rank() == 0 else RunDir(out)
+    resume = normalize_resume(resume)
     random.seed(seed)
     torch.manual_seed(seed)
     sft_stats = warm_start(model, tokenizer, task, config, run, seed, quiet)
