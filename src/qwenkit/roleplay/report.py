@@ -1,0 +1,164 @@
+"""The report of one or more run directories: Markdown + HTML with tables, a degradation plot and radar charts."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from qwenkit.roleplay.agreement import cohen_kappa
+from qwenkit.roleplay.data import DIMENSIONS
+from qwenkit.roleplay.run import read_jsonl, summarise
+
+
+def _interval(row: dict[str, Any]) -> str:
+    if row["n"] == 0:
+        return "-"
+    return f"{row['mean']:.1f} [{row['ci_low']:.1f}, {row['ci_high']:.1f}]"
+
+
+def radar_plot(path: Path, labels: list[str], series: dict[str, list[float]], title: str) -> Path:
+    """One polygon per series over ``labels`` (0-100 scale); NaN points are drawn at 0 and named in the legend."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    angles = np.linspace(0, 2 * math.pi, len(labels), endpoint=False).tolist()
+    fig, ax = plt.subplots(figsize=(5.2, 5.2), dpi=110, subplot_kw={"polar": True})
+    for name, values in series.items():
+        clean = [0.0 if math.isnan(v) else v for v in values]
+        ax.plot(angles + angles[:1], clean + clean[:1], linewidth=1.5, label=name)
+        ax.fill(angles + angles[:1], clean + clean[:1], alpha=0.12)
+    ax.set_xticks(angles, labels)
+    ax.set_ylim(0, 100)
+    ax.set_title(title, fontsize="medium")
+    ax.legend(loc="upper right", bbox_to_anchor=(1.3, 1.1), fontsize="small")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def judge_agreement(judgments: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per pair of judges and dimension: items both scored validly, exact agreement and Cohen's kappa."""
+    scores: dict[str, dict[tuple, float]] = defaultdict(dict)
+    for j in judgments:
+        if j["score"] is not None:
+            scores[j["judge"]][(j["player"], j["dialogue_id"], j["round"], j["dimension"])] = j["score"]
+    judges = sorted(scores)
+    rows = []
+    for a_index, first in enumerate(judges):
+        for second in judges[a_index + 1:]:
+            for dimension in DIMENSIONS:
+                keys = sorted(k for k in scores[first] if k[3] == dimension and k in scores[second])
+                if not keys:
+                    continue
+                a = [scores[first][k] for k in keys]
+                b = [scores[second][k] for k in keys]
+                rows.append({"judges": f"{first} vs {second}", "dimension": dimension, "items": len(keys),
+                             "exact": float(np.mean(np.equal(a, b))), "cohen_kappa": cohen_kappa(a, b)})
+    return rows
+
+
+def _write_transcript(path: Path, transcript: dict[str, Any], judgments: list[dict[str, Any]]) -> None:
+    lines = [f"# {transcript['player']} / {transcript['dialogue_id']} ({transcript['lang']}, {transcript['scenario']})",
+             ""]
+    for r in transcript["rounds"]:
+        marks = ", ".join(f"{j['judge']}:{j['dimension']}={j['score'] if j['score'] is not None else 'invalid'}"
+                          for j in judgments if j["round"] == r["index"])
+        lines += [f"**User {r['index'] + 1}:** {r['user']}", "", f"**Character:** {r['reply']}", "",
+                  f"_scores: {marks}_", ""]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines), encoding="utf-8")
+
+
+def build_report(run_dirs: list[Path], out: Path, *, title: str = "Role-play benchmark", intro: str = "",
+                 worst: int = 5, reps: int = 1000) -> tuple[Path, Path]:
+    """Write ``report.md``/``report.html`` into ``out`` from the runs' judgments and transcripts."""
+    from qwenkit.core.plots import line_plot
+    from qwenkit.core.report import Report
+
+    judgments, transcripts = [], []
+    for run in run_dirs:
+        for name in ("judgments.jsonl", "transcripts.jsonl"):
+            if not (run / name).is_file():
+                raise FileNotFoundError(f"{run}: no {name}; is it a finished `qwenkit roleplay run` directory?")
+        judgments += read_jsonl(run / "judgments.jsonl")
+        transcripts += read_jsonl(run / "transcripts.jsonl")
+    summary = summarise(judgments, reps=reps, seed=0)
+    out.mkdir(parents=True, exist_ok=True)
+    report = Report(title)
+    if intro:
+        report.text(intro)
+    total = summary["judgments"]
+    report.text(f"{len(transcripts)} dialogues, {total} judgments ({summary['invalid']} invalid, "
+                f"{summary['rule_overrides']} fixed by a rule override). Scores are normalised to 0-100 "
+                "(score / highest score of the dimension x 100); brackets are percentile-bootstrap 95 % intervals "
+                "over the judged replies. Invalid judgments are counted, never averaged.")
+    report.heading("Scores by dimension")
+    pivot: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in summary["by_dimension"]:
+        entry = pivot.setdefault((row["judge"], row["player"]), {"judge": row["judge"], "player": row["player"]})
+        entry[row["dimension"]] = _interval(row)
+    dims = [d for d in DIMENSIONS if any(r["dimension"] == d for r in summary["by_dimension"])]
+    report.table(list(pivot.values()), ["judge", "player", *dims])
+    report.heading("By language")
+    rows = [{"judge": r["judge"], "player": r["player"], "lang": r["lang"], "dimension": r["dimension"],
+             "score": _interval(r), "n": r["n"], "invalid": r["invalid"]} for r in summary["by_language"]]
+    report.table(rows, ["judge", "player", "lang", "dimension", "score", "n", "invalid"])
+    report.heading("By scenario")
+    rows = [{"judge": r["judge"], "player": r["player"], "scenario": r["scenario"], "dimension": r["dimension"],
+             "score": _interval(r), "n": r["n"], "invalid": r["invalid"]} for r in summary["by_scenario"]]
+    report.table(rows, ["judge", "player", "scenario", "dimension", "score", "n", "invalid"])
+    report.heading("Invalid-answer rate per judge")
+    per_judge: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for j in judgments:
+        per_judge[j["judge"]][0] += j["status"] == "invalid"
+        per_judge[j["judge"]][1] += j["status"] in {"judge", "invalid"}
+    report.table([{"judge": k, "model calls that needed an answer": v[1], "invalid": v[0],
+                   "invalid rate": v[0] / v[1] if v[1] else float("nan")} for k, v in sorted(per_judge.items())])
+    agreement = judge_agreement(judgments)
+    if agreement:
+        report.heading("Agreement between judges")
+        report.text("Exact agreement and Cohen's kappa on the replies both judges scored validly (rule overrides "
+                    "count for LLM judges, so EE/CM agreement is partly built in).")
+        report.table(agreement)
+    report.heading("Degradation over rounds")
+    series = {}
+    for row in summary["by_round"]:
+        x, y = series.setdefault(f"{row['judge']} / {row['player']}", ([], []))
+        x.append(row["round"] + 1)
+        y.append(row["mean"])
+    plot = line_plot(out / "plots" / "rounds.png", series, title="Mean score (all dimensions) by round",
+                     xlabel="round", ylabel="score (0-100)")
+    report.image(plot, "Mean normalised score over all scored dimensions at each round, per judge and player; "
+                       "later rounds have fewer replies (dialogues end at different lengths).")
+    report.heading("Radar per player")
+    for judge in sorted({r["judge"] for r in summary["by_dimension"]}):
+        radar = {r["player"]: [] for r in summary["by_dimension"] if r["judge"] == judge}
+        for player in radar:
+            lookup = {r["dimension"]: r["mean"] for r in summary["by_dimension"]
+                      if r["judge"] == judge and r["player"] == player}
+            radar[player] = [lookup.get(d, float("nan")) for d in dims]
+        path = radar_plot(out / "plots" / f"radar-{judge}.png", dims, radar, f"judge: {judge}")
+        report.image(path, f"Mean score per dimension by judge {judge} (0-100); a dimension with no valid "
+                           "score is drawn at 0.")
+    report.heading("Worst transcripts")
+    means: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for j in judgments:
+        if j["normalised"] is not None:
+            means[(j["player"], j["dialogue_id"])].append(j["normalised"])
+    ranked = sorted(means, key=lambda k: (float(np.mean(means[k])), k))[:worst]
+    by_key = {(t["player"], t["dialogue_id"]): t for t in transcripts}
+    lines = []
+    for key in ranked:
+        path = out / "transcripts" / f"{key[0]}-{key[1]}.md"
+        _write_transcript(path, by_key[key], [j for j in judgments if (j["player"], j["dialogue_id"]) == key])
+        lines.append(f"- [{key[0]} / {key[1]}](transcripts/{path.name}): mean {np.mean(means[key]):.1f} over all "
+                     "judges and dimensions")
+    report.text("\n".join(lines) or "No scored dialogues.")
+    return report.write(out)
