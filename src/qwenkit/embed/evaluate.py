@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from qwenkit.embed.metrics import dense_run, evaluate_run
+from qwenkit.embed.metrics import dense_run, evaluate_run, per_query_ndcg
 from qwenkit.embed.mining import bm25_run
 
 if TYPE_CHECKING:
@@ -24,9 +24,12 @@ def renormalised(vectors: np.ndarray, dim: int | None) -> np.ndarray:
 
 def evaluate_embedder(embedder: Embedder, task: RetrievalTask, *, dims: Sequence[int | None] = (None,),
                       batch_size: int = 32, query_max_length: int | None = None,
-                      doc_max_length: int | None = None,
-                      use_instruction: bool = True) -> dict[int, dict[str, float]]:
-    """nDCG@10 / MRR@10 / R@100 at each Matryoshka dim (corpus and queries are embedded once, at full size)."""
+                      doc_max_length: int | None = None, use_instruction: bool = True,
+                      per_query: dict[str, float] | None = None) -> dict[int, dict[str, float]]:
+    """nDCG@10 / MRR@10 / R@100 at each Matryoshka dim (corpus and queries are embedded once, at full size).
+
+    ``per_query``, when given, is filled with every query's nDCG@10 at the full dimension (for paired intervals).
+    """
     query_ids, doc_ids = list(task.queries), list(task.corpus)
     queries = embedder.encode([task.queries[q] for q in query_ids],
                               instruction=task.instruction if use_instruction else None,
@@ -38,6 +41,8 @@ def evaluate_embedder(embedder: Embedder, task: RetrievalTask, *, dims: Sequence
         size = full if dim is None else min(dim, full)
         run = dense_run(query_ids, renormalised(queries, size), doc_ids, renormalised(docs, size))
         results[size] = evaluate_run(task.qrels, run)
+        if per_query is not None and size == full:
+            per_query.update(per_query_ndcg(task.qrels, run))
     return results
 
 

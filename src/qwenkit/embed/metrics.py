@@ -69,3 +69,31 @@ def dense_run(query_ids: list[str], query_vectors: np.ndarray, doc_ids: list[str
     k = min(k, len(doc_ids))
     top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
     return {qid: {doc_ids[j]: float(scores[i, j]) for j in top[i]} for i, qid in enumerate(query_ids)}
+
+
+def per_query_ndcg(qrels: Qrels, run: Run, k: int = 10) -> dict[str, float]:
+    """``nDCG@k`` of every query of ``qrels`` (``ir-measures``; a query missing from ``run`` scores 0)."""
+    import ir_measures
+    from ir_measures import nDCG
+
+    scores = {q: 0.0 for q in qrels}
+    for metric in ir_measures.iter_calc([nDCG @ k], dict(qrels), dict(run)):
+        scores[metric.query_id] = float(metric.value)
+    return scores
+
+
+def paired_bootstrap_interval(differences: np.ndarray, *, confidence: float = 0.95, resamples: int = 10_000,
+                              seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of paired per-query differences (Efron & Tibshirani 1993, ch. 13).
+
+    Resample the ``n`` differences with replacement ``resamples`` times, take each resample's mean, and return the
+    ``(1 - confidence) / 2`` and ``(1 + confidence) / 2`` quantiles of those means. Seeded, so it is deterministic.
+    """
+    values = np.asarray(differences, dtype=np.float64)
+    if values.ndim != 1 or values.size == 0:
+        raise ValueError("differences must be a non-empty 1-D array")
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, values.size, size=(resamples, values.size))].mean(axis=1)
+    tail = (1.0 - confidence) / 2.0
+    low, high = np.quantile(means, [tail, 1.0 - tail])
+    return float(low), float(high)

@@ -88,12 +88,16 @@ class Reranker:
         model = load_causal_lm(path, gguf_file=gguf_file, dtype=dtype)
         return cls(model, load_tokenizer(path, gguf_file=gguf_file), max_length=max_length, instruction=instruction)
 
-    def prompt_ids(self, query: str, document: str, instruction: str | None = None) -> list[int]:
-        """Token ids of one prompt: prefix + body (truncated from its end to fit ``max_length``) + suffix."""
+    def prompt_ids(self, query: str, document: str, instruction: str | None = None, *,
+                   truncate: bool = True) -> list[int]:
+        """Token ids of one prompt: prefix + body (truncated from its end to fit ``max_length``) + suffix.
+
+        ``truncate=False`` keeps the whole body (the prompt may then exceed ``max_length``; servers refuse it).
+        """
         body = format_rerank_body(instruction or self.instruction, query, document)
         body_ids = self.tokenizer(body, add_special_tokens=False)["input_ids"]
         room = self.max_length - len(self.prefix_ids) - len(self.suffix_ids)
-        return [*self.prefix_ids, *body_ids[:room], *self.suffix_ids]
+        return [*self.prefix_ids, *(body_ids[:room] if truncate else body_ids), *self.suffix_ids]
 
     def logits(self, prompts: Sequence[Sequence[int]]) -> torch.Tensor:
         """Last-position ``[z_no, z_yes]`` logits (batch, 2) of left-padded prompts, with autograd."""
@@ -114,13 +118,15 @@ class Reranker:
         return torch.nn.functional.linear(last, weight, bias)
 
     def score(self, query: str, documents: Sequence[str], *, instruction: str | None = None,
-              batch_size: int = 8) -> np.ndarray:
-        """P(yes) for each document given ``query`` (float32, input order)."""
-        return self.score_pairs([(query, d) for d in documents], instruction=instruction, batch_size=batch_size)
+              batch_size: int = 8, raw: bool = False) -> np.ndarray:
+        """P(yes) for each document given ``query`` (float32, input order); ``raw``: the log-odds instead."""
+        return self.score_pairs([(query, d) for d in documents], instruction=instruction, batch_size=batch_size,
+                                raw=raw)
 
     def score_pairs(self, pairs: Sequence[tuple[str, str]], *, instruction: str | None = None,
-                    batch_size: int = 8) -> np.ndarray:
-        """P(yes) = sigmoid(z_yes - z_no) for each (query, document) pair; batches sorted by length."""
+                    batch_size: int = 8, raw: bool = False) -> np.ndarray:
+        """P(yes) = sigmoid(z_yes - z_no) for each (query, document) pair (``raw``: ``z_yes - z_no``, the log-odds);
+        batches sorted by length."""
         prompts = [self.prompt_ids(q, d, instruction) for q, d in pairs]
         order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
         out = np.empty(len(prompts), dtype=np.float32)
@@ -131,7 +137,8 @@ class Reranker:
                 for start in range(0, len(order), batch_size):
                     rows = order[start : start + batch_size]
                     no_yes = self.logits([prompts[i] for i in rows])
-                    out[rows] = yes_no_score(no_yes, 1, 0).cpu().numpy()
+                    scores = (no_yes[:, 1] - no_yes[:, 0]).float() if raw else yes_no_score(no_yes, 1, 0)
+                    out[rows] = scores.cpu().numpy()
         finally:
             self.model.train(was_training)
         return out
