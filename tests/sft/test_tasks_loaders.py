@@ -40,6 +40,12 @@ def _count(words: str) -> int:
     return 0 if words == "none" else len(words.split(", "))
 
 
+def test_modular_arithmetic_reduces_every_step():
+    for r in make_task("arithmetic", 50, seed=0, steps=4, modulus=10):
+        assert r.question.endswith("mod 10?") and 0 <= int(r.answer) < 10
+        assert all(0 <= int(v) < 10 for v in re.findall(r"=(\d+)\.", r.rationale))
+
+
 def test_classification_labels_follow_their_rules():
     for r in make_task("sentiment", 100, seed=1):
         positives, negatives = re.match(r"Positive: (.*)\. Negative: (.*)\. ", r.rationale).groups()

@@ -30,15 +30,25 @@ def _operand(rng: random.Random, digits: int) -> int:
     return rng.randint(1 if digits == 1 else 10 ** (digits - 1), 10**digits - 1)
 
 
-def arithmetic(n: int, *, seed: int = 0, steps: int = 2, digits: int = 1) -> list[SFTRecord]:
-    """Word problems of ``steps`` operations on operands of ``digits`` digits; answers stay non-negative."""
-    if steps < 1 or digits < 1:
-        raise ConfigError(f"arithmetic needs steps >= 1 and digits >= 1, got steps={steps}, digits={digits}")
-    rng = random.Random(f"arithmetic-{seed}-{steps}-{digits}")
+def arithmetic(n: int, *, seed: int = 0, steps: int = 2, digits: int = 1, modulus: int = 0) -> list[SFTRecord]:
+    """Word problems of ``steps`` operations on operands of ``digits`` digits; answers stay non-negative.
+
+    ``modulus`` > 0 asks for the result modulo ``modulus`` and reduces every intermediate result ("7+5=2." with
+    modulus 10), so the table of one step is small enough for a tiny model to learn in seconds while the answer of
+    several steps still has to be composed (the quick reproduction uses 10).
+    """
+    if steps < 1 or digits < 1 or modulus < 0:
+        raise ConfigError(f"arithmetic needs steps >= 1, digits >= 1 and modulus >= 0, got steps={steps}, "
+                          f"digits={digits}, modulus={modulus}")
+    rng = random.Random(f"arithmetic-{seed}-{steps}-{digits}-{modulus}")
+
+    def reduce(v: int) -> int:
+        return v % modulus if modulus else v
+
     records = []
     for _ in range(n):
         name = rng.choice(NAMES)
-        value = _operand(rng, digits)
+        value = reduce(_operand(rng, digits))
         sentences = [f"{name} has {value}."]
         work = []
         for _ in range(steps):
@@ -46,8 +56,8 @@ def arithmetic(n: int, *, seed: int = 0, steps: int = 2, digits: int = 1) -> lis
             if operation == "add":
                 x = _operand(rng, digits)
                 sentences.append(f"Gets {x}.")
-                work.append(f"{value}+{x}={value + x}.")
-                value += x
+                work.append(f"{value}+{x}={reduce(value + x)}.")
+                value = reduce(value + x)
             elif operation == "sub":
                 x = rng.randint(1, value)
                 sentences.append(f"Loses {x}.")
@@ -55,11 +65,11 @@ def arithmetic(n: int, *, seed: int = 0, steps: int = 2, digits: int = 1) -> lis
                 value -= x
             else:
                 sentences.append("Doubles it.")
-                work.append(f"{value}*2={value * 2}.")
-                value *= 2
-        sentences.append("How many now?")
+                work.append(f"{value}*2={reduce(value * 2)}.")
+                value = reduce(value * 2)
+        sentences.append(f"How many now, mod {modulus}?" if modulus else "How many now?")
         records.append(SFTRecord(" ".join(sentences), str(value), "number", rationale=" ".join(work),
-                                 meta={"task": "arithmetic", "steps": steps, "digits": digits}))
+                                 meta={"task": "arithmetic", "steps": steps, "digits": digits, "modulus": modulus}))
     return records
 
 
@@ -149,7 +159,7 @@ class TaskSpec:
 
 
 TASKS: dict[str, TaskSpec] = {
-    "arithmetic": TaskSpec(arithmetic, ("steps", "digits"), "math"),
+    "arithmetic": TaskSpec(arithmetic, ("steps", "digits", "modulus"), "math"),
     "sentiment": TaskSpec(sentiment, ("words",), "classification"),
     "topic": TaskSpec(topic, ("words",), "classification"),
     "paraphrase": TaskSpec(paraphrase, ("words",), "classification"),
