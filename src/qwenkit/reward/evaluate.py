@@ -86,3 +86,70 @@ def reward_bench_sections(subset_accuracy: Mapping[str, float]) -> dict[str, flo
             total = sum(REWARD_BENCH_EXAMPLE_COUNTS[s] for s in present)
             sections[section] = sum(subset_accuracy[s] * REWARD_BENCH_EXAMPLE_COUNTS[s] for s in present) / total
     return sections
+
+
+def write_evaluation(
+    model,
+    test_pairs: Sequence[PreferencePair],
+    out,
+    *,
+    held_out: Sequence[PreferencePair] | None = None,
+    seed: int = 0,
+    batch_size: int = 64,
+) -> dict:
+    """Evaluate on ``test_pairs`` and write ``eval.json`` and ``report.md``/``.html`` into ``out``.
+
+    With ``held_out`` pairs, style control is fitted on them and applied to the test pairs.
+    """
+    import json
+    from dataclasses import asdict
+    from pathlib import Path
+
+    from qwenkit.core.report import Report
+    from qwenkit.reward.style import style_control
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    chosen, rejected = score_pairs(model, test_pairs, batch_size)
+    evaluation = evaluate_rewards(test_pairs, chosen, rejected)
+    record = {
+        "overall": asdict(evaluation.overall),
+        "by_category": {k: asdict(v) for k, v in evaluation.by_category.items()},
+        "by_subset": {k: asdict(v) for k, v in evaluation.by_subset.items()},
+        "reward_bench_sections": reward_bench_sections({k: v.accuracy for k, v in evaluation.by_subset.items()}),
+    }
+    report = Report("Reward-model evaluation")
+    report.text(f"{len(test_pairs)} test pairs. Accuracy counts a tie as wrong; BT loss is "
+                "`-mean log sigmoid(r_chosen - r_rejected)`.")
+    rows = [{"group": "all", **asdict(evaluation.overall)}]
+    rows += [{"group": f"category {k}", **asdict(v)} for k, v in evaluation.by_category.items()]
+    rows += [{"group": f"subset {k}", **asdict(v)} for k, v in evaluation.by_subset.items()]
+    report.table(rows, ["group", "pairs", "accuracy", "bt_loss"])
+    if record["reward_bench_sections"]:
+        report.heading("reward-bench v1 sections")
+        report.table([{"section": k, "score": v} for k, v in record["reward_bench_sections"].items()])
+    if held_out is not None:
+        held_chosen, held_rejected = score_pairs(model, held_out, batch_size)
+        tokenizer = model.tokenizer
+
+        def count_tokens(text: str) -> int:
+            return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+        control = style_control((held_out, held_chosen.tolist(), held_rejected.tolist()),
+                                (test_pairs, chosen.tolist(), rejected.tolist()), seed=seed,
+                                count_tokens=count_tokens)
+        record["style_control"] = asdict(control)
+        report.heading("Style control (fitted on the held-out pairs, applied to the test pairs)")
+        report.table([
+            {"judge": "raw rewards (r_c > r_r)", "test accuracy": control.reward_accuracy},
+            {"judge": "logistic on reward difference", "test accuracy": control.reward_only_accuracy},
+            {"judge": "logistic on style features only", "test accuracy": control.style_only_accuracy},
+            {"judge": "logistic on reward difference + style", "test accuracy": control.combined_accuracy},
+        ])
+        share = "n/a (rewards not above chance)" if control.style_share is None else f"{control.style_share:.2f}"
+        report.text(f"Share of the rewards' above-chance accuracy that style alone reaches: {share}. Reward weight "
+                    f"after style control {control.reward_coefficient:.3f} "
+                    f"(alone {control.reward_only_coefficient:.3f}); style weights {control.style_coefficients}.")
+    (out / "eval.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    report.write(out)
+    return record

@@ -156,10 +156,15 @@ class TrainedRewardModel:
 
 
 def train_reward_model(
-    config: RewardTrainConfig, out: str | Path, *, resume: bool | str = False, quiet: bool | None = None
+    config: RewardTrainConfig,
+    out: str | Path,
+    *,
+    resume: bool | str = False,
+    quiet: bool | None = None,
+    save_model: bool = True,
 ) -> TrainedRewardModel:
     """Train, checkpoint (``out/checkpoints``), save the final model as ``out/model`` (a transformers
-    sequence-classification directory) and its evaluation as ``out/eval.json``."""
+    sequence-classification directory; skipped with ``save_model=False``) and its evaluation as ``out/eval.json``."""
     from qwenkit.core.loop import train_loop
     from qwenkit.core.runs import start_run
     from qwenkit.reward.evaluate import evaluate_model
@@ -179,7 +184,8 @@ def train_reward_model(
         eval_fn=eval_fn if eval_pairs else None, resume=resume, description="reward model", quiet=quiet,
     )
     evaluation = evaluate_model(model, eval_pairs, config.eval_batch_size) if eval_pairs else None
-    save_reward_model(model, run.path / "model")
+    if save_model:
+        save_reward_model(model, run.path / "model")
     if evaluation is not None:
         (run.path / "eval.json").write_text(json.dumps(evaluation_record(evaluation), indent=2) + "\n")
     return TrainedRewardModel(run, model, result.history, evaluation)
