@@ -1,7 +1,12 @@
-"""The full qwenkit.permute benchmark (the issue's matrix), written to benchmarks/results/permute.{json,md,html}.
+"""The qwenkit.permute benchmark (the issue's matrix) and size sweep, written to benchmarks/results/.
 
-Run: ``.venv/bin/python benchmarks/permute_bench.py`` (about 10-15 minutes on 2 cores); same as
-``qwenkit permute bench --out benchmarks/results``.
+Each run is meant to take a few minutes under ``qk-cpu quiet`` on 2 cores, so the matrix is run by groups and merged
+into ``permute.json`` (a later run of a group replaces that group's results; each run's load average is kept):
+
+    qk-cpu quiet .venv/bin/python benchmarks/permute_bench.py --groups 2-D
+    qk-cpu quiet .venv/bin/python benchmarks/permute_bench.py --groups 3-D 4-D
+    qk-cpu quiet .venv/bin/python benchmarks/permute_bench.py --groups 6-D 20-D
+    qk-cpu quiet .venv/bin/python benchmarks/permute_bench.py --sweep [--full]   # 16 elements .. 64 MiB (1 GiB)
 """
 
 from __future__ import annotations
@@ -10,24 +15,47 @@ import argparse
 import json
 from pathlib import Path
 
-from qwenkit.permute.bench import full_cases, quick_cases, run_benchmark, write_report
+from qwenkit.permute.bench import (
+    GROUPS,
+    SWEEP_DEFAULT_MAX_BYTES,
+    SWEEP_FULL_MAX_BYTES,
+    full_cases,
+    merge_records,
+    quick_cases,
+    run_benchmark,
+    run_sweep,
+    sweep_minimum_line,
+    write_report,
+    write_sweep_report,
+)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
-    parser.add_argument("--quick", action="store_true", help="the ~1-minute subset")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--quick", action="store_true", help="the ~1-minute subset (permute_quick.*)")
+    parser.add_argument("--groups", nargs="+", choices=GROUPS, default=list(GROUPS), help="case groups to run")
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--sweep", action="store_true", help="run the size sweep instead of the matrix")
+    parser.add_argument("--full", action="store_true", help="sweep up to 1 GiB instead of 64 MiB")
     parser.add_argument("--report-only", action="store_true", help="rewrite the report from the existing JSON")
     args = parser.parse_args()
+    if args.sweep:
+        record = run_sweep(SWEEP_FULL_MAX_BYTES if args.full else SWEEP_DEFAULT_MAX_BYTES, repeats=args.repeats)
+        md_path = write_sweep_report(record, args.out)
+        print(sweep_minimum_line(record))
+        print(f"wrote {md_path}")
+        return
     name = "permute_quick" if args.quick else "permute"
+    json_path = args.out / f"{name}.json"
+    old = json.loads(json_path.read_text()) if json_path.exists() else None
     if args.report_only:
-        record = json.loads((args.out / f"{name}.json").read_text())
+        record = old
     else:
-        cases = quick_cases() if args.quick else full_cases()
-        record = run_benchmark(cases, threads_list=tuple(args.threads), repeats=args.repeats,
-                               with_numba=not args.quick)
+        cases = [c for c in (quick_cases() if args.quick else full_cases()) if c.group in args.groups]
+        record = merge_records(None if args.quick else old,
+                               run_benchmark(cases, threads_list=tuple(args.threads), repeats=args.repeats))
     json_path, md_path, _ = write_report(record, args.out, name=name, title="qwenkit.permute benchmark")
     print(f"wrote {json_path} and {md_path}")
 

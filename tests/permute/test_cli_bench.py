@@ -3,10 +3,24 @@
 from __future__ import annotations
 
 import json
+import math
 
 from typer.testing import CliRunner
 
-from qwenkit.permute.bench import Case, run_benchmark, summary_rows, write_report
+from qwenkit.permute.bench import (
+    SWEEP_FULL_MAX_BYTES,
+    Case,
+    findings,
+    lowest_ratio,
+    run_benchmark,
+    run_sweep,
+    summary_rows,
+    sweep_layouts,
+    sweep_minimum,
+    sweep_ratios,
+    write_report,
+    write_sweep_report,
+)
 from qwenkit.permute.check import run_check
 from qwenkit.permute.cli import app
 
@@ -37,8 +51,8 @@ def test_run_check_reports_no_failures():
 def test_benchmark_writes_json_markdown_and_charts(tmp_path):
     cases = [Case("tiny 2-D", (96, 80), "float32", (1, 0), "2-D"),
              Case("tiny 3-D", (8, 16, 12), "uint8", (2, 0, 1), "3-D")]
-    record = run_benchmark(cases, threads_list=(1,), repeats=2, with_numba=False, progress=lambda _: None)
-    assert len(record["results"]) == 2 and all(r["correct"] for r in record["results"])
+    record = run_benchmark(cases, threads_list=(1, 2), repeats=2, with_peers=False, progress=lambda _: None)
+    assert len(record["results"]) == 4 and all(r["correct"] for r in record["results"])
     assert "load_average_before" in record and record["environment"]["isa"]
     rows = summary_rows(record)
     assert rows[0]["x NumPy"] > 0 and rows[0]["% of copy"] > 0
@@ -47,3 +61,35 @@ def test_benchmark_writes_json_markdown_and_charts(tmp_path):
     text = md_path.read_text()
     assert "tiny 2-D" in text and "x NumPy" in text and chart.exists()
     assert (tmp_path / "permute_copy_bandwidth.png").exists()
+
+
+def test_accounting_flags_impossible_bandwidth_and_takes_the_true_minimum():
+    """Hand-made times: a case faster than the best copy of its bytes is a measurement error, not a result; the
+    lowest ratio is taken over every output kind, not the aligned one only."""
+    def result(name, qwenkit, empty_out, alloc, copy_np, copy_ours):
+        return {"case": {"name": name, "group": "2-D"}, "bytes": 16 * 2**20, "threads": 1, "correct": True,
+                "seconds_min": {"qwenkit": qwenkit, "qwenkit into np.empty out": empty_out, "numpy copyto": 1.0,
+                                "qwenkit permute() allocating": alloc, "numpy ascontiguousarray": 1.2,
+                                "copy: np.copyto": copy_np, "copy: qwenkit": copy_ours}}
+    record = {"results": [result("fast", 0.1, 0.1, 0.2, 0.2, 0.12), result("slow out", 0.5, 1.25, 0.6, 0.1, 0.1)]}
+    rows = summary_rows(record)
+    assert rows[0]["% of copy"] == "error (120)"  # 0.12 / 0.1: above the best copy (qwenkit's, 0.12 s)
+    assert rows[1]["% of copy"] == 20.0 and rows[1]["qwenkit GB/s"] == 2 * 16 * 2**20 / 0.5 / 1e9
+    assert lowest_ratio(rows) == (0.8, "slow out", "x NumPy (np.empty out)")
+    lines = findings(rows)
+    assert "0.80x" in lines[0] and "fast error (120)" in lines[1] and "0 of 1" in lines[2]
+
+
+def test_size_sweep_covers_16_elements_to_the_limit_and_reports_the_minimum(tmp_path):
+    layouts = sweep_layouts(SWEEP_FULL_MAX_BYTES)
+    for name in ("2-D (1,0)", "4-D NCHW->NHWC"):
+        sizes = [math.prod(shape) for layout, shape, _ in layouts if layout == name]
+        assert sizes[0] == 16 and sizes[-1] * 4 == 2**30
+        assert all(b == 4 * a for a, b in zip(sizes, sizes[1:], strict=False))
+    record = run_sweep(64 * 1024, repeats=1, progress=lambda _: None)
+    assert all(entry["correct"] for entry in record["sizes"])
+    assert {e["elements"] for e in record["sizes"]} >= {16, 64, 16384}
+    ratio, layout, elements, kind = sweep_minimum(record)
+    assert ratio == min(min(sweep_ratios(e).values()) for e in record["sizes"])
+    md_path = write_sweep_report(record, tmp_path)
+    assert "Minimum ratio to NumPy over the size sweep" in md_path.read_text()

@@ -256,7 +256,8 @@ def test_stale_build_folders_are_removed_and_live_ones_kept(fresh_cache, forced_
 
 
 TINY_CASES = [((), None), ((4, 4), (1, 0)), ((16, 16), None), ((8, 8, 8, 8), (3, 1, 0, 2)),
-              ((4, 8, 6, 8), (0, 2, 3, 1)), ((5, 1, 3), (2, 0, 1)), ((3, 7), (-1, -2)), ((0, 4), (1, 0))]
+              ((4, 8, 6, 8), (0, 2, 3, 1)), ((5, 1, 3), (2, 0, 1)), ((3, 7), (-1, -2)), ((0, 4), (1, 0)),
+              ((3, 4), (0, 1)), ((5, 1), (1, 0)), ((7,), None)]
 
 
 @pytest.mark.parametrize(("shape", "axes"), TINY_CASES)

@@ -58,10 +58,7 @@ class PermutePlan:
         self._runners: list | None = None
         self._keep_alive: list = []
         self.tuning: dict | None = None
-
-    @property
-    def _numpy_kind(self) -> bool:
-        return self.plan.kind == "numpy"
+        self._delegates = self.plan.kind == "numpy"
 
     def describe(self) -> str:
         text = self.plan.describe()
@@ -98,6 +95,7 @@ class PermutePlan:
     def _use(self, plan: Plan) -> None:
         with _BIND_LOCK:
             self.plan, self._runners, self._keep_alive = plan, None, []
+            self._delegates = plan.kind == "numpy"
 
     def __repr__(self) -> str:
         return (f"PermutePlan(shape={self.shape}, dtype={self.dtype}, axes={self.axes}, kind={self.plan.kind!r}, "
@@ -109,15 +107,15 @@ class PermutePlan:
                              f"got {a.shape}, {a.dtype}, {a.strides}: make a new plan for this layout")
         view = a.transpose(self.axes)
         if out is None:
-            out = np.empty(self.out_shape, self.dtype) if self._numpy_kind else empty_aligned(self.out_shape,
-                                                                                              self.dtype)
+            out = np.empty(self.out_shape, self.dtype) if self._delegates else empty_aligned(self.out_shape,
+                                                                                             self.dtype)
         elif out.shape != self.out_shape or out.strides != self.strides_out:
             raise ValueError(f"this plan writes an output of shape {self.out_shape} and strides {self.strides_out}; "
                              f"got {out.shape} and {out.strides}")
         elif out.dtype != self.dtype or not out.flags.writeable:
             _check_out(out, self.out_shape, self.dtype)
-        if self._numpy_kind:
-            np.copyto(out, view)
+        if self._delegates:
+            out[...] = view
             return out
         if self.plan.kind == "empty":
             return out
@@ -299,22 +297,27 @@ def permute(a, axes=None, out: np.ndarray | None = None, *, threads: int | None 
     is capped at the usable cores). ``isa``: ``"auto"`` (``$QWENKIT_PERMUTE_ISA`` or the best this CPU runs), or
     ``available_isas()`` names.
 
-    Arrays under ``planner.MIN_KERNEL_BYTES`` (and object arrays) take a short path straight to NumPy's copy: no
-    plan, no ISA or environment look-up, a few attribute checks more than NumPy itself.
+    Arrays under ``planner.MIN_KERNEL_BYTES`` take a short path straight to NumPy's copy: no plan, no ISA or
+    environment look-up, a few attribute checks more than NumPy itself (larger object arrays are planned as
+    ``numpy`` and copied the same way).
     """
     if type(a) is not np.ndarray:
         a = np.asarray(a)
-    view = a.transpose(axes) if axes is not None else a.T  # validates axes with NumPy's own exceptions
+    view = a.T if axes is None else a.transpose(axes)  # validates axes with NumPy's own exceptions
     if threads is not None:
         threads = _check_threads(threads)
-    if a.nbytes < planner.MIN_KERNEL_BYTES or a.dtype.hasobject:
+    if a.nbytes < planner.MIN_KERNEL_BYTES:
         if isa != "auto":
             resolve_isa(isa)
         if out is None:
-            result = view.copy()
-            return result.reshape(1) if result.ndim == 0 else result
-        _check_out(out, view.shape or (1,), a.dtype)
-        np.copyto(out, view)
+            result = np.ascontiguousarray(view)
+            if result is view or a.ndim == 0:  # already contiguous (or 0-d): ascontiguousarray shares a's memory
+                result = result.copy()
+            return result
+        if type(out) is not np.ndarray or out.shape != view.shape or (out.dtype is not a.dtype
+                                                                      and out.dtype != a.dtype):
+            _check_out(out, view.shape or (1,), a.dtype)  # raises, except for a 0-d input or an ndarray subclass
+        out[...] = view  # NumPy's assignment: checks writeability and buffers overlapping operands, as np.copyto
         return out
     out_shape = view.shape or (1,)
     if out is None:

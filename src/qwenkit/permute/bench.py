@@ -1,9 +1,20 @@
-"""The permutation benchmark: qwenkit against NumPy, torch and numba, side by side, interleaved, in one run.
+"""The permutation benchmark: qwenkit against NumPy, torch, JAX and numba, side by side, interleaved, in one run.
 
 Every contender writes the same permuted array; each repetition times all of them in turn (so machine noise hits
-them alike) and the report keeps the minimum and the median. The ceiling is ``np.copyto`` of the same number of
-contiguous bytes. Speed-ups are ratios of minima measured in the same loop. The load average is recorded before and
-after, because the machine this was built on is shared.
+them alike) and the report keeps the minimum and the median. Short calls are timed over enough back-to-back calls
+that one measurement lasts at least ``MIN_MEASURE_S``.
+
+Accounting, the same for every contender: a permutation reads every byte once and writes every byte once, so its
+bandwidth is ``2 * nbytes / t`` (bytes read plus bytes written over the one timer around the call). The ceiling is
+the best plain copy of the same number of contiguous bytes: the faster of ``np.copyto`` and qwenkit's own
+(streaming) contiguous copy, timed in the same loop. ``% of copy`` = ceiling time / contender time. A value above
+100 % is physically impossible for a copy of the same bytes and is reported as a measurement error, never as a
+result. The summary's lowest ratio to NumPy is the minimum over every case, output kind (pre-touched aligned
+output, a plain ``np.empty`` output, allocating calls) and thread count.
+
+The size sweep runs ``permute`` as a user calls it (``permute(a, axes, out=out)`` and ``permute(a, axes)``) against
+``np.copyto(out, a.transpose(axes))`` and ``np.ascontiguousarray(a.transpose(axes))`` from 16 elements up to
+64 MiB (1 GiB with ``full``) for a 2-D and a 4-D layout, and reports the ratio at every size and its minimum.
 """
 
 from __future__ import annotations
@@ -23,6 +34,17 @@ import numpy as np
 
 from qwenkit.core.system import machine_summary
 
+MIN_MEASURE_S = 2e-3
+"""One measurement of a contender lasts at least this long (many back-to-back calls for tiny arrays)."""
+BANDWIDTH_CASE_MIN_BYTES = 8 * 2**20
+"""Cases from this size are held to the bandwidth target (share of the copy ceiling)."""
+BANDWIDTH_TARGET_PERCENT = 75.0
+SWEEP_DEFAULT_MAX_BYTES = 64 * 2**20
+SWEEP_FULL_MAX_BYTES = 2**30
+SWEEP_ALLOCATING_MAX_BYTES = 256 * 2**20
+"""Above this the sweep skips the allocating contenders (each would fault in another output of that size)."""
+JAX_SINGLE_THREAD_FLAGS = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+
 
 @dataclass(frozen=True)
 class Case:
@@ -37,10 +59,15 @@ class Case:
         return math.prod(self.shape) * np.dtype(self.dtype).itemsize
 
 
+GROUPS = ("2-D", "3-D", "4-D", "6-D", "20-D")
+
+
 def full_cases(seed: int = 0) -> list[Case]:
-    """The issue's matrix: 2-D, all 3-D permutations, NCHW<->NHWC, attention, TTC 6-D, random 6-D, 20-D."""
-    cases = [Case(f"2-D {n}^2 {dt}", (n, n), dt, (1, 0), "2-D") for n in (8192, 8000)
+    """The issue's matrix: 2-D (every element width, a non-power-of-two side), all 3-D permutations, NCHW<->NHWC,
+    attention, TTC 6-D, random 6-D, 20-D all-2."""
+    cases = [Case(f"2-D 8192^2 {dt}", (8192, 8192), dt, (1, 0), "2-D")
              for dt in ("uint8", "int16", "float32", "float64", "complex128")]
+    cases += [Case(f"2-D 8000^2 {dt}", (8000, 8000), dt, (1, 0), "2-D") for dt in ("int16", "float32")]
     cases += [Case(f"3-D {p}", (256, 256, 256), "float32", p, "3-D")
               for p in ((0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0))]
     cases += [Case("3-D (2, 1, 0) uint8", (256, 256, 256), "uint8", (2, 1, 0), "3-D"),
@@ -87,24 +114,59 @@ class Result:
     plan: str = ""
     correct: bool = True
     threads_used: int = 1
+    peers_correct: dict[str, bool] = field(default_factory=dict)
 
     def speedup(self, contender: str, over: str = "numpy copyto") -> float:
         return self.seconds_min[over] / self.seconds_min[contender]
 
     def percent_of_copy(self, contender: str = "qwenkit") -> float:
-        return 100.0 * self.seconds_min["copy (ceiling)"] / self.seconds_min[contender]
+        return 100.0 * copy_ceiling(self.seconds_min) / self.seconds_min[contender]
 
     def to_json(self) -> dict:
-        return {"case": asdict(self.case), "bytes": self.case.nbytes, "threads": self.threads,
-                "seconds_min": self.seconds_min, "seconds_median": self.seconds_median, "plan": self.plan,
-                "correct": self.correct, "threads_used": self.threads_used}
+        return {"case": asdict(self.case), "bytes": self.case.nbytes, "bytes_moved": 2 * self.case.nbytes,
+                "threads": self.threads, "seconds_min": self.seconds_min, "seconds_median": self.seconds_median,
+                "plan": self.plan, "correct": self.correct, "threads_used": self.threads_used,
+                "peers_correct": self.peers_correct}
 
 
-def _contenders(case: Case, threads: int, *, with_numba: bool) -> tuple[dict[str, Callable[[], object]], object, bool]:
+def copy_ceiling(seconds: dict[str, float]) -> float:
+    """The time of the best plain copy of the same bytes measured in the run (NumPy's or qwenkit's)."""
+    return min(seconds[k] for k in ("copy: np.copyto", "copy: qwenkit") if k in seconds)
+
+
+def time_interleaved(contenders: dict[str, Callable[[], object]], repeats: int) -> tuple[dict, dict]:
+    """Per-call minimum and median seconds of every contender; each repetition times all of them in turn.
+
+    A first call of each (untimed beyond calibration) warms it up and sets how many back-to-back calls make one
+    measurement of at least ``MIN_MEASURE_S``."""
+    numbers = {}
+    for name, fn in contenders.items():
+        started = time.perf_counter()
+        fn()
+        single = time.perf_counter() - started
+        numbers[name] = max(1, min(200_000, math.ceil(MIN_MEASURE_S / max(single, 1e-9))))
+    times: dict[str, list[float]] = {name: [] for name in contenders}
+    for _ in range(repeats):
+        for name, fn in contenders.items():
+            number = numbers[name]
+            started = time.perf_counter()
+            for _ in range(number):
+                fn()
+            times[name].append((time.perf_counter() - started) / number)
+    return {k: min(v) for k, v in times.items()}, {k: statistics.median(v) for k, v in times.items()}
+
+
+def _filled(case_shape, dtype) -> np.ndarray:
+    nbytes = math.prod(case_shape) * np.dtype(dtype).itemsize
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 256, size=nbytes, dtype=np.uint8).view(dtype).reshape(case_shape)
+
+
+def _contenders(case: Case, threads: int, *, with_peers: bool) -> tuple[dict[str, Callable[[], object]], object,
+                                                                        bool, dict[str, bool]]:
     from qwenkit.permute import empty_aligned, make_plan, permute
 
-    rng = np.random.default_rng(0)
-    a = rng.integers(0, 256, size=case.nbytes, dtype=np.uint8).view(case.dtype).reshape(case.shape)
+    a = _filled(case.shape, case.dtype)
     out_shape = tuple(case.shape[k] for k in case.axes)
     view = a.transpose(case.axes)
     out = empty_aligned(out_shape, case.dtype)
@@ -114,36 +176,71 @@ def _contenders(case: Case, threads: int, *, with_numba: bool) -> tuple[dict[str
     flat_dst.fill(0)
     plan = make_plan(a, case.axes, out, threads=threads)
     plan(a, out)
+    copy_plan = make_plan(flat_src, None, flat_dst, threads=threads)
     # What a user's np.empty gives: large arrays start 16 bytes past a cache line, which the streaming paths must
     # handle as fast as an aligned output.
     user_out = np.empty(out_shape, case.dtype)
     user_out.fill(0)
     user_plan = make_plan(a, case.axes, user_out, threads=threads)
     user_plan(a, user_out)
-    correct = out.tobytes() == np.ascontiguousarray(view).tobytes() == user_out.tobytes()
+    expected = np.ascontiguousarray(view)
+    correct = out.tobytes() == expected.tobytes() == user_out.tobytes()
     contenders: dict[str, Callable[[], object]] = {
         "qwenkit": lambda: plan(a, out),
         "qwenkit into np.empty out": lambda: user_plan(a, user_out),
-        "qwenkit permute() allocating": lambda: permute(a, case.axes, threads=threads),
-        "numpy copyto": lambda: np.copyto(out, view),
-        "numpy ascontiguousarray": lambda: np.ascontiguousarray(view),
-        "copy (ceiling)": lambda: np.copyto(flat_dst, flat_src),
+        "copy: np.copyto": lambda: np.copyto(flat_dst, flat_src),
+        "copy: qwenkit": lambda: copy_plan(flat_src, flat_dst),
     }
+    peers_correct: dict[str, bool] = {}
+    if threads == 1:
+        contenders["numpy copyto"] = lambda: np.copyto(out, view)
+    else:
+        one_thread = make_plan(a, case.axes, out, threads=1)
+        contenders["qwenkit 1 thread"] = lambda: one_thread(a, out)
+    if with_peers:
+        contenders["qwenkit permute() allocating"] = lambda: permute(a, case.axes, threads=threads)
+        contenders["numpy ascontiguousarray"] = lambda: np.ascontiguousarray(view)
     try:
         import torch
 
         torch.set_num_threads(threads)
         tensor, out_tensor = torch.from_numpy(a), torch.from_numpy(out)
         contenders["torch out.copy_(permute())"] = lambda: out_tensor.copy_(tensor.permute(case.axes))
-        contenders["torch permute().contiguous()"] = lambda: tensor.permute(case.axes).contiguous()
+        if with_peers:
+            contenders["torch permute().contiguous()"] = lambda: tensor.permute(case.axes).contiguous()
     except ImportError:
         pass
-    if with_numba:
+    if with_peers:
+        jax_fn = _jax_transpose(a, case.axes)
+        if jax_fn is not None:
+            peers_correct["jax"] = np.asarray(jax_fn()).tobytes() == expected.tobytes()
+            contenders["jax jit transpose (allocating)"] = jax_fn
         assign = _numba_assign()
         if assign is not None:
             assign(out, view)  # compile outside the timed loop
+            peers_correct["numba"] = out.tobytes() == expected.tobytes()
             contenders["numba"] = lambda: assign(out, view)
-    return contenders, plan, correct
+    return contenders, plan, correct, peers_correct
+
+
+def _jax_transpose(a: np.ndarray, axes) -> Callable[[], object] | None:
+    """JAX on the CPU, single-threaded (XLA flags set before the first import), 64-bit types enabled: a jitted
+    ``jnp.transpose`` on an array already on the device, waited for with ``block_until_ready``."""
+    if "jax" not in __import__("sys").modules:
+        os.environ.setdefault("XLA_FLAGS", JAX_SINGLE_THREAD_FLAGS)
+    try:
+        import jax
+        import jax.numpy as jnp
+    except ImportError:
+        return None
+    jax.config.update("jax_enable_x64", True)
+    if a.dtype.byteorder not in "=|" or a.dtype.kind not in "biufc":
+        return None
+    device = jax.devices("cpu")[0]
+    x = jax.device_put(a, device)
+    fn = jax.jit(lambda v: jnp.transpose(v, axes))
+    fn(x).block_until_ready()
+    return lambda: fn(x).block_until_ready()
 
 
 def _numba_assign():
@@ -159,16 +256,11 @@ def _numba_assign():
     return assign
 
 
-def run_case(case: Case, threads: int, repeats: int, *, with_numba: bool) -> Result:
-    contenders, plan, correct = _contenders(case, threads, with_numba=with_numba)
-    times: dict[str, list[float]] = {name: [] for name in contenders}
-    for _ in range(repeats):
-        for name, fn in contenders.items():
-            started = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - started)
-    return Result(case, threads, {k: min(v) for k, v in times.items()},
-                  {k: statistics.median(v) for k, v in times.items()}, plan.describe(), correct, plan.plan.threads)
+def run_case(case: Case, threads: int, repeats: int, *, with_peers: bool) -> Result:
+    contenders, plan, correct, peers_correct = _contenders(case, threads, with_peers=with_peers)
+    seconds_min, seconds_median = time_interleaved(contenders, repeats)
+    return Result(case, threads, seconds_min, seconds_median, plan.describe(), correct, plan.plan.threads,
+                  peers_correct)
 
 
 def environment() -> dict:
@@ -178,13 +270,13 @@ def environment() -> dict:
     record = machine_summary()
     record["isa"] = resolve_isa("auto")
     record["numpy"] = np.__version__
-    for module in ("torch", "numba"):
+    for module in ("torch", "numba", "jax"):
         try:
             record[module] = __import__(module).__version__
         except ImportError:
             record[module] = None
     record["env"] = {k: v for k, v in os.environ.items()
-                     if k.startswith(("OPENBLAS", "OMP_", "MKL_", "QWENKIT_PERMUTE"))}
+                     if k.startswith(("OPENBLAS", "OMP_", "MKL_", "QWENKIT_PERMUTE", "XLA_"))}
     record["glibc_non_temporal_threshold"] = _glibc_tunable("glibc.cpu.x86_non_temporal_threshold")
     record["platform"] = platform.platform()
     return record
@@ -203,48 +295,120 @@ def _glibc_tunable(name: str) -> str | None:
     return None
 
 
-def run_benchmark(cases: list[Case], *, threads_list=(1, 2), repeats: int = 5, with_numba: bool = True,
+def run_benchmark(cases: list[Case], *, threads_list=(1, 2), repeats: int = 5, with_peers: bool = True,
                   progress: Callable[[str], None] = print) -> dict:
+    """Time every case at every thread count. The peers (allocating calls, JAX, numba) run in the 1-thread pass;
+    the other passes time qwenkit against its own 1-thread plan in the same loop (NumPy has no threads)."""
     record = {"environment": environment(), "load_average_before": os.getloadavg(), "repeats": repeats,
-              "results": []}
+              "started": time.strftime("%Y-%m-%d %H:%M:%S"), "results": []}
     results = []
     for threads in threads_list:
         for case in cases:
-            result = run_case(case, threads, repeats, with_numba=with_numba and threads == 1)
+            result = run_case(case, threads, repeats, with_peers=with_peers and threads == 1)
             results.append(result)
-            progress(f"{case.name:28s} {threads}T  {result.speedup('qwenkit'):6.2f}x NumPy  "
-                     f"{result.percent_of_copy():5.0f}% of copy  load {os.getloadavg()[0]:.1f}")
+            summary = (f"{result.speedup('qwenkit'):6.2f}x NumPy" if threads == 1
+                       else f"{result.speedup('qwenkit', 'qwenkit 1 thread'):5.2f}x 1 thread")
+            progress(f"{case.name:28s} {threads}T  {summary}  {result.percent_of_copy():5.0f}% of copy  "
+                     f"load {os.getloadavg()[0]:.1f}")
     record["load_average_after"] = os.getloadavg()
     record["results"] = [r.to_json() for r in results]
     return record
 
 
+def merge_records(old: dict | None, new: dict) -> dict:
+    """``new``'s results replace ``old``'s for the same case and thread count; each run's load and time are kept
+    (``runs``), so a report assembled from several short runs says which run measured what."""
+    run = {key: new[key] for key in ("started", "load_average_before", "load_average_after", "repeats")}
+    run["cases"] = sorted({r["case"]["name"] for r in new["results"]})
+    for result in new["results"]:
+        result["run"] = new["started"]
+    if not old:
+        return {**new, "runs": [run]}
+    replaced = {(r["case"]["name"], r["threads"]) for r in new["results"]}
+    kept = [r for r in old["results"] if (r["case"]["name"], r["threads"]) not in replaced]
+    runs = [r for r in old.get("runs", []) if any(x.get("run") == r["started"] for x in kept)] + [run]
+    return {**new, "results": kept + new["results"], "runs": runs,
+            "load_average_before": max(r["load_average_before"][0] for r in runs),
+            "load_average_after": max(r["load_average_after"][0] for r in runs)}
+
+
 def summary_rows(record: dict) -> list[dict]:
+    """One row per case (1-thread pass), with the 2-thread pass's scaling when it was run."""
+    scaling = {r["case"]["name"]: r for r in record["results"] if r["threads"] > 1}
     rows = []
     for item in record["results"]:
+        if item["threads"] != 1:
+            continue
         t = item["seconds_min"]
         case = item["case"]
-        row = {"case": case["name"], "MiB": item["bytes"] / 2**20, "threads": item["threads"],
-               "used": item.get("threads_used", item["threads"]),
+        ceiling = copy_ceiling(t)
+        percent = 100 * ceiling / t["qwenkit"]
+        row = {"case": case["name"], "MiB": item["bytes"] / 2**20,
                "qwenkit ms": 1e3 * t["qwenkit"], "NumPy copyto ms": 1e3 * t["numpy copyto"],
                "x NumPy": t["numpy copyto"] / t["qwenkit"],
-               "x NumPy (np.empty out)": t["numpy copyto"] / t["qwenkit into np.empty out"],
-               "x ascontiguousarray (alloc vs alloc)": t["numpy ascontiguousarray"] / t["qwenkit permute() allocating"],
-               "% of copy": 100 * t["copy (ceiling)"] / t["qwenkit"],
-               "NumPy % of copy": 100 * t["copy (ceiling)"] / t["numpy copyto"]}
-        if "torch permute().contiguous()" in t:
+               "x NumPy (np.empty out)": t["numpy copyto"] / t["qwenkit into np.empty out"]}
+        if "qwenkit permute() allocating" in t:
+            row["x ascontiguousarray (alloc vs alloc)"] = (t["numpy ascontiguousarray"]
+                                                           / t["qwenkit permute() allocating"])
+        row["qwenkit GB/s"] = 2 * item["bytes"] / t["qwenkit"] / 1e9
+        row["copy GB/s"] = 2 * item["bytes"] / ceiling / 1e9
+        row["% of copy"] = percent if percent <= 100 else f"error ({percent:.0f})"
+        row["NumPy % of copy"] = 100 * ceiling / t["numpy copyto"]
+        if "torch out.copy_(permute())" in t:
             row["x torch copy_"] = t["torch out.copy_(permute())"] / t["qwenkit"]
-            row["x torch contiguous (alloc vs alloc)"] = (t["torch permute().contiguous()"]
-                                                          / t["qwenkit permute() allocating"])
+        if "torch permute().contiguous()" in t:
+            row["x torch contiguous (alloc)"] = t["torch permute().contiguous()"] / t["qwenkit permute() allocating"]
+        if "jax jit transpose (allocating)" in t:
+            row["x JAX (alloc)"] = t["jax jit transpose (allocating)"] / t["qwenkit permute() allocating"]
         if "numba" in t:
             row["x numba"] = t["numba"] / t["qwenkit"]
+        two = scaling.get(case["name"])
+        if two is not None:
+            s = two["seconds_min"]
+            row["2 threads / 1"] = s["qwenkit 1 thread"] / s["qwenkit"]
+            row["x NumPy (2 threads)"] = t["numpy copyto"] / s["qwenkit"]
+            row["threads used"] = two["threads_used"]
         row["correct"] = "yes" if item["correct"] else "NO"
         rows.append(row)
     return rows
 
 
+RATIO_KINDS = ("x NumPy", "x NumPy (np.empty out)", "x ascontiguousarray (alloc vs alloc)", "x NumPy (2 threads)")
+
+
+def lowest_ratio(rows: list[dict]) -> tuple[float, str, str] | None:
+    """``(ratio, case, kind)``: the minimum ratio to NumPy over every case and every output kind and thread count."""
+    found = [(row[kind], row["case"], kind) for row in rows for kind in RATIO_KINDS if kind in row]
+    return min(found) if found else None
+
+
+def findings(rows: list[dict]) -> list[str]:
+    """The summary lines: lowest ratio, measurement errors, the bandwidth and the threading targets."""
+    lines = []
+    lowest = lowest_ratio(rows)
+    if lowest:
+        lines.append(f"Lowest ratio to NumPy over every case and output kind: **{lowest[0]:.2f}x** "
+                     f"({lowest[1]}, {lowest[2]}).")
+    errors = [f"{r['case']} {r['% of copy']}" for r in rows if isinstance(r["% of copy"], str)]
+    lines.append("Measurement errors (above 100 % of the best copy of the same bytes; not results): "
+                 + (", ".join(errors) if errors else "none") + ".")
+    large = [r for r in rows if r["MiB"] * 2**20 >= BANDWIDTH_CASE_MIN_BYTES and not isinstance(r["% of copy"], str)]
+    if large:
+        below = [f"{r['case']} {r['% of copy']:.0f} %" for r in large if r["% of copy"] < BANDWIDTH_TARGET_PERCENT]
+        lines.append(f"Cases of 8 MiB or more at >= {BANDWIDTH_TARGET_PERCENT:.0f} % of copy, 1 thread: "
+                     f"{len(large) - len(below)} of {len(large)}" + (f"; below: {', '.join(below)}." if below
+                                                                     else "."))
+    scaled = [r for r in rows if "2 threads / 1" in r and r["MiB"] * 2**20 >= BANDWIDTH_CASE_MIN_BYTES]
+    if scaled:
+        ratios = sorted(r["2 threads / 1"] for r in scaled)
+        lines.append(f"2 threads / 1 thread on cases of 8 MiB or more: min {ratios[0]:.2f}x, median "
+                     f"{statistics.median(ratios):.2f}x, max {ratios[-1]:.2f}x; >= 1.6x on "
+                     f"{sum(x >= 1.6 for x in ratios)} of {len(ratios)}.")
+    return lines
+
+
 def write_report(record: dict, directory: Path, *, name: str = "permute", title: str) -> tuple[Path, Path, Path]:
-    """JSON + Markdown (+ HTML) + two bar charts: speed-up over NumPy, and % of copy bandwidth."""
+    """JSON + Markdown (+ HTML) + bar charts: speed-up over NumPy and the peers, and % of copy bandwidth."""
     from qwenkit.core.checkpoint import atomic_write_text
     from qwenkit.core.plots import bar_plot
     from qwenkit.core.report import Report
@@ -253,46 +417,181 @@ def write_report(record: dict, directory: Path, *, name: str = "permute", title:
     json_path = directory / f"{name}.json"
     atomic_write_text(json_path, json.dumps(record, indent=1))
     rows = summary_rows(record)
-    one_thread = [r for r in rows if r["threads"] == 1] or rows
     groups = {item["case"]["name"]: item["case"]["group"] for item in record["results"]}
     charts = []
     for part, wanted in (("2-D and 3-D", {"2-D", "3-D"}), ("4-D and more", {"4-D", "6-D", "20-D"})):
-        selected = [r for r in one_thread if groups[r["case"]] in wanted]
+        selected = [r for r in rows if groups[r["case"]] in wanted]
         if not selected:
             continue
         bars = {"qwenkit": [r["x NumPy"] for r in selected],
                 "qwenkit, np.empty out": [r["x NumPy (np.empty out)"] for r in selected]}
-        if all("x torch copy_" in r for r in selected):
-            bars["torch out.copy_"] = [r["x NumPy"] / r["x torch copy_"] for r in selected]
+        for label, key in (("torch out.copy_", "x torch copy_"), ("numba", "x numba")):
+            if all(key in r for r in selected):
+                bars[label] = [r["x NumPy"] / r[key] for r in selected]
+        if all("x JAX (alloc)" in r and "x ascontiguousarray (alloc vs alloc)" in r for r in selected):
+            bars["JAX jit (alloc, vs ascontiguousarray)"] = [
+                r["x ascontiguousarray (alloc vs alloc)"] / r["x JAX (alloc)"] for r in selected]
         slug = "2d3d" if "2-D" in wanted else "nd"
         charts.append((bar_plot(directory / f"{name}_speedup_{slug}.png", [r["case"] for r in selected], bars,
                                 logy=True, reference=1.0, ylabel="x NumPy",
-                                title=f"Speed-up over np.copyto(out, a.transpose(p)), 1 thread: {part}"),
-                       f"Speed-up over NumPy (log scale), 1 thread, {part}"))
-    copy_png = bar_plot(directory / f"{name}_copy_bandwidth.png", [r["case"] for r in one_thread],
-                        {"qwenkit": [r["% of copy"] for r in one_thread]}, reference=100.0,
-                        title="qwenkit bandwidth as % of np.copyto of the same bytes, 1 thread", ylabel="% of copy")
+                                title=f"Speed-up over NumPy's transposing copy, 1 thread: {part}"),
+                       f"Speed-up over NumPy (log scale), 1 thread, {part}: each bar is NumPy's time over the "
+                       "contender's; the allocating JAX bar is over np.ascontiguousarray"))
+    shown = [r for r in rows if not isinstance(r["% of copy"], str)]
+    copy_png = bar_plot(directory / f"{name}_copy_bandwidth.png", [r["case"] for r in shown],
+                        {"qwenkit": [r["% of copy"] for r in shown],
+                         "NumPy": [r["NumPy % of copy"] for r in shown]}, reference=BANDWIDTH_TARGET_PERCENT,
+                        title="Bandwidth as % of the best copy of the same bytes, 1 thread (line: 75 %)",
+                        ylabel="% of copy")
     env = record["environment"]
+    runs = record.get("runs") or [{"started": record.get("started", "?"), "cases": [],
+                                   "load_average_before": record["load_average_before"],
+                                   "load_average_after": record["load_average_after"]}]
     report = Report(title)
+    report.text("\n".join(f"- {line}" for line in findings(rows)))
     report.text(
         f"Machine: {env['cpu']} ({env['cores']} usable cores), ISA `{env['isa']}`, NumPy {env['numpy']}, "
-        f"torch {env['torch']}, numba {env['numba']}. Load average before {_fmt_load(record['load_average_before'])}"
-        f", after {_fmt_load(record['load_average_after'])} (the cores are shared: absolute times are pessimistic, "
-        f"ratios within a row are measured in the same interleaved loop). Minimum of {record['repeats']} runs; "
-        "outputs pre-allocated and pre-touched (qwenkit plan, np.copyto, torch out.copy_, numba), 64-byte aligned; "
-        "`x NumPy (np.empty out)` times the same plan writing into a plain `np.empty` output (16 bytes past a "
-        "cache line, as NumPy allocates large arrays); the allocating "
-        "calls (qwenkit permute(), np.ascontiguousarray, torch .contiguous()) are compared with each other. "
-        "x = time of the other / time of qwenkit. `NumPy % of copy` bounds what any kernel can gain: a copy that "
-        "reads and writes every byte once cannot beat `np.copyto` of the same bytes by much, so where NumPy already "
-        "runs at more than a third of copy bandwidth, 3x NumPy is out of reach.")
-    report.table(rows, list(rows[0].keys()), float_format="{:.3g}")
+        f"torch {env['torch']}, numba {env['numba']}, JAX {env.get('jax')} (CPU, single-threaded XLA). Minimum of "
+        f"{record['repeats']} interleaved runs per contender. Bandwidth counts bytes read plus bytes written "
+        "(2 x the array) over the same timer for every contender; `% of copy` is against the best plain copy of "
+        "the same bytes in the same loop (np.copyto or qwenkit's streaming copy), so above 100 % is a "
+        "measurement error and is shown as such. Outputs pre-allocated and pre-touched (qwenkit plan, np.copyto, "
+        "torch out.copy_, numba), 64-byte aligned; `np.empty out` runs the same plan into a plain np.empty "
+        "output (16 bytes past a cache line); the allocating calls (qwenkit permute(), np.ascontiguousarray, "
+        "torch .contiguous(), JAX) are compared with each other. x = time of the other / time of qwenkit. "
+        "The 2-thread pass times qwenkit with 2 threads against its own 1-thread plan in the same loop.")
+    report.text("Runs (each a few minutes under `qk-cpu quiet`, load average before / after):\n"
+                + "\n".join(f"- {r['started']}: load {_fmt_load(r['load_average_before'])} / "
+                            f"{_fmt_load(r['load_average_after'])}" + (f" ({', '.join(r['cases'])})"
+                                                                     if r.get("cases") else "") for r in runs))
+    report.table(rows, _columns(rows), float_format="{:.3g}")
     for chart, caption in charts:
         report.image(chart, caption)
-    report.image(copy_png, "Share of copy bandwidth, 1 thread")
+    report.image(copy_png, "Share of the best copy's bandwidth, 1 thread, qwenkit and NumPy (measurement errors "
+                           "left out)")
     md_path, _ = report.write(directory, name=name)
     return json_path, md_path, charts[0][0] if charts else copy_png
 
 
+def _columns(rows: list[dict]) -> list[str]:
+    columns: list[str] = []
+    for row in rows:
+        columns += [k for k in row if k not in columns]
+    return columns
+
+
 def _fmt_load(load) -> str:
-    return "/".join(f"{x:.1f}" for x in load)
+    return "/".join(f"{x:.1f}" for x in load) if isinstance(load, list | tuple) else f"{load:.1f}"
+
+
+def sweep_layouts(max_bytes: int) -> list[tuple[str, tuple[int, ...], tuple[int, ...]]]:
+    """``(layout, shape, axes)`` for float32 from 16 elements up to ``max_bytes``, 4x per step: a square 2-D
+    transpose, and NCHW->NHWC (H = W grow to 64, then C to 64, then N)."""
+    sizes = []
+    n = 4
+    while n * n * 4 <= max_bytes:
+        sizes.append(("2-D (1,0)", (n, n), (1, 0)))
+        n *= 2
+    shape = [1, 4, 2, 2]
+    while math.prod(shape) * 4 <= max_bytes:
+        sizes.append(("4-D NCHW->NHWC", tuple(shape), (0, 2, 3, 1)))
+        if shape[2] < 64:
+            shape[2] *= 2
+            shape[3] *= 2
+        elif shape[1] < 64:
+            shape[1] *= 4
+        else:
+            shape[0] *= 4
+    return sizes
+
+
+def run_sweep(max_bytes: int = SWEEP_DEFAULT_MAX_BYTES, *, repeats: int = 5,
+              progress: Callable[[str], None] = print) -> dict:
+    """``permute`` as a user calls it against NumPy at every size of ``sweep_layouts``."""
+    from qwenkit.permute import permute
+
+    record = {"environment": environment(), "load_average_before": os.getloadavg(), "repeats": repeats,
+              "started": time.strftime("%Y-%m-%d %H:%M:%S"), "max_bytes": max_bytes, "sizes": []}
+    for layout, shape, axes in sweep_layouts(max_bytes):
+        a = _filled(shape, "float32")
+        out = np.zeros(tuple(shape[k] for k in axes), np.float32)
+        permute(a, axes, out=out)
+        correct = out.tobytes() == np.ascontiguousarray(a.transpose(axes)).tobytes()
+        seconds, _ = time_interleaved(_sweep_contenders(a, axes, out), repeats)
+        entry = {"layout": layout, "shape": shape, "axes": axes, "elements": a.size, "bytes": a.nbytes,
+                 "seconds_min": seconds, "correct": correct}
+        record["sizes"].append(entry)
+        ratios = sweep_ratios(entry)
+        progress(f"{layout:16s} {a.size:>11d} elements  " + "  ".join(f"{k} {v:.2f}x" for k, v in ratios.items()))
+        del a, out
+    record["load_average_after"] = os.getloadavg()
+    return record
+
+
+def _sweep_contenders(a: np.ndarray, axes, out: np.ndarray) -> dict[str, Callable[[], object]]:
+    from qwenkit.permute import permute
+
+    contenders = {"qwenkit permute(a, axes, out=out)": lambda: permute(a, axes, out=out),
+                  "numpy copyto(out, a.transpose(axes))": lambda: np.copyto(out, a.transpose(axes))}
+    if a.nbytes <= SWEEP_ALLOCATING_MAX_BYTES:
+        contenders["qwenkit permute(a, axes)"] = lambda: permute(a, axes)
+        contenders["numpy ascontiguousarray(a.transpose(axes))"] = lambda: np.ascontiguousarray(a.transpose(axes))
+    return contenders
+
+
+def sweep_ratios(entry: dict) -> dict[str, float]:
+    t = entry["seconds_min"]
+    ratios = {"out=": t["numpy copyto(out, a.transpose(axes))"] / t["qwenkit permute(a, axes, out=out)"]}
+    if "qwenkit permute(a, axes)" in t:
+        ratios["allocating"] = t["numpy ascontiguousarray(a.transpose(axes))"] / t["qwenkit permute(a, axes)"]
+    return ratios
+
+
+def sweep_minimum(record: dict) -> tuple[float, str, int, str]:
+    """``(ratio, layout, elements, kind)`` of the lowest ratio to NumPy over the whole sweep."""
+    return min((ratio, e["layout"], e["elements"], kind) for e in record["sizes"]
+               for kind, ratio in sweep_ratios(e).items())
+
+
+def sweep_minimum_line(record: dict) -> str:
+    ratio, layout, elements, kind = sweep_minimum(record)
+    return (f"Minimum ratio to NumPy over the size sweep: {ratio:.2f}x ({layout}, {elements} elements, "
+            f"{kind})")
+
+
+def write_sweep_report(record: dict, directory: Path, *, name: str = "permute_sweep") -> Path:
+    from qwenkit.core.checkpoint import atomic_write_text
+    from qwenkit.core.plots import line_plot
+    from qwenkit.core.report import Report
+
+    directory.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(directory / f"{name}.json", json.dumps(record, indent=1))
+    rows = []
+    series = {}
+    for entry in record["sizes"]:
+        t = entry["seconds_min"]
+        row = {"layout": entry["layout"], "shape": "x".join(map(str, entry["shape"])), "elements": entry["elements"],
+               "bytes": entry["bytes"], "qwenkit out= us": 1e6 * t["qwenkit permute(a, axes, out=out)"],
+               "NumPy copyto us": 1e6 * t["numpy copyto(out, a.transpose(axes))"]}
+        for kind, ratio in sweep_ratios(entry).items():
+            row[f"x NumPy ({kind})"] = ratio
+            xs, ys = series.setdefault(f"{entry['layout']}, {kind}", ([], []))
+            xs.append(entry["bytes"])
+            ys.append(ratio)
+        row["correct"] = "yes" if entry["correct"] else "NO"
+        rows.append(row)
+    chart = line_plot(directory / f"{name}.png", series, logx=True, logy=True, xlabel="array bytes",
+                      ylabel="x NumPy", title="permute() as called vs NumPy, float32, 1 thread (auto)")
+    report = Report("qwenkit.permute: size sweep")
+    report.text(sweep_minimum_line(record))
+    report.text(f"Load average before {_fmt_load(record['load_average_before'])}, after "
+                f"{_fmt_load(record['load_average_after'])}; run {record['started']} under `qk-cpu quiet`; minimum "
+                f"of {record['repeats']} interleaved measurements of at least {MIN_MEASURE_S * 1e3:.0f} ms each "
+                "(many back-to-back calls for small arrays). `out=`: `permute(a, axes, out=out)` against "
+                "`np.copyto(out, a.transpose(axes))`; allocating: `permute(a, axes)` against "
+                "`np.ascontiguousarray(a.transpose(axes))` (not run above 256 MiB). Both sides include making the "
+                "transposed view, as a user's call does. Threads: permute's default (one per 4 MiB of output).")
+    report.table(rows, _columns(rows), float_format="{:.3g}")
+    report.image(chart, "Ratio to NumPy at every size (log-log); 1 = NumPy's speed")
+    md_path, _ = report.write(directory, name=name)
+    return md_path

@@ -17,17 +17,38 @@ def bench(
         "runs/permute-bench"),
     quick: Annotated[bool, typer.Option("--quick", help="The ~1-minute subset instead of the full matrix.")] = False,
     threads: Annotated[list[int] | None, typer.Option("--threads", help="Thread counts (repeatable).")] = None,
-    repeats: Annotated[int, typer.Option(help="Runs per contender (min and median are kept).")] = 5,
+    repeats: Annotated[int, typer.Option(help="Runs per contender (min and median are kept).")] = 3,
     seed: Annotated[int, typer.Option(help="Seed of the random 6-D and 20-D cases.")] = 0,
+    sweep: Annotated[bool, typer.Option("--sweep", help="Also run the size sweep (16 elements to 64 MiB).")] = False,
+    full: Annotated[bool, typer.Option("--full", help="With --sweep: sweep up to 1 GiB.")] = False,
 ) -> None:
-    """Benchmark qwenkit against NumPy, torch and numba and write a report with bar charts."""
-    from qwenkit.permute.bench import full_cases, quick_cases, run_benchmark, write_report
+    """Benchmark qwenkit against NumPy, torch, JAX and numba and write a report with bar charts."""
+    from qwenkit.permute.bench import (
+        SWEEP_DEFAULT_MAX_BYTES,
+        SWEEP_FULL_MAX_BYTES,
+        findings,
+        full_cases,
+        quick_cases,
+        run_benchmark,
+        run_sweep,
+        summary_rows,
+        sweep_minimum_line,
+        write_report,
+        write_sweep_report,
+    )
 
     cases = quick_cases(seed) if quick else full_cases(seed)
-    record = run_benchmark(cases, threads_list=tuple(threads or (1, 2)), repeats=repeats, with_numba=not quick,
+    record = run_benchmark(cases, threads_list=tuple(threads or (1, 2)), repeats=repeats, with_peers=not quick,
                            progress=typer.echo)
     json_path, md_path, _ = write_report(record, out, title="qwenkit.permute benchmark")
+    for line in findings(summary_rows(record)):
+        typer.echo(line)
     typer.echo(f"wrote {json_path} and {md_path}")
+    if sweep:
+        sweep_record = run_sweep(SWEEP_FULL_MAX_BYTES if full else SWEEP_DEFAULT_MAX_BYTES, repeats=repeats,
+                                 progress=typer.echo)
+        typer.echo(sweep_minimum_line(sweep_record))
+        typer.echo(f"wrote {write_sweep_report(sweep_record, out)}")
 
 
 @app.command()
