@@ -138,13 +138,17 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.")] = 8000,
     model_name: Annotated[str | None, typer.Option("--model-name", help="Name clients send.")] = None,
-    max_batch_size: Annotated[int, typer.Option("--max-batch-size", help="Requests generated together.")] = 32,
+    max_batch_size: Annotated[int, typer.Option("--max-batch-size", help="Requests decoding together.")] = 32,
+    prefill_chunk: Annotated[int, typer.Option("--prefill-chunk", help="Prompt tokens prefilled per step.")] = 256,
+    max_request_bytes: Annotated[int, typer.Option("--max-request-bytes", help="Largest request body.")] = 2_000_000,
+    max_prompt_tokens: Annotated[int | None, typer.Option("--max-prompt-tokens",
+                                                          help="Longest prompt (default: the context).")] = None,
     stop_text: Annotated[str | None, typer.Option("--stop-text", help="'docs' (default), 'paper' or a text.")] = None,
     device: DeviceOption = None,
     threads: ThreadsOption = None,
     quiet: QuietOption = False,
 ) -> None:
-    """Serve the model over an OpenAI-compatible API (/v1/chat/completions, /v1/models, /health)."""
+    """Serve the model over an OpenAI-compatible API (chat and text completions, /tokenize, /metrics, /health)."""
     apply_run_options(threads, quiet)
     import uvicorn
 
@@ -154,6 +158,7 @@ def serve(
     resolved = resolve_model(model, gguf_file=gguf_file, device=device)
     loaded, tokenizer, name = resolved.model, resolved.tokenizer, resolved.name
     app_ = create_app(loaded, tokenizer, model_name=model_name or name, max_batch_size=max_batch_size,
-                      stop_text=stop_text)
+                      prefill_chunk=prefill_chunk, max_request_bytes=max_request_bytes,
+                      max_prompt_tokens=max_prompt_tokens, stop_text=stop_text)
     typer.echo(f"serving {model_name or name} on http://{host}:{port}/v1")
     uvicorn.run(app_, host=host, port=port, log_level="warning" if quiet else "info")

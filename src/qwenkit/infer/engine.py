@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from qwenkit.core.errors import ConfigError
 from qwenkit.infer.budget import ThinkingBudgetProcessor
 from qwenkit.infer.generate import ChatResult, _reply, chat_stop_token_ids
 from qwenkit.lm.chat import ReasoningStreamParser
@@ -327,9 +328,9 @@ class ContinuousEngine:
     def __init__(self, model, tokenizer, *, max_batch_size: int = 32, prefill_chunk: int = 256,
                  batch_wait_s: float = 0.0, stop_text: str | None = None):
         if max_batch_size < 1:
-            raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
+            raise ConfigError(f"--max-batch-size must be >= 1, got {max_batch_size}")
         if prefill_chunk < 1:
-            raise ValueError(f"prefill_chunk must be >= 1, got {prefill_chunk}")
+            raise ConfigError(f"--prefill-chunk must be >= 1, got {prefill_chunk}")
         self.model, self.tokenizer = model, tokenizer
         self.max_batch_size, self.prefill_chunk, self.batch_wait_s = max_batch_size, prefill_chunk, batch_wait_s
         self.stop_text = stop_text
@@ -340,7 +341,7 @@ class ContinuousEngine:
                                                                         False) else {}
         layers = self._new_cache().layers
         if layers and any(type(layer).__name__ != "DynamicLayer" for layer in layers):
-            raise ValueError("the continuous engine needs full-attention KV layers; this model's cache has "
+            raise ConfigError("the continuous engine needs full-attention KV layers; this model's cache has "
                              f"{sorted({type(layer).__name__ for layer in layers})}")
         self.stats = EngineStats()
         self._queue: queue.Queue[EngineRequest | None] = queue.Queue()

@@ -31,6 +31,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from qwenkit.core.errors import ConfigError
 from qwenkit.infer.engine import ContinuousEngine, EngineRequest, _stream_text
 from qwenkit.lm.chat import THINK_END, THINK_START, generation_prompt, render_chat
 
@@ -210,6 +211,9 @@ def create_app(
 
     ``max_prompt_tokens`` defaults to the model's context length (``max_position_embeddings``) minus one.
     """
+    if max_request_bytes < 1 or (max_prompt_tokens is not None and max_prompt_tokens < 1):
+        raise ConfigError(f"--max-request-bytes and --max-prompt-tokens must be >= 1, got {max_request_bytes} and "
+                          f"{max_prompt_tokens}")
     engine = ContinuousEngine(model, tokenizer, max_batch_size=max_batch_size, prefill_chunk=prefill_chunk,
                               batch_wait_s=batch_wait_s, stop_text=stop_text)
     context = int(getattr(model.config, "max_position_embeddings", 0) or 0)

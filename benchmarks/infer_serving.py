@@ -1,0 +1,212 @@
+"""qwenkit infer serve against ``transformers serve`` (without and with --continuous-batching), one run, same model.
+
+Each server runs as its own process with the same thread count and is driven over HTTP by the same request mix:
+
+- throughput: 1, 8 and 32 concurrent clients, one non-streaming request each (``max_tokens`` short), completion
+  tokens (from ``usage``) per wall-clock second;
+- time to first token: 8 concurrent streaming clients, p50/p95 of the time to the first content chunk;
+- short beside long: a short request's latency alone, then while a long request started first is running;
+- peak RSS of the server process (``VmHWM``).
+
+Models: SmolLM2-135M-Instruct (chat) and the tiny random Qwen3 (text completions: its synthetic tokenizer has no
+chat template for ``transformers serve``), saved as plain HF directories first. Run under ``qk-cpu quiet``; writes
+``benchmarks/results/infer_serving.{json,md}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+VENV = Path(sys.executable).parent
+
+
+def save_models(directory: Path, aliases: list[str]) -> dict[str, Path]:
+    from qwenkit.lm.loading import resolve_model
+
+    paths = {}
+    for alias in aliases:
+        out = directory / alias
+        resolved = resolve_model(alias)
+        resolved.model.save_pretrained(out)
+        resolved.tokenizer.save_pretrained(out)
+        paths[alias] = out
+    return paths
+
+
+def start_server(kind: str, model_dir: Path, port: int, threads: int) -> tuple[subprocess.Popen, str]:
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "HF_HUB_OFFLINE": "1"}
+    if kind == "qwenkit":
+        command = [str(VENV / "qwenkit"), "infer", "serve", "--model", str(model_dir), "--port", str(port),
+                   "--threads", str(threads), "--model-name", "bench", "--quiet"]
+        name = "bench"
+    else:
+        command = [str(VENV / "transformers"), "serve", str(model_dir), "--port", str(port), "--device", "cpu"]
+        if kind == "transformers-cb":  # a KV cache of 256 blocks x 32 tokens: by default it takes memory by percent
+            command += ["--continuous-batching", "--cb-num-blocks", "256", "--cb-block-size", "32"]
+        name = str(model_dir)
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               cwd=tempfile.gettempdir())
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                return process, name
+        except httpx.HTTPError:
+            pass
+        if process.poll() is not None:
+            raise RuntimeError(f"{kind} exited with {process.returncode}")
+        time.sleep(0.5)
+    process.kill()
+    raise RuntimeError(f"{kind} did not start in 180 s")
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+class Driver:
+    def __init__(self, url: str, model: str, chat: bool):
+        self.url, self.model, self.chat = url, model, chat
+
+    def body(self, text: str, max_tokens: int, stream: bool) -> tuple[str, dict]:
+        common = {"model": self.model, "max_tokens": max_tokens, "temperature": 0.0, "stream": stream}
+        if self.chat:
+            return "/v1/chat/completions", {**common, "messages": [{"role": "user", "content": text}]}
+        return "/v1/completions", {**common, "prompt": text}
+
+    def request(self, text: str, max_tokens: int) -> tuple[float, int]:
+        path, body = self.body(text, max_tokens, False)
+        started = time.perf_counter()
+        response = httpx.post(self.url + path, json=body, timeout=600)
+        response.raise_for_status()
+        return time.perf_counter() - started, int(response.json()["usage"]["completion_tokens"])
+
+    def first_token(self, text: str, max_tokens: int) -> float:
+        path, body = self.body(text, max_tokens, True)
+        started = time.perf_counter()
+        with httpx.stream("POST", self.url + path, json=body, timeout=600) as response:
+            for line in response.iter_lines():
+                if not line.startswith("data: ") or line == "data: [DONE]":
+                    continue
+                choices = json.loads(line[6:]).get("choices") or [{}]
+                delta = choices[0].get("delta") or {}
+                if delta.get("content") or delta.get("reasoning_content") or choices[0].get("text"):
+                    return time.perf_counter() - started
+        return time.perf_counter() - started
+
+
+def measure(driver: Driver, clients: list[int], short: int, long: int) -> dict:
+    prompt = "Write one sentence about the sea."
+    driver.request(prompt, 4)  # warm-up
+    result: dict = {"throughput": {}}
+    for n in clients:
+        started = time.perf_counter()
+        with ThreadPoolExecutor(n) as pool:
+            done = list(pool.map(lambda i: driver.request(f"{prompt} ({i})", short), range(n)))
+        wall = time.perf_counter() - started
+        tokens = sum(t for _, t in done)
+        result["throughput"][str(n)] = {"tokens": tokens, "seconds": round(wall, 3),
+                                        "tokens_per_s": round(tokens / wall, 2),
+                                        "latency_p50_s": round(statistics.median(s for s, _ in done), 3)}
+    with ThreadPoolExecutor(8) as pool:
+        ttft = sorted(pool.map(lambda i: driver.first_token(f"{prompt} [{i}]", short), range(8)))
+    result["ttft_8_clients"] = {"p50_s": round(statistics.median(ttft), 3),
+                                "p95_s": round(ttft[min(7, int(0.95 * 8))], 3)}
+    alone, _ = driver.request(prompt, 8)
+    holder = {}
+    long_thread = threading.Thread(target=lambda: holder.update(long=driver.request("Tell me a long story.", long)))
+    long_thread.start()
+    time.sleep(0.5)
+    beside, _ = driver.request(prompt, 8)
+    long_thread.join()
+    result["short_beside_long"] = {"alone_s": round(alone, 3), "beside_long_s": round(beside, 3),
+                                   "ratio": round(beside / alone, 2), "long_s": round(holder["long"][0], 3),
+                                   "long_tokens": holder["long"][1]}
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=["smollm2", "tiny-qwen3"])
+    parser.add_argument("--servers", nargs="+", default=["qwenkit", "transformers", "transformers-cb"])
+    parser.add_argument("--clients", nargs="+", type=int, default=[1, 8, 32])
+    parser.add_argument("--short", type=int, default=16, help="max_tokens of the short requests")
+    parser.add_argument("--long", type=int, default=128, help="max_tokens of the long request")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--port", type=int, default=8931)
+    args = parser.parse_args()
+    load = os.getloadavg()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = save_models(Path(tmp), args.models)
+        for alias in args.models:
+            for kind in args.servers:
+                process, name = start_server(kind, paths[alias], args.port, args.threads)
+                try:
+                    driver = Driver(f"http://127.0.0.1:{args.port}", name, chat=alias != "tiny-qwen3")
+                    try:
+                        measured = measure(driver, args.clients, args.short, args.long)
+                    except (httpx.HTTPError, KeyError, ValueError) as exc:
+                        measured = {"error": f"{type(exc).__name__}: {exc}"[:300]}
+                    measured["peak_rss_mb"] = round(peak_rss_mb(process.pid), 1)
+                finally:
+                    process.terminate()
+                    process.wait(timeout=30)
+                rows.append({"model": alias, "server": kind, **measured})
+                print(json.dumps(rows[-1]), flush=True)
+    report = {"load_average_at_start": load, "threads": args.threads, "short_max_tokens": args.short,
+              "long_max_tokens": args.long, "rows": rows}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "infer_serving.json").write_text(json.dumps(report, indent=2) + "\n")
+    (RESULTS / "infer_serving.md").write_text(markdown(report))
+    print(markdown(report))
+
+
+def markdown(report: dict) -> str:
+    clients = sorted({n for r in report["rows"] for n in r.get("throughput", {})}, key=int)
+    head = ["model", "server", *[f"tok/s @{n}" for n in clients], "TTFT p50 / p95 (s, 8 streams)",
+            "short alone / beside long (s)", "ratio", "peak RSS (MB)"]
+    lines = [f"Load average at start {report['load_average_at_start']}, {report['threads']} threads per server, "
+             f"short = {report['short_max_tokens']} tokens, long = {report['long_max_tokens']} tokens, greedy.", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in report["rows"]:
+        if "error" in row:
+            lines.append(f"| {row['model']} | {row['server']} | failed: {row['error']} |")
+            continue
+        tput = [str(row["throughput"][n]["tokens_per_s"]) for n in clients]
+        ttft, side = row["ttft_8_clients"], row["short_beside_long"]
+        lines.append(f"| {row['model']} | {row['server']} | " + " | ".join(tput)
+                     + f" | {ttft['p50_s']} / {ttft['p95_s']} | {side['alone_s']} / {side['beside_long_s']} | "
+                     f"{side['ratio']} | {row['peak_rss_mb']} |")
+    lines += ["", "Ratios qwenkit / peer (throughput at the largest client count):", ""]
+    for model in dict.fromkeys(r["model"] for r in report["rows"]):
+        ours = next((r for r in report["rows"] if r["model"] == model and r["server"] == "qwenkit"), None)
+        for peer in report["rows"]:
+            if peer["model"] != model or peer["server"] == "qwenkit" or not ours or "error" in ours \
+                    or "error" in peer:
+                continue
+            top = clients[-1]
+            ratio = ours["throughput"][top]["tokens_per_s"] / peer["throughput"][top]["tokens_per_s"]
+            lines.append(f"- {model}: qwenkit / {peer['server']} at {top} clients = {ratio:.2f}x")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
