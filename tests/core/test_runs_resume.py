@@ -87,3 +87,14 @@ def test_normalize_resume_and_changed_fields():
         normalize_resume("sometimes")
     assert changed_fields({"a": {"b": 1, "c": [1, 2]}}, {"a": {"b": 2, "c": (1, 2)}, "d": 3}) == [
         ("a.b", 1, 2), ("d", None, 3)]
+
+
+def test_disk_usage_is_reported(tmp_path):
+    from qwenkit.core.report import Report, format_bytes
+
+    run = _checkpointed_run(tmp_path / "r")
+    usage = run.disk_usage_bytes()
+    assert 0 < usage["checkpoints"] < usage["total"]
+    report = Report("r").disk_usage(run)
+    assert format_bytes(usage["total"]) in report.blocks[-1].payload
+    assert format_bytes(1536) == "1.5 KiB" and format_bytes(12) == "12 B"

@@ -70,6 +70,12 @@ class Report:
         self.blocks.append(_Block("code", text.rstrip("\n")))
         return self
 
+    def disk_usage(self, run: Any) -> Report:
+        """A line with the run directory's size on disk (``run`` is a :class:`qwenkit.core.runs.RunDir`)."""
+        usage = run.disk_usage_bytes()
+        return self.text(f"Disk use of `{run.path}`: {format_bytes(usage['total'])}, of which checkpoints "
+                         f"{format_bytes(usage['checkpoints'])} (the newest `trainer.keep_last` are kept).")
+
     def to_markdown(self, directory: Path) -> str:
         out = [f"# {self.title}", ""]
         for block in self.blocks:
@@ -170,3 +176,13 @@ def _paragraph_html(markdown: str) -> str:
     if bullets:
         parts.append("<ul>" + "".join(bullets) + "</ul>")
     return "<p>" + "\n".join(parts) + "</p>"
+
+
+def format_bytes(size: int) -> str:
+    """``1536`` -> ``1.5 KiB``: binary units, three significant digits."""
+    exponent = 0
+    while size >= 1024 ** (exponent + 1) and exponent < 4:
+        exponent += 1
+    if exponent == 0:
+        return f"{size} B"
+    return f"{size / 1024**exponent:.3g} {('KiB', 'MiB', 'GiB', 'TiB')[exponent - 1]}"

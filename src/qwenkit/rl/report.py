@@ -58,6 +58,7 @@ def write_run_report(result: TrainResult, config: RLConfig) -> None:
     if result.samples:
         report.heading("Samples from the last rollout batch")
         report.table([{"prompt": p, "completion": c, "reward": r} for p, c, r in result.samples])
+    report.disk_usage(run)
     report.write(run.path)
 
 
