@@ -37,10 +37,25 @@ def test_cli_synth_train_generate_edit_eval(tmp_path):
     assert result.exit_code == 0, result.output
     assert (out / "grid.png").is_file() and (out / "0001.png").is_file()
 
+    from PIL import Image
+
+    wide = tmp_path / "wide"
+    result = runner.invoke(app, ["generate", "--model", str(run / "model"), "--prompt", '"A" black on white',
+                                 "--steps", "2", "--height", "16", "--width", "32", "--out", str(wide)])
+    assert result.exit_code == 0, result.output
+    assert Image.open(wide / "0000.png").size == (32, 16)
+    result = runner.invoke(app, ["generate", "--model", str(run / "model"), "--prompt", "x", "--height", "18"])
+    assert result.exit_code == 2 and "multiples" in result.output
+
     result = runner.invoke(app, ["edit", "--model", str(run / "model"), "--image", str(out / "0000.png"),
                                  "--instruction", "make text red", "--steps", "2", "--out", str(tmp_path / "ed")])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "ed" / "0001.png").is_file()
+    result = runner.invoke(app, ["edit", "--model", str(run / "model"), "--image", str(wide / "0000.png"),
+                                 "--instruction", "make text red", "--steps", "2", "--out", str(tmp_path / "ed2")])
+    assert result.exit_code == 0, result.output
+    # a 2:1 source at the kit's 16x16 area: 22.6x11.3 -> 24x12 (multiples of the 4 px codec patch)
+    assert Image.open(tmp_path / "ed2" / "0001.png").size == (24, 12)
 
     fixtures = Path(__file__).parent / "fixtures"
     bench_out = tmp_path / "bench"

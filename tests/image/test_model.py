@@ -93,7 +93,7 @@ def test_dual_encoding_inputs_shapes_and_masks():
     assert dual.encoder_hidden_states_mask.tolist() == [[True] * 4 + [True] * 3 + [False] * 2, [True] * 9]
     vae_only = assemble_inputs(noisy, (h, w), text, text_mask, source_tokens=source)
     assert vae_only.encoder_hidden_states.shape == (b, 5, d) and vae_only.hidden_states.shape == (b, 12, c)
-    with pytest.raises(ValueError, match="must match"):
+    with pytest.raises(ValueError, match="do not fill the source grid"):
         assemble_inputs(noisy, (h, w), text, text_mask, source_tokens=source[:, :3])
     with pytest.raises(ValueError, match="grid"):
         assemble_inputs(noisy, (3, 3), text, text_mask)

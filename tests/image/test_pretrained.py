@@ -101,15 +101,19 @@ def test_load_pretrained_matches_diffusers_pipeline(t2i_dir):
     theirs, their_mask = pipe._get_qwen_prompt_embeds(prompts, device=torch.device("cpu"))
     assert torch.equal(mask.long(), their_mask.long())
     assert torch.allclose(ours, theirs.float(), atol=1e-6)
-    # the whole sampler against QwenImagePipeline: same initial latents, true CFG against the empty prompt
-    seed, steps = 3, 3
-    latents = torch.randn(1, 16, 16, generator=torch.Generator().manual_seed(seed))
-    mine = np.asarray(generate(kit, prompts[:1], steps=steps, cfg_scale=4.0, seed=seed)[0], dtype=np.int16)
-    reference = pipe(prompt=prompts[0], negative_prompt="", true_cfg_scale=4.0, height=32, width=32,
-                     num_inference_steps=steps, latents=latents, output_type="np").images[0]
-    reference = np.round(reference * 255).astype(np.int16)
-    assert np.ptp(reference) > 10  # not a flat image: the comparison has content
-    assert np.abs(mine - reference).max() <= 1
+    # the whole sampler against QwenImagePipeline: the same seed (noise drawn in diffusers' (B, 1, C, h, w) layout),
+    # true CFG against the empty prompt, square and not square
+    steps = 3
+    for seed, (height, width) in ((3, (32, 32)), (4, (32, 64))):
+        sized = load_pretrained(t2i_dir, width=width, height=height)
+        mine = np.asarray(generate(sized, prompts[:1], steps=steps, cfg_scale=4.0, seed=seed)[0], dtype=np.int16)
+        reference = pipe(prompt=prompts[0], negative_prompt="", true_cfg_scale=4.0, height=height, width=width,
+                         num_inference_steps=steps, generator=torch.Generator().manual_seed(seed),
+                         output_type="np").images[0]
+        reference = np.round(reference * 255).astype(np.int16)
+        assert mine.shape == reference.shape == (height, width, 3)
+        assert np.ptp(reference) > 10  # not a flat image: the comparison has content
+        assert np.abs(mine - reference).max() <= 1
 
 
 def test_load_pretrained_edit_runs_dual_encoding(tmp_path):
@@ -208,3 +212,36 @@ def test_training_and_sampling_share_the_loaded_checkpoints_schedule(t2i_dir):
     torch.randn(3, 32, 16)  # the noise of x0's shape is drawn first
     expected = time_shift(torch.sigmoid(torch.randn(3)), shift)
     assert metrics["sigma_mean"] == pytest.approx(float(expected.mean()), rel=1e-6)
+
+
+def test_edit_condition_size_matches_diffusers():
+    from diffusers.pipelines.qwenimage.pipeline_qwenimage_edit import calculate_dimensions
+
+    from qwenkit.image.sample import edit_condition_size
+
+    for size in ((1024, 1024), (1920, 1080), (640, 480), (300, 900), (4000, 1000)):
+        w, h, _ = calculate_dimensions(1024 * 1024, size[0] / size[1])
+        assert edit_condition_size(size, 1024 * 1024, 32) == (w, h)
+
+
+def test_edit_resizes_a_non_square_source_and_runs_in_bfloat16(tmp_path):
+    from PIL import Image
+
+    from qwenkit.image.pretrained import load_pretrained
+    from qwenkit.image.sample import generate, prepare_edit_sources
+    from qwenkit.image.train import make_step_fn
+
+    kit = load_pretrained(_save_pipeline_dir(tmp_path, edit=True), width=32, height=16)
+    kit.edit_condition_area, kit.edit_condition_multiple = 32 * 16, 8  # a tiny condition area for the CPU
+    wide = Image.new("RGB", (90, 40), (200, 30, 30))
+    assert prepare_edit_sources(kit, [wide])[0].size == (32, 16)  # 2.25:1 at 512 px -> 34x15 -> multiples of 8
+    out = generate(kit, ["make it blue", "make it red"], steps=2, cfg_scale=2.0,
+                   source_images=[wide, Image.new("RGB", (16, 32))])  # two condition sizes: two batches
+    assert [im.size for im in out] == [(32, 16), (32, 16)]
+    kit.to("cpu", torch.bfloat16)
+    assert kit.denoiser.transformer.dtype == torch.bfloat16 and kit.codec.lat_mean.dtype == torch.float32
+    assert generate(kit, ["make it blue"], steps=2, source_images=[wide])[0].size == (32, 16)
+    batch = {"target": torch.zeros(2, 3, 16, 32), "source": torch.zeros(2, 3, 16, 32), "prompts": ["a", "b"],
+             "task": "ti2i"}
+    loss, _ = make_step_fn(kit)(kit.denoiser, batch)
+    assert torch.isfinite(loss)

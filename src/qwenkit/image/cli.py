@@ -8,12 +8,22 @@ from typing import Annotated
 
 import typer
 
-from qwenkit.core.cli_options import ConfigOption, QuietOption, SetOption, ThreadsOption, apply_run_options
+from qwenkit.core.cli_options import (
+    ConfigOption,
+    QuietOption,
+    ResumeOption,
+    SetOption,
+    ThreadsOption,
+    apply_run_options,
+)
 
 app = typer.Typer(help="Qwen-Image: text-rendering data synthesis, tiny MMDiT training, generation, editing, "
                   "OCR-scored evaluation.", no_args_is_help=True)
 
 SeedOpt = Annotated[int | None, typer.Option("--seed", help="Seed (overrides the config's).")]
+HeightOpt = Annotated[int | None, typer.Option("--height", min=8, help="Output height in pixels (a multiple of "
+                                               "the model's latent factor: 16 for Qwen-Image).")]
+WidthOpt = Annotated[int | None, typer.Option("--width", min=8, help="Output width in pixels (same rule).")]
 
 
 def _overrides(values: list[str] | None, seed: int | None, seed_key: str) -> list[str]:
@@ -48,12 +58,12 @@ def train(
     seed: SeedOpt = None,
     threads: ThreadsOption = None,
     quiet: QuietOption = False,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue from the run's latest checkpoint.")] = False,
+    resume: ResumeOption = None,
     eval_samples: Annotated[int, typer.Option("--eval-samples", help="OCR-scored samples per eval (0: none).")] = 32,
 ) -> None:
     """Train a tiny MMDiT (rectified flow, CFG dropout, EMA, curriculum, multi-task, dual encoding); saves out/model."""
     from qwenkit.core.config import load_config
-    from qwenkit.core.runs import RunDir
+    from qwenkit.core.runs import start_run
     from qwenkit.image.evaluate import evaluate_t2i
     from qwenkit.image.report import write_train_report
     from qwenkit.image.train import ImageTrainConfig, build_kit, save_kit
@@ -61,8 +71,8 @@ def train(
 
     apply_run_options(threads, quiet)
     cfg = load_config(ImageTrainConfig, config, _overrides(set_, seed, "trainer.seed"))
-    run = RunDir(out)
     kit = build_kit(cfg)
+    run = start_run(out, cfg, resume=resume)
 
     def eval_fn(_model) -> dict:
         scores, _ = evaluate_t2i(kit, eval_samples, steps=20)
@@ -83,14 +93,15 @@ def generate(
     cfg_scale: Annotated[float, typer.Option("--cfg", help="Classifier-free guidance scale (1 = off).")] = 3.0,
     num: Annotated[int, typer.Option("--num", help="Images per prompt.")] = 1,
     seed: Annotated[int, typer.Option("--seed")] = 0,
+    height: HeightOpt = None,
+    width: WidthOpt = None,
     threads: ThreadsOption = None,
 ) -> None:
     """Text-to-image: PNG per image plus a grid."""
     from qwenkit.image.sample import generate as run_generate
-    from qwenkit.image.train import load_kit
 
     apply_run_options(threads, True)
-    kit = load_kit(model)
+    kit = _load_sized(model, height, width)
     prompts = [p for p in prompt for _ in range(num)]
     images = run_generate(kit, prompts, steps=steps, cfg_scale=cfg_scale, seed=seed)
     _write_images(out, images, columns=max(1, num))
@@ -105,24 +116,51 @@ def edit(
     steps: Annotated[int, typer.Option(help="Euler steps.")] = 20,
     cfg_scale: Annotated[float, typer.Option("--cfg", help="Guidance scale on the instruction (1 = off).")] = 2.0,
     seed: Annotated[int, typer.Option("--seed")] = 0,
+    height: HeightOpt = None,
+    width: WidthOpt = None,
     threads: ThreadsOption = None,
 ) -> None:
-    """Edit images by instruction with the model's edit conditioning (dual / semantic / VAE)."""
+    """Edit images by instruction with the model's edit conditioning (dual / semantic / VAE). Each source is
+    resized to the model's condition area at its own aspect ratio (as QwenImageEditPipeline does); the output has
+    that size too unless --height/--width are given."""
     from PIL import Image
 
+    from qwenkit.image.sample import edit_condition_size, prepare_edit_sources
     from qwenkit.image.sample import generate as run_generate
-    from qwenkit.image.train import load_kit
 
     apply_run_options(threads, True)
     if len(instruction) not in (1, len(image)):
         raise typer.BadParameter(f"{len(instruction)} instructions for {len(image)} images; give 1 or one each",
                                  param_hint="--instruction")
-    kit = load_kit(model)
-    size = (kit.config.width, kit.config.height)
-    sources = [Image.open(p).convert("RGB").resize(size) for p in image]
+    for path in image:
+        if not path.is_file():
+            raise typer.BadParameter(f"{path} is not a file", param_hint="--image")
+    kit = _load_sized(model, height, width)
+    sources = [Image.open(p).convert("RGB") for p in image]
     instructions = instruction * len(image) if len(instruction) == 1 else instruction
-    edited = run_generate(kit, instructions, steps=steps, cfg_scale=cfg_scale, seed=seed, source_images=sources)
-    _write_images(out, [im for pair in zip(sources, edited, strict=True) for im in pair], columns=2)
+    edited = []
+    for source, text in zip(sources, instructions, strict=True):
+        size_kit = kit
+        if height is None and width is None:  # the output takes the condition size, as the pipeline's default
+            factor = kit.config.model.latent_factor()
+            w, h = edit_condition_size(source.size, kit.edit_condition_area or kit.config.width * kit.config.height,
+                                       kit.edit_condition_multiple or factor)
+            size_kit = kit.resized(h // factor * factor, w // factor * factor)
+        edited += run_generate(size_kit, [text], steps=steps, cfg_scale=cfg_scale, seed=seed, source_images=[source])
+    shown = prepare_edit_sources(kit, sources)
+    _write_images(out, [im for pair in zip(shown, edited, strict=True) for im in pair], columns=2)
+
+
+def _load_sized(model: Path, height: int | None, width: int | None):
+    from qwenkit.core.config import ConfigError
+    from qwenkit.image.train import load_kit
+
+    if not model.is_dir():
+        raise typer.BadParameter(f"{model} is not a folder", param_hint="--model")
+    try:
+        return load_kit(model, height=height, width=width)
+    except ConfigError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--height/--width") from exc
 
 
 def _write_images(out: Path, images: list, columns: int) -> None:

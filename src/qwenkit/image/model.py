@@ -22,6 +22,13 @@ import torch
 from torch import nn
 
 
+def module_device(module: torch.nn.Module) -> torch.device:
+    """The device of a module's first parameter or buffer (CPU when it has none)."""
+    for tensor in (*module.parameters(), *module.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
 class PatchPCACodec(nn.Module):
     """Whitened PCA of ``patch x patch x 3`` pixel patches: ``z = ((x - mu) W_k) / s_k``, back ``x = z s_k W_k^T + mu``.
 
@@ -65,6 +72,11 @@ class PatchPCACodec(nn.Module):
     def grid(self, height: int, width: int) -> tuple[int, int]:
         return height // self.patch, width // self.patch
 
+    def noise(self, batch: int, height: int, width: int, generator: torch.Generator) -> torch.Tensor:
+        """The sampler's initial latents: ``N(0, 1)`` tokens (B, H/p * W/p, channels), drawn on the CPU."""
+        h, w = self.grid(height, width)
+        return torch.randn(batch, h * w, self.channels, generator=generator)
+
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) in [-1, 1] -> latent tokens (B, H/p * W/p, channels)."""
         return ((self.patches(images) - self.mean) @ self.components) / self.scale
@@ -96,12 +108,24 @@ class DiffusersVAECodec(nn.Module):
     def grid(self, height: int, width: int) -> tuple[int, int]:
         return height // self.factor, width // self.factor
 
-    def encode(self, images: torch.Tensor) -> torch.Tensor:
-        latents = self.vae.encode(images.unsqueeze(2)).latent_dist.mode()[:, :, 0]
-        latents = (latents - self.lat_mean) / self.lat_std
+    @staticmethod
+    def pack(latents: torch.Tensor) -> torch.Tensor:
+        """(B, z, h, w) -> (B, h/2 * w/2, 4 z): 2x2 latent patches as tokens (``QwenImagePipeline._pack_latents``)."""
         b, c, h, w = latents.shape
         x = latents.reshape(b, c, h // 2, 2, w // 2, 2).permute(0, 2, 4, 1, 3, 5)
         return x.reshape(b, (h // 2) * (w // 2), c * 4)
+
+    def noise(self, batch: int, height: int, width: int, generator: torch.Generator) -> torch.Tensor:
+        """The initial latents as ``QwenImagePipeline.prepare_latents`` draws them: ``randn`` of shape
+        ``(B, 1, z, 2 gh, 2 gw)`` from ``generator`` on the CPU, then packed, so one seed gives diffusers' image."""
+        gh, gw = self.grid(height, width)
+        z = self.channels // 4
+        return self.pack(torch.randn(batch, 1, z, 2 * gh, 2 * gw, generator=generator)[:, 0])
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        vae_dtype = next(self.vae.parameters()).dtype
+        latents = self.vae.encode(images.to(vae_dtype).unsqueeze(2)).latent_dist.mode()[:, :, 0].float()
+        return self.pack((latents - self.lat_mean) / self.lat_std)
 
     def decode(self, tokens: torch.Tensor, height: int, width: int) -> torch.Tensor:
         b = tokens.shape[0]
@@ -109,7 +133,8 @@ class DiffusersVAECodec(nn.Module):
         c = self.channels // 4
         x = tokens.reshape(b, gh, gw, c, 2, 2).permute(0, 3, 1, 4, 2, 5).reshape(b, c, gh * 2, gw * 2)
         x = x * self.lat_std + self.lat_mean
-        return self.vae.decode(x.unsqueeze(2)).sample[:, :, 0]
+        vae_dtype = next(self.vae.parameters()).dtype
+        return self.vae.decode(x.to(vae_dtype).unsqueeze(2)).sample[:, :, 0].float()
 
 
 class TextConditionEncoder:
@@ -127,9 +152,10 @@ class TextConditionEncoder:
         eos = self.tokenizer.eos_token or ""
         batch = self.tokenizer([p + eos for p in prompts], padding=True, truncation=True,
                                max_length=self.max_length, return_tensors="pt", padding_side="right")
-        out = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                         output_hidden_states=True)
-        return out.hidden_states[-1].float(), batch["attention_mask"].bool()
+        device = module_device(self.model)
+        mask = batch["attention_mask"].to(device)
+        out = self.model(input_ids=batch["input_ids"].to(device), attention_mask=mask, output_hidden_states=True)
+        return out.hidden_states[-1].float(), mask.bool()
 
 
 def tiny_text_encoder(alphabet: str, size: str = "nano", seed: int = 0) -> TextConditionEncoder:
@@ -178,10 +204,12 @@ def assemble_inputs(
     text_mask: torch.Tensor,
     *,
     source_tokens: torch.Tensor | None = None,
+    source_grid: tuple[int, int] | None = None,
     semantic_embeds: torch.Tensor | None = None,
     semantic_mask: torch.Tensor | None = None,
 ) -> DenoiserInputs:
-    """Build the joint sequences. Image stream: ``[noisy target ; source latents]`` (source present = VAE channel).
+    """Build the joint sequences. Image stream: ``[noisy target ; source latents]`` (source present = VAE channel;
+    ``source_grid`` its token grid, the target's by default: Qwen-Image-Edit conditions on a source of its own size).
     Text stream: ``[semantic tokens ; prompt tokens]`` (semantic present = VLM channel), masks concatenated alike."""
     b = noisy_tokens.shape[0]
     h, w = grid
@@ -190,11 +218,13 @@ def assemble_inputs(
     shapes = [(1, h, w)]
     hidden = noisy_tokens
     if source_tokens is not None:
-        if source_tokens.shape != noisy_tokens.shape:
-            raise ValueError(f"source latents {tuple(source_tokens.shape)} must match the target's "
-                             f"{tuple(noisy_tokens.shape)} (same size edit)")
-        hidden = torch.cat([noisy_tokens, source_tokens], dim=1)
-        shapes.append((1, h, w))
+        sh, sw = source_grid or grid
+        expected = (b, sh * sw, noisy_tokens.shape[2])
+        if tuple(source_tokens.shape) != expected:
+            raise ValueError(f"source latents {tuple(source_tokens.shape)} do not fill the source grid {sh}x{sw} "
+                             f"(expected {expected})")
+        hidden = torch.cat([noisy_tokens, source_tokens.to(noisy_tokens.dtype)], dim=1)
+        shapes.append((1, sh, sw))
     text, mask = text_embeds, text_mask.bool()
     if semantic_embeds is not None:
         if semantic_mask is None:
@@ -213,14 +243,14 @@ class ImageDenoiser(nn.Module):
         self.semantic_encoder = semantic_encoder
 
     def forward(self, noisy_tokens, sigma, grid, text_embeds, text_mask, *, source_tokens=None,
-                source_images=None) -> torch.Tensor:
+                source_images=None, source_grid=None) -> torch.Tensor:
         """Velocity prediction for the target tokens. ``source_images`` feed the semantic channel (when this model
         has a semantic encoder), ``source_tokens`` the VAE channel."""
         semantic = semantic_mask = None
         if source_images is not None and self.semantic_encoder is not None:
             semantic, semantic_mask = self.semantic_encoder(source_images)
         inputs = assemble_inputs(noisy_tokens, grid, text_embeds, text_mask, source_tokens=source_tokens,
-                                 semantic_embeds=semantic, semantic_mask=semantic_mask)
+                                 source_grid=source_grid, semantic_embeds=semantic, semantic_mask=semantic_mask)
         dtype = self.transformer.dtype
         out = self.transformer(
             hidden_states=inputs.hidden_states.to(dtype),

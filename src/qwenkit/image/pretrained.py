@@ -114,7 +114,8 @@ def load_pretrained(directory: str | Path, *, width: int = 1024, height: int = 1
     """An :class:`~qwenkit.image.train.ImageKit` from a local Qwen-Image (T2I) or Qwen-Image-Edit directory.
 
     ``width``/``height`` are the generation size (multiples of 16 for the real 8x VAE with 2x2 packing). The kit
-    samples with the checkpoint's own scheduler config (dynamic shift from ``base/max_shift``).
+    samples and trains with the checkpoint's own scheduler config (dynamic shift from ``base/max_shift``); an edit
+    kit resizes its sources to ~1024^2 pixels at their aspect ratio, as ``QwenImageEditPipeline`` does.
     """
     from diffusers import AutoencoderKLQwenImage, QwenImageTransformer2DModel
     from transformers import AutoTokenizer, Qwen2_5_VLForConditionalGeneration
@@ -154,5 +155,6 @@ def load_pretrained(directory: str | Path, *, width: int = 1024, height: int = 1
     if codec.channels != t.in_channels:
         raise ValueError(f"vae z_dim={vae.config.z_dim} packs to {codec.channels} channels but the transformer "
                          f"takes in_channels={t.in_channels}: the parts come from different models")
+    edit = {"edit_condition_area": 1024 * 1024, "edit_condition_multiple": 32} if kind == "edit" else {}
     return ImageKit(ImageDenoiser(transformer.eval(), None), codec, encoder, config,
-                    scheduler_config=scheduler_config)
+                    scheduler_config=scheduler_config, **edit)

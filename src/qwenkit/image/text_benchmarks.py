@@ -25,12 +25,13 @@ from pathlib import Path
 
 import numpy as np
 
+from qwenkit.core.errors import DataError
 from qwenkit.image.text_metrics import TextNormalization, bag_recall, cvtg_ned, cvtg_word_accuracy, has_cjk
 
 CHINESEWORD_TEMPLATE = '一张白色卡片，上面用黑色楷体写着一个汉字“{}”'
 
 
-class BenchmarkFormatError(ValueError):
+class BenchmarkFormatError(DataError):
     """A prompt file is not in the benchmark's format; the message names the file, the record and the field."""
 
 

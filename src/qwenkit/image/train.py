@@ -9,6 +9,7 @@ of the loop (checkpointed and resumed exactly) and are what gets saved for sampl
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from qwenkit.image.model import (
     PatchPCACodec,
     PooledPatchImageEncoder,
     TextConditionEncoder,
+    module_device,
     tiny_text_encoder,
     tiny_transformer,
 )
@@ -148,6 +150,8 @@ class ImageKit:
     text_encoder: TextConditionEncoder | QwenVLPromptEncoder
     config: ImageTrainConfig
     scheduler_config: dict | None = None
+    edit_condition_area: int | None = None
+    edit_condition_multiple: int | None = None
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -160,6 +164,24 @@ class ImageKit:
     @property
     def uses_vae(self) -> bool:
         return self.config.edit_conditioning in ("dual", "vae")
+
+    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> ImageKit:
+        """Move the denoiser, the codec and the text encoder to ``device`` (and the denoiser, the VAE and the text
+        encoder to ``dtype``; the PCA codec and the VAE's latent statistics stay float32). In place; returns self."""
+        self.denoiser.to(device, dtype)
+        self.codec.to(device)
+        if dtype is not None and isinstance(self.codec, DiffusersVAECodec):
+            self.codec.vae.to(dtype)
+        self.text_encoder.model.to(device, dtype)
+        return self
+
+    def resized(self, height: int, width: int) -> ImageKit:
+        """The same kit generating ``width`` x ``height`` images (validated: multiples of the latent factor)."""
+        from qwenkit.core.config import load_config
+
+        config = load_config(ImageTrainConfig, self.config.model_dump(mode="json") | {"height": height,
+                                                                                      "width": width})
+        return dataclasses.replace(self, config=config)
 
     def schedule(self) -> tuple[float | None, float]:
         """``(mu, shift)`` of this kit's noise schedule, used by both the training step and the sampler
@@ -231,21 +253,24 @@ def make_step_fn(kit: ImageKit):
     shift, grid = kit.schedule()[1], kit.grid
 
     def step_fn(denoiser: ImageDenoiser, batch: dict) -> tuple[torch.Tensor, dict]:
+        device, codec_device = module_device(denoiser), module_device(codec)
         target = batch["target"]
         b = target.shape[0]
         with torch.no_grad():
-            x0 = codec.encode(target)
+            x0 = codec.encode(target.to(codec_device)).to(device)
         noise = torch.randn_like(x0)
-        sigma = sample_sigmas(b, shift=shift, scheme=config.timestep_scheme)
+        sigma = sample_sigmas(b, shift=shift, scheme=config.timestep_scheme).to(device)
         noisy = add_noise(x0, noise, sigma)
         drop = torch.rand(b) < config.cfg_dropout
         prompts = ["" if d else p for d, p in zip(drop.tolist(), batch["prompts"], strict=True)]
         is_edit = batch["task"] in ("ti2i", "i2i")
         text, mask, source_images = kit.encode_condition(prompts, batch["source"] if is_edit else None)
+        text, mask = text.to(device), mask.to(device)
+        source_images = None if source_images is None else source_images.to(device)
         source_tokens = None
         if batch["task"] == "ti2i" and kit.uses_vae:
             with torch.no_grad():
-                source_tokens = codec.encode(batch["source"])
+                source_tokens = codec.encode(batch["source"].to(codec_device)).to(device)
         prediction = denoiser(noisy, sigma, grid, text, mask, source_tokens=source_tokens,
                               source_images=source_images)
         loss = flow_matching_loss(prediction, x0, noise)
@@ -303,9 +328,10 @@ def save_kit(kit: ImageKit, directory: str | Path) -> Path:
     return directory
 
 
-def load_kit(directory: str | Path) -> ImageKit:
+def load_kit(directory: str | Path, *, height: int | None = None, width: int | None = None) -> ImageKit:
     """Inverse of :func:`save_kit` (local directory only); a diffusers Qwen-Image(-Edit) directory goes through
-    :func:`qwenkit.image.pretrained.load_pretrained` (1024x1024)."""
+    :func:`qwenkit.image.pretrained.load_pretrained`. ``height``/``width`` set the generation size (default: the
+    kit's training size, 1024x1024 for a diffusers checkpoint); they must be multiples of the latent factor."""
     from diffusers import QwenImageTransformer2DModel
     from safetensors.torch import load_file
 
@@ -316,7 +342,7 @@ def load_kit(directory: str | Path) -> ImageKit:
     if (directory / "model_index.json").is_file():  # a diffusers Qwen-Image / Qwen-Image-Edit directory
         from qwenkit.image.pretrained import load_pretrained
 
-        return load_pretrained(directory)
+        return load_pretrained(directory, height=height or 1024, width=width or 1024)
     if not (directory / "qwenkit_image.json").is_file():
         raise FileNotFoundError(f"{directory} is not a qwenkit image model (no qwenkit_image.json) nor a diffusers "
                                 "Qwen-Image directory (no model_index.json); train one with `qwenkit image train`")
@@ -336,4 +362,5 @@ def load_kit(directory: str | Path) -> ImageKit:
     if (directory / "semantic_encoder.safetensors").is_file():
         semantic = PooledPatchImageEncoder(encoder.dim, config.model.semantic_grid)
         semantic.load_state_dict(load_file(directory / "semantic_encoder.safetensors"))
-    return ImageKit(ImageDenoiser(transformer, semantic).eval(), codec, encoder, config)
+    kit = ImageKit(ImageDenoiser(transformer, semantic).eval(), codec, encoder, config)
+    return kit if height is None and width is None else kit.resized(height or config.height, width or config.width)
