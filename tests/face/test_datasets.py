@@ -7,7 +7,8 @@ import pytest
 from scipy.io import wavfile
 
 from qwenkit.face import datasets
-from qwenkit.face.data import FaceDataError, load_split, read_region
+from qwenkit.face.data import load_split, read_region
+from qwenkit.face.errors import FaceDataError
 from qwenkit.face.mesh import make_face
 
 TRAIN, VAL, TEST = "FaceTalk_170728_03272_TA", "FaceTalk_170811_03275_TA", "FaceTalk_170809_00138_TA"

@@ -3,8 +3,10 @@
 import numpy as np
 import pytest
 import torch
+from pydantic import ValidationError
 
 from qwenkit.face.audio import HFSpeechEncoder, LogMelEncoder, mel_filterbank, resample_frames
+from qwenkit.face.errors import AudioEncoderError
 from qwenkit.face.model import FaceAnimator, FaceModelConfig
 
 
@@ -34,8 +36,8 @@ def test_logmel_encoder_shape():
     assert encoder(audio, 12).shape == (2, 12, 16)
 
 
-def test_hf_encoder_from_a_tiny_random_config():
-    from transformers import Wav2Vec2Config
+def test_hf_encoder_from_a_tiny_random_config(tmp_path):
+    from transformers import Wav2Vec2Config, Wav2Vec2Model
 
     config = Wav2Vec2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
                             conv_dim=(32, 32, 32), conv_stride=(5, 4, 4), conv_kernel=(10, 4, 4),
@@ -45,15 +47,17 @@ def test_hf_encoder_from_a_tiny_random_config():
     audio, _, _ = _inputs()
     features = encoder(audio, 12)
     assert features.shape == (2, 12, 32) and torch.isfinite(features).all()
-    model = FaceAnimator(FaceModelConfig(dim=16, audio_encoder="hf"), 10, 3, audio_encoder_config=config)
+    Wav2Vec2Model(config).save_pretrained(tmp_path / "w2v")  # the local-directory route, as for real weights
+    model = FaceAnimator(FaceModelConfig(dim=16, audio_encoder="hf", audio_encoder_path=str(tmp_path / "w2v")), 10, 3)
+    assert model.audio_encoder.output_dim == 32
     assert model(audio, 12, reference_motion=_inputs()[1], reference_audio=_inputs()[2]).shape == (2, 12, 30)
 
 
 def test_hf_encoder_missing_path_says_what_to_pass(tmp_path):
-    with pytest.raises(FileNotFoundError, match="audio_encoder_path"):
+    with pytest.raises(AudioEncoderError, match="audio_encoder_path"):
         HFSpeechEncoder(tmp_path / "nowhere")
-    with pytest.raises(ValueError, match="audio_encoder_path"):
-        FaceAnimator(FaceModelConfig(audio_encoder="hf"), 10, 3)
+    with pytest.raises(ValidationError, match="audio_encoder_path"):
+        FaceModelConfig(audio_encoder="hf")
 
 
 @pytest.mark.parametrize("overrides", [

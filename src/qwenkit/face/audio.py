@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from qwenkit.face.errors import AudioEncoderError
+
 
 def mel_filterbank(
     sample_rate: int, n_fft: int, n_mels: int, fmin: float = 50.0, fmax: float | None = None
@@ -71,7 +73,7 @@ class HFSpeechEncoder(nn.Module):
         else:
             path = Path(source)
             if not (path / "config.json").is_file():
-                raise FileNotFoundError(
+                raise AudioEncoderError(
                     f"audio encoder path {str(path)!r} is not a local Hugging Face model directory (no config.json); "
                     "download e.g. facebook/wav2vec2-base-960h elsewhere and pass its directory as "
                     "model.audio_encoder_path (nothing is fetched from the hub)")

@@ -20,9 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-
-class FaceDataError(ValueError):
-    """A dataset file is missing or malformed; the message names the file and the field."""
+from qwenkit.face.errors import FaceDataError
 
 
 @dataclass

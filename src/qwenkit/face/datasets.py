@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from qwenkit.face.data import FaceDataError
+from qwenkit.face.errors import FaceDataError
 
 VOCASET_TRAIN_SUBJECTS = ("FaceTalk_170728_03272_TA", "FaceTalk_170904_00128_TA", "FaceTalk_170725_00137_TA",
                           "FaceTalk_170915_00223_TA", "FaceTalk_170811_03274_TA", "FaceTalk_170913_03279_TA",

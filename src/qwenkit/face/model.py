@@ -19,7 +19,7 @@ import math
 from typing import Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch import nn
 
 from qwenkit.core.config import StrictModel
@@ -36,6 +36,14 @@ class FaceModelConfig(StrictModel):
     audio_encoder: Literal["logmel", "hf"] = "logmel"
     audio_encoder_path: str | None = Field(None, description="local HF speech model directory (audio_encoder: hf)")
     dropout: float = Field(0.0, ge=0, lt=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> FaceModelConfig:
+        if self.audio_encoder == "hf" and not self.audio_encoder_path:
+            raise ValueError("audio_encoder 'hf' needs audio_encoder_path: a local Hugging Face speech model directory")
+        if self.dim % self.heads:
+            raise ValueError(f"dim ({self.dim}) must be divisible by heads ({self.heads})")
+        return self
 
 
 def sinusoidal_positions(length: int, dim: int, device: torch.device) -> torch.Tensor:
@@ -103,7 +111,7 @@ class StyleInfusion(nn.Module):
 class FaceAnimator(nn.Module):
     """Speech (+ reference clip or speaker id) -> normalised motion; see the module docstring."""
 
-    def __init__(self, config: FaceModelConfig, num_vertices: int, num_train_speakers: int, audio_encoder_config=None):
+    def __init__(self, config: FaceModelConfig, num_vertices: int, num_train_speakers: int):
         super().__init__()
         self.config = config
         self.coords = num_vertices * 3
@@ -111,11 +119,7 @@ class FaceAnimator(nn.Module):
         if config.audio_encoder == "hf":
             from qwenkit.face.audio import HFSpeechEncoder
 
-            source = audio_encoder_config if audio_encoder_config is not None else config.audio_encoder_path
-            if source is None:
-                raise ValueError("model.audio_encoder is 'hf' but model.audio_encoder_path is not set; pass a local "
-                                 "Hugging Face speech model directory")
-            self.audio_encoder = HFSpeechEncoder(source)
+            self.audio_encoder = HFSpeechEncoder(config.audio_encoder_path)
         else:
             from qwenkit.face.audio import LogMelEncoder
 

@@ -15,14 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
+from qwenkit.face.errors import RenderError
+
 _BACKGROUND = (24, 26, 32)
 _SKIN = np.array([226, 188, 160], np.float64)
 _LIPS = np.array([190, 80, 86], np.float64)
 _CAVITY = np.array([40, 10, 16], np.float64)
-
-
-class RenderError(RuntimeError):
-    """Rendering or encoding failed (a blank frame, no ffmpeg, an encoder error); the message says what to fix."""
 
 
 def _triangle_areas(vertices: np.ndarray, triangles: np.ndarray) -> np.ndarray:

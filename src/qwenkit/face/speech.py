@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from qwenkit.face.errors import SpeechError
+
 _AUDIO_OUTPUT_SYNCHRONOUS = 2
 _INITIALIZE_PHONEME_EVENTS = 1
 _EVENT_PHONEME = 7
@@ -38,10 +40,6 @@ class _Event(ctypes.Structure):
 
 
 _CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.POINTER(_Event))
-
-
-class SpeechError(RuntimeError):
-    """espeak-ng is missing or failed; the message says what to install or change."""
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import pickle
 from pathlib import Path
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from qwenkit.core.config import StrictModel
 from qwenkit.face.mesh import BLENDSHAPES, FaceMesh, make_face, pose
@@ -58,6 +58,17 @@ class SyntheticConfig(StrictModel):
     fps: int = Field(30, ge=10, le=120)
     sample_rate: int = Field(16000, ge=8000)
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _check_splits(self) -> SyntheticConfig:
+        if self.unseen_speakers >= self.speakers:
+            raise ValueError(f"unseen_speakers ({self.unseen_speakers}) must be fewer than speakers ({self.speakers})")
+        if self.train_sentences >= self.sentences:
+            raise ValueError(f"train_sentences ({self.train_sentences}) must be fewer than sentences "
+                             f"({self.sentences}) so that seen speakers keep test sentences")
+        if self.words[0] < 1 or self.words[1] < self.words[0]:
+            raise ValueError(f"words {self.words} must be (min >= 1, max >= min)")
+        return self
 
 
 def viseme_track(phonemes: list[tuple[float, str]], duration_s: float, fps: int) -> np.ndarray:
@@ -134,11 +145,6 @@ def make_synthetic(config: SyntheticConfig, out: str | Path, *, quiet: bool | No
     from qwenkit.core.progress import track
     from qwenkit.face.speech import resample, synthesize
 
-    if config.unseen_speakers >= config.speakers:
-        raise ValueError(f"unseen_speakers ({config.unseen_speakers}) must be fewer than speakers ({config.speakers})")
-    if config.train_sentences >= config.sentences:
-        raise ValueError(f"train_sentences ({config.train_sentences}) must be fewer than sentences "
-                         f"({config.sentences}) so seen speakers keep test sentences")
     out = Path(out)
     for sub in ("vertices_npy", "wav", "regions"):
         (out / sub).mkdir(parents=True, exist_ok=True)

@@ -20,6 +20,7 @@ from qwenkit.core.config import StrictModel
 from qwenkit.core.loop import TrainConfig
 from qwenkit.face import losses
 from qwenkit.face.data import FaceSequence
+from qwenkit.face.errors import FaceDataError
 from qwenkit.face.model import FaceAnimator, FaceModelConfig
 
 
@@ -33,18 +34,31 @@ class LossWeights(StrictModel):
     diversity: float = Field(0.01, ge=0)
 
 
+class FaceTrainerConfig(TrainConfig):
+    """The core loop's settings with this domain's defaults (a partial ``trainer:`` section keeps them)."""
+
+    max_steps: int = Field(1500, ge=1)
+    lr: float = Field(2e-3, gt=0)
+    lr_schedule: Literal["constant", "linear", "cosine"] = "cosine"
+    warmup_steps: int = Field(50, ge=0)
+    min_lr_ratio: float = Field(0.05, ge=0, le=1)
+    checkpoint_every: int = Field(500, ge=0)
+    log_every: int = Field(10, ge=1)
+
+
 class FaceTrainConfig(StrictModel):
     data: str = Field("runs/face-synthetic", description="dataset root (FaceFormer-processed layout)")
     dataset: Literal["synthetic", "vocaset", "biwi"] = "synthetic"
     model: FaceModelConfig = FaceModelConfig()
     losses: LossWeights = LossWeights()
-    trainer: TrainConfig = TrainConfig(max_steps=1500, lr=2e-3, lr_schedule="cosine", warmup_steps=50,
-                                       min_lr_ratio=0.05, checkpoint_every=500, log_every=10)
+    trainer: FaceTrainerConfig = FaceTrainerConfig()
     batch_size: int = Field(8, ge=1)
     crop_frames: int = Field(32, ge=4)
     reference_frames: int = Field(32, ge=4)
     contrastive_window: int = Field(4, ge=1)
     contrastive_temperature: float = Field(0.1, gt=0)
+    lip_region: str | None = Field(None, description="lip ids (CodeTalker lve.txt); default <data>/regions/lve.txt")
+    upper_region: str | None = Field(None, description="upper-face ids (fdd.txt); default <data>/regions/fdd.txt")
 
 
 @dataclass
@@ -89,7 +103,8 @@ class FaceBatches:
         self.items, self.config, self.seed = items, config, seed
         self.long_enough = [i for i, item in enumerate(items) if len(item.motion) >= config.crop_frames]
         if not self.long_enough:
-            raise ValueError(f"no training sequence has crop_frames={config.crop_frames} frames; lower crop_frames")
+            raise FaceDataError(f"no training sequence has crop_frames={config.crop_frames} frames; lower "
+                                "crop_frames (--set crop_frames=...)")
         self.by_speaker: dict[int, list[int]] = {}
         for i, item in enumerate(items):
             self.by_speaker.setdefault(item.speaker, []).append(i)
@@ -197,15 +212,13 @@ class FaceKit:
         return directory
 
 
-def build_model(config: FaceTrainConfig, num_vertices: int, num_speakers: int, audio_encoder_config=None):
-    return FaceAnimator(config.model, num_vertices, max(1, num_speakers), audio_encoder_config)
+def build_model(config: FaceTrainConfig, num_vertices: int, num_speakers: int) -> FaceAnimator:
+    return FaceAnimator(config.model, num_vertices, max(1, num_speakers))
 
 
 def load_kit(directory: str | Path) -> FaceKit:
     """A model folder written by ``FaceKit.save`` (``qwenkit face train`` writes ``<run>/model``)."""
     from safetensors.torch import load_file
-
-    from qwenkit.face.data import FaceDataError
 
     directory = Path(directory)
     meta_path = directory / "face_model.json"
@@ -233,7 +246,7 @@ def motion_scale(sequences: list[FaceSequence]) -> float:
 
 
 def train_face(config: FaceTrainConfig, train_sequences: list[FaceSequence], lip_idx, upper_idx, *, run=None,
-               resume=False, audio_encoder_config=None, eval_fn=None, quiet=None):
+               resume=False, eval_fn=None, quiet=None):
     """Train on ``train_sequences`` through the core loop; returns (kit, loop result)."""
     from qwenkit.core.loop import train_loop
     from qwenkit.core.seeding import seed_everything
@@ -243,7 +256,7 @@ def train_face(config: FaceTrainConfig, train_sequences: list[FaceSequence], lip
     items = prepare(train_sequences, speakers, scale)
     seed_everything(config.trainer.seed)
     num_vertices = train_sequences[0].vertices.shape[1]
-    model = build_model(config, num_vertices, len(speakers), audio_encoder_config)
+    model = build_model(config, num_vertices, len(speakers))
     model.motion_scale.fill_(scale)
     kit = FaceKit(model, config, speakers, train_sequences[0].fps, train_sequences[0].sample_rate,
                   np.asarray(lip_idx), np.asarray(upper_idx), num_vertices)
