@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -48,6 +48,14 @@ class DataConfig(StrictModel):
     max_length: int = Field(256, ge=8, description="longer examples are dropped (and counted), never cut")
     packing: bool = Field(False, description="pack examples into rows of max_length (no cross-example attention)")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _default_task(cls, data: Any) -> Any:
+        """Without a file and without a task, the toy arithmetic task is the data."""
+        if isinstance(data, dict) and data.get("train") is None and "task" not in data:
+            return {**data, "task": "arithmetic"}
+        return data
+
     @model_validator(mode="after")
     def _one_source(self) -> DataConfig:
         if (self.train is None) == (self.task is None):
@@ -67,7 +75,7 @@ class EvalConfig(StrictModel):
 class SFTConfig(StrictModel):
     model: ModelConfig = Field(default_factory=ModelConfig)
     lora: LoraConfig = Field(default_factory=LoraConfig)
-    data: DataConfig = Field(default_factory=lambda: DataConfig(task="arithmetic"))
+    data: DataConfig = Field(default_factory=DataConfig)
     target: Literal["answer", "rationale"] = Field("rationale", description="answer-only or rationale+answer targets")
     answer_template: str = ANSWER_TEMPLATE
     rationale_template: str = RATIONALE_TEMPLATE
