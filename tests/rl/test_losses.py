@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from fractions import Fraction
 
 import pytest
 import torch
@@ -15,6 +16,7 @@ from qwenkit.rl.losses import (
     k3_kl,
     linear_quantile,
     policy_loss,
+    quantile_rank,
     sequence_log_ratio,
     token_entropy,
 )
@@ -69,6 +71,8 @@ def reference_loss(logp, old, adv, mask, *, level, clip, aggregation, token_mask
         return sum(per_seq_sums) / max(sum(per_seq_lengths), 1)
     if aggregation == "seq-mean-token-mean":
         return sum(s / max(n, 1) for s, n in zip(per_seq_sums, per_seq_lengths, strict=True)) / batch
+    if aggregation == "seq-mean-token-sum":
+        return sum(per_seq_sums) / batch
     return sum(per_seq_sums) / (batch * width)
 
 
@@ -132,9 +136,10 @@ def test_policy_loss_and_grad_match_reference(level, aggregation, clip, seed):
     torch.testing.assert_close(ours[1], ref[1], atol=1e-6, rtol=0)
 
 
-@pytest.mark.parametrize("level", ["token", "sequence_token"])
+@pytest.mark.parametrize("level", ["token", "sequence", "sequence_token"])
 @pytest.mark.parametrize("aggregation", AGGREGATIONS)
 def test_token_mask_and_kl_match_reference(level, aggregation):
+    """With level="sequence" the reference zeroes masked terms but keeps s_i's dependence on every token (TRL)."""
     logp, old, ref_logp, adv, mask, token_mask = ragged_batch(3)
     kwargs = dict(level=level, clip=(0.2, 0.28), aggregation=aggregation)
     ours = loss_and_grad(
@@ -262,8 +267,6 @@ def test_normalizer_makes_shard_losses_sum_to_full_batch_loss():
 
 def test_bad_arguments_raise_clear_errors():
     logp, old, _, adv, mask, token_mask = ragged_batch(0)
-    with pytest.raises(ValueError, match="sequence_token"):
-        policy_loss(logp, old, adv, mask, level="sequence", token_mask=token_mask)
     with pytest.raises(ValueError, match="level"):
         policy_loss(logp, old, adv, mask, level="tokens")
     with pytest.raises(ValueError, match="ref_logp"):
@@ -330,3 +333,93 @@ def test_masked_tokens_get_zero_grad_but_count_in_denominator():
     # denominator = all valid tokens, not only the selected ones
     only_selected, _ = policy_loss(logp, old, adv, forking, aggregation="token-mean")
     torch.testing.assert_close(loss, only_selected * forking.sum() / mask.sum())
+
+
+
+# --------------------------------------------------------------------------------------------- exact 80/20 threshold
+
+
+def _kept_by_rational_reference(values: list[int], rho: Fraction) -> int:
+    """How many values the 80/20 rule keeps, from the (1 - rho) quantile in exact rational arithmetic."""
+    ordered = sorted(values)
+    position = (1 - rho) * (len(ordered) - 1)
+    lo = position.numerator // position.denominator
+    hi = min(lo + 1, len(ordered) - 1)
+    threshold = ordered[lo] + (ordered[hi] - ordered[lo]) * (position - lo)
+    return sum(v >= threshold for v in ordered)
+
+
+def test_threshold_is_the_order_statistic_when_the_rank_is_an_integer():
+    entropy = torch.tensor([[0, 0, 0, 0, 0, 0, 0, 1, 2, 3]], dtype=torch.float32)
+    mask = torch.ones_like(entropy, dtype=torch.bool)
+    assert (1 - 1 / 3) * 9 != 6  # the float rank overshoots the exact rank 6
+    assert int(high_entropy_mask(entropy, mask, 1 / 3).sum()) == 10
+    values = torch.arange(181, dtype=torch.float32)[None]
+    assert int(high_entropy_mask(values, torch.ones_like(values, dtype=torch.bool), 0.7).sum()) == 127
+    assert quantile_rank(0.3, 181) == (54, 0.0)
+
+
+@pytest.mark.parametrize("n", [2, 3, 7, 10, 33, 100, 181, 1000])
+def test_kept_count_matches_a_rational_reference_over_a_sweep_of_rho(n):
+    g = torch.Generator().manual_seed(n)
+    values = torch.randint(0, 6, (1, n), generator=g)  # many ties: an off-by-one rank changes the kept count
+    mask = torch.ones_like(values, dtype=torch.bool)
+    for numerator, denominator in [(1, 3), (1, 5), (2, 3), (1, 7), (3, 10)] + [(k, 100) for k in range(1, 101)]:
+        rho = Fraction(numerator, denominator)
+        kept = int(high_entropy_mask(values.float(), mask, numerator / denominator).sum())
+        assert kept == _kept_by_rational_reference(values[0].tolist(), rho), (n, rho)
+
+
+def test_quantile_rank_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="at least one"):
+        quantile_rank(0.5, 0)
+    with pytest.raises(ValueError, match="q must be"):
+        quantile_rank(1.5, 3)
+
+
+# --------------------------------------------------------------------------------------------- verl's configurations
+
+
+def verl_gspo_loss(logp, old, adv, mask, clip, mode):
+    """verl's GSPO loss (``compute_policy_loss_gspo``: the GSPO-token construction with the log ratio clamped at 10)
+    and ``agg_loss``, transcribed for this test; verl 0.9.1 averages its seq-mean modes over non-empty responses."""
+    eps_low, eps_high = clip
+    maskf = mask.to(logp.dtype)
+    lengths = maskf.sum(-1)
+    log_seq = ((logp - old) * maskf).sum(-1) / lengths.clamp(min=1)
+    log_token = torch.clamp(logp - logp.detach() + log_seq.detach()[:, None], max=10.0)
+    ratio = torch.exp(log_token)
+    per_token = torch.maximum(-adv[:, None] * ratio, -adv[:, None] * torch.clamp(ratio, 1 - eps_low, 1 + eps_high))
+    per_token = torch.where(mask, per_token, torch.zeros_like(per_token))
+    nonempty = lengths > 0
+    if mode == "token-mean":
+        return per_token.sum() / maskf.sum()
+    if mode == "seq-mean-token-mean":
+        return (per_token.sum(-1)[nonempty] / lengths[nonempty]).mean()
+    if mode == "seq-mean-token-sum":
+        return per_token.sum(-1)[nonempty].mean()
+    return per_token.sum() / mask.shape[-1]
+
+
+def _nonempty(mask):
+    return int((mask.sum(-1) > 0).sum())
+
+
+VERL_ROWS = {  # verl loss_agg_mode -> qwenkit policy_loss arguments (docs/rl.md, "verl's configurations")
+    "token-mean": lambda mask: dict(aggregation="token-mean"),
+    "seq-mean-token-mean": lambda mask: dict(aggregation="seq-mean-token-mean", normalizer=_nonempty(mask)),
+    "seq-mean-token-sum": lambda mask: dict(aggregation="seq-mean-token-sum", normalizer=_nonempty(mask)),
+    "seq-mean-token-sum-norm": lambda mask: dict(aggregation="seq-mean-token-sum-norm", normalizer=1,
+                                                 max_length=mask.shape[-1]),
+}
+
+
+@pytest.mark.parametrize("mode", sorted(VERL_ROWS))
+def test_verl_gspo_configurations_map_to_qwenkit(mode):
+    logp, old, _, adv, mask, _ = ragged_batch(5)
+    clip = (3e-4, 4e-4)
+    ours = loss_and_grad(lambda x: policy_loss(x, old, adv, mask, level="sequence_token", clip=clip,
+                                               **VERL_ROWS[mode](mask)), logp)
+    theirs = loss_and_grad(lambda x: verl_gspo_loss(x, old, adv, mask, clip, mode), logp)
+    torch.testing.assert_close(ours[0], theirs[0], atol=1e-9, rtol=0)
+    torch.testing.assert_close(ours[1], theirs[1], atol=1e-9, rtol=0)

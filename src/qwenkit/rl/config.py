@@ -35,8 +35,13 @@ class AlgorithmConfig(StrictModel):
     )
     clip_low: float = Field(0.2, ge=0, lt=1)
     clip_high: float = Field(0.28, ge=0)
-    aggregation: Literal["seq-mean-token-mean", "token-mean", "seq-mean-token-sum-norm"] = "seq-mean-token-mean"
+    aggregation: Literal["seq-mean-token-mean", "token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm"] = (
+        "seq-mean-token-mean")
     rho: float = Field(1.0, gt=0, le=1, description="80/20 rule: share of highest-entropy tokens that get gradient")
+    trl_sequence_mask: bool = Field(
+        False, description="allow rho < 1 with level=sequence, with TRL's semantics: masked tokens' terms are zeroed "
+        "but they still get gradient through the sequence ratio s_i (use level=sequence_token to exclude them)"
+    )
     kl_coef: float = Field(0.0, ge=0, description="k3 KL to the initial (post-SFT) policy; 0 = no reference model")
     scale_rewards: Literal["group", "batch", "none"] = "group"
     advantage_eps: float = Field(1e-4, gt=0)
@@ -46,10 +51,11 @@ class AlgorithmConfig(StrictModel):
 
     @model_validator(mode="after")
     def _check(self) -> AlgorithmConfig:
-        if self.level == "sequence" and self.rho < 1:
+        if self.level == "sequence" and self.rho < 1 and not self.trl_sequence_mask:
             raise ValueError(
-                "algorithm.rho < 1 (80/20 mask) cannot be combined with level=sequence (GSPO's sequence ratio "
-                "couples all tokens); use level=sequence_token"
+                "algorithm.rho < 1 (80/20 mask) with level=sequence does not exclude the masked tokens from the "
+                "gradient (GSPO's sequence ratio couples all tokens); use level=sequence_token, or set "
+                "algorithm.trl_sequence_mask=true for TRL's semantics"
             )
         return self
 

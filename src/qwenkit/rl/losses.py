@@ -13,16 +13,18 @@ sequence ratio (a geometric mean: ``exp(mean)``, never ``exp(sum)``, which under
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Literal
 
 import torch
 
 Level = Literal["token", "sequence", "sequence_token"]
-Aggregation = Literal["seq-mean-token-mean", "token-mean", "seq-mean-token-sum-norm"]
+Aggregation = Literal["seq-mean-token-mean", "token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm"]
 RewardScale = Literal["group", "batch", "none"]
 
 LEVELS: tuple[str, ...] = ("token", "sequence", "sequence_token")
-AGGREGATIONS: tuple[str, ...] = ("seq-mean-token-mean", "token-mean", "seq-mean-token-sum-norm")
+AGGREGATIONS: tuple[str, ...] = ("seq-mean-token-mean", "token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm")
+_RATIONAL_DENOMINATOR = 10**9
 
 
 def group_advantages(
@@ -138,12 +140,16 @@ def policy_loss(
 
     - ``seq-mean-token-mean`` (GRPO/GSPO paper): ``1/N_seq sum_i (sum_t m l / |y_i|)``, ``N_seq`` = B by default;
     - ``token-mean`` (DAPO, and the 80/20 paper's Eq.): ``sum_{i,t} m l / N_tok``, ``N_tok = sum m`` by default;
+    - ``seq-mean-token-sum`` (verl's mode of that name): ``1/N_seq sum_i sum_t m l``;
     - ``seq-mean-token-sum-norm`` (Dr. GRPO): ``sum_{i,t} m l / (N_seq * L)``, ``L = max_length`` or T.
 
     ``normalizer`` replaces ``N_seq`` (``seq-mean-*``) or ``N_tok`` (``token-mean``) so a micro-batch or one process's
     shard can be normalised by the whole batch's count (the sum of the shards' losses then equals the full-batch loss).
-    ``level="sequence"`` refuses a ``token_mask``: its ratio couples every token of a response, so no token can be
-    excluded from the gradient; use ``sequence_token``.
+
+    A ``token_mask`` with ``level="sequence"`` follows TRL's semantics (``importance_sampling_level="sequence"`` with
+    ``top_entropy_quantile``): the masked tokens' terms are zeroed, but every term carries ``s_i``, which depends on
+    all tokens of response i, so masked tokens still receive gradient through the unmasked ones. To exclude tokens
+    from the gradient, use ``sequence_token`` (GSPO-token), where a token's gradient flows only through its own term.
 
     Precision: computed in float64 whatever the input dtype; the loss is returned in the dtype of ``logp``.
 
@@ -161,11 +167,6 @@ def policy_loss(
         raise ValueError(
             f"logp, old_logp and mask must share one (B, T) shape; got {tuple(logp.shape)}, "
             f"{tuple(old_logp.shape)}, {tuple(mask.shape)}"
-        )
-    if level == "sequence" and token_mask is not None:
-        raise ValueError(
-            "level='sequence' (GSPO) cannot take a token_mask: its sequence ratio couples every token of a response; "
-            "use level='sequence_token' (GSPO-token) to mask single tokens"
         )
     if ref_logp is None and kl_coef:
         raise ValueError(f"kl_coef={kl_coef} needs ref_logp (the reference model's log-probs)")
@@ -275,6 +276,8 @@ def _aggregate(per_token, mask, aggregation, normalizer, max_length) -> torch.Te
     n_seq = max(per_token.shape[0], 1) if normalizer is None else normalizer
     if aggregation == "seq-mean-token-mean":
         return (per_token.sum(-1) / mask.sum(-1).clamp(min=1)).sum() / n_seq
+    if aggregation == "seq-mean-token-sum":
+        return per_token.sum() / n_seq
     length = max(per_token.shape[1] if max_length is None else max_length, 1)
     return per_token.sum() / (n_seq * length)
 
@@ -309,14 +312,34 @@ def token_entropy(logits: torch.Tensor, temperature: float = 1.0, *, chunk_size:
     return out.view(logits.shape[:-1])
 
 
-def linear_quantile(sorted_values: torch.Tensor, q: float) -> torch.Tensor:
-    """The q-quantile of ascending ``sorted_values`` with linear interpolation (``torch.quantile``'s default), without
-    ``torch.quantile``'s 16M-element limit."""
+def quantile_rank(q: float | Fraction, n: int) -> tuple[int, float]:
+    """The rank ``q (n - 1)`` of the linearly interpolated q-quantile of n sorted values, as ``(floor, fraction)``,
+    computed in exact rational arithmetic.
+
+    ``q`` is read as the nearest fraction with a denominator of at most 10^9 (``1/3`` passed as ``0.333...`` is 1/3,
+    ``0.41`` is 41/100), so a rank that is an integer in exact arithmetic *is* that integer, and the order statistic
+    itself becomes the threshold. Floating point gets this wrong for many q: ``(1 - 1/3) * 9`` is ``6.000000000000001``,
+    which puts the threshold a hair above the 7th value and drops it and all its ties.
+    """
+    if n < 1:
+        raise ValueError(f"a quantile needs at least one value, got n={n}")
+    exact = q if isinstance(q, Fraction) else Fraction(q).limit_denominator(_RATIONAL_DENOMINATOR)
+    if not 0 <= exact <= 1:
+        raise ValueError(f"q must be in [0, 1], got {q}")
+    position = exact * (n - 1)
+    floor = position.numerator // position.denominator
+    return floor, float(position - floor)
+
+
+def linear_quantile(sorted_values: torch.Tensor, q: float | Fraction) -> torch.Tensor:
+    """The q-quantile of ascending ``sorted_values`` with linear interpolation (``torch.quantile``'s default method),
+    with the exact rank of :func:`quantile_rank` and without ``torch.quantile``'s 16M-element limit."""
     n = sorted_values.numel()
-    position = q * (n - 1)
-    lo = int(position)
+    lo, fraction = quantile_rank(q, n)
+    if fraction == 0.0:
+        return sorted_values[lo]
     hi = min(lo + 1, n - 1)
-    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (position - lo)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * fraction
 
 
 @torch.no_grad()
@@ -347,13 +370,15 @@ def gather_valid_entropies(entropy: torch.Tensor, mask: torch.Tensor) -> torch.T
 @torch.no_grad()
 def entropy_threshold(entropy: torch.Tensor, mask: torch.Tensor, rho: float) -> torch.Tensor | None:
     """``tau_rho``: the (1 - rho) quantile of the entropies of all valid tokens in the batch (over every process when
-    ``torch.distributed`` is initialised); ``None`` when the batch holds no valid token."""
+    ``torch.distributed`` is initialised), linearly interpolated at the exact rank ``(1 - rho)(n - 1)``
+    (:func:`quantile_rank`); ``None`` when the batch holds no valid token."""
     if not 0 < rho <= 1:
         raise ValueError(f"rho must be in (0, 1], got {rho}")
     values = gather_valid_entropies(entropy, mask)
     if values.numel() == 0:
         return None
-    return linear_quantile(torch.sort(values).values, 1.0 - rho)
+    share = 1 - Fraction(rho).limit_denominator(_RATIONAL_DENOMINATOR)
+    return linear_quantile(torch.sort(values).values, share)
 
 
 @torch.no_grad()

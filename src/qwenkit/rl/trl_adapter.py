@@ -4,8 +4,10 @@
 replaced by :func:`qwenkit.rl.losses.policy_loss`, which adds what the trl 1.16 wheel lacks: ``level="sequence_token"``
 (GSPO-token) and an 80/20 mask usable with every level and aggregation. Extra constructor arguments:
 ``level`` ("token" | "sequence" | "sequence_token"), ``aggregation`` (see ``policy_loss``; default: the one matching
-``args.loss_type``: grpo -> seq-mean-token-mean, dapo/bnpo -> token-mean, dr_grpo -> seq-mean-token-sum-norm) and
-``rho`` (default ``args.top_entropy_quantile``). Clip range, KL coefficient and temperature come from ``GRPOConfig``
+``args.loss_type``: grpo -> seq-mean-token-mean, dapo/bnpo -> token-mean (dapo over the generation batch, bnpo over the
+micro-batch, as TRL normalises them), dr_grpo -> seq-mean-token-sum-norm, luspo -> seq-mean-token-sum) and ``rho``
+(default ``args.top_entropy_quantile``; with ``level="sequence"`` the mask has TRL's semantics, see ``policy_loss``).
+Clip range, KL coefficient and temperature come from ``GRPOConfig``
 (``epsilon``, ``epsilon_high``, ``beta``, ``temperature``); losses are normalised as TRL normalises them, so with
 ``level`` and ``aggregation`` matching TRL's options the loss equals TRL's own (tests/rl/test_trl_adapter.py).
 """
@@ -28,6 +30,7 @@ _AGGREGATION_OF_LOSS_TYPE = {
     "dapo": "token-mean",
     "bnpo": "token-mean",
     "dr_grpo": "seq-mean-token-sum-norm",
+    "luspo": "seq-mean-token-sum",
 }
 
 
@@ -61,7 +64,7 @@ class QwenkitGRPOTrainer(GRPOTrainer):
         training = self.model.training
         accumulation = self.current_gradient_accumulation_steps if training else 1
         normalizer = None
-        if self.qwenkit_aggregation == "token-mean" and "num_items_in_batch" in inputs:
+        if self.loss_type == "dapo" and self.qwenkit_aggregation == "token-mean" and "num_items_in_batch" in inputs:
             # TRL's dapo normaliser: tokens of the whole generation batch, rescaled to one accumulation window
             normalizer = inputs["num_items_in_batch"].clamp(min=1.0) / self.accelerator.num_processes
             if training:
