@@ -7,24 +7,32 @@ into ``permute.json`` (a later run of a group replaces that group's results; eac
     qk-cpu quiet .venv/bin/python benchmarks/permute_bench.py --groups 3-D 4-D
     qk-cpu quiet .venv/bin/python benchmarks/permute_bench.py --groups 6-D 20-D
     qk-cpu quiet .venv/bin/python benchmarks/permute_bench.py --sweep [--full]   # 16 elements .. 64 MiB (1 GiB)
+    qk-cpu quiet .venv/bin/python benchmarks/permute_bench.py --diagnose   # what limits the cases below 75 %
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import time
 from pathlib import Path
 
 from qwenkit.permute.bench import (
+    BANDWIDTH_CASE_MIN_BYTES,
+    BANDWIDTH_TARGET_PERCENT,
     GROUPS,
     SWEEP_DEFAULT_MAX_BYTES,
     SWEEP_FULL_MAX_BYTES,
+    diagnose_case,
     full_cases,
     merge_records,
     quick_cases,
     run_benchmark,
     run_sweep,
+    summary_rows,
     sweep_minimum_line,
+    write_diagnosis_report,
     write_report,
     write_sweep_report,
 )
@@ -39,6 +47,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--sweep", action="store_true", help="run the size sweep instead of the matrix")
     parser.add_argument("--full", action="store_true", help="sweep up to 1 GiB instead of 64 MiB")
+    parser.add_argument("--diagnose", action="store_true",
+                        help="measure what limits the 8 MiB+ cases of permute.json below 75 %% of copy")
     parser.add_argument("--report-only", action="store_true", help="rewrite the report from the existing JSON")
     args = parser.parse_args()
     if args.sweep:
@@ -46,6 +56,9 @@ def main() -> None:
         md_path = write_sweep_report(record, args.out)
         print(sweep_minimum_line(record))
         print(f"wrote {md_path}")
+        return
+    if args.diagnose:
+        diagnose(args.out, args.repeats)
         return
     name = "permute_quick" if args.quick else "permute"
     json_path = args.out / f"{name}.json"
@@ -58,6 +71,22 @@ def main() -> None:
                                run_benchmark(cases, threads_list=tuple(args.threads), repeats=args.repeats))
     json_path, md_path, _ = write_report(record, args.out, name=name, title="qwenkit.permute benchmark")
     print(f"wrote {json_path} and {md_path}")
+
+
+def diagnose(directory: Path, repeats: int) -> None:
+    record = json.loads((directory / "permute.json").read_text())
+    slow = {row["case"] for row in summary_rows(record) if row["MiB"] * 2**20 >= BANDWIDTH_CASE_MIN_BYTES
+            and not isinstance(row["% of copy"], str) and row["% of copy"] < BANDWIDTH_TARGET_PERCENT}
+    info = {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "load_average_before": os.getloadavg()}
+    entries = []
+    for case in full_cases():
+        if case.name in slow:
+            entries.append(diagnose_case(case, repeats))
+            print(f"{case.name}: default {entries[-1]['default % of copy']:.0f} %, best variant "
+                  f"{entries[-1]['best variant % of copy']:.0f} % of copy, kernel 2T/1T "
+                  f"{entries[-1]['kernel 2T/1T']:.2f}, copy 2T/1T {entries[-1]['copy 2T/1T']:.2f}")
+    info["load_average_after"] = os.getloadavg()
+    print(f"wrote {write_diagnosis_report(entries, directory, info)}")
 
 
 if __name__ == "__main__":

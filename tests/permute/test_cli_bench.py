@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 from qwenkit.permute.bench import (
     SWEEP_FULL_MAX_BYTES,
     Case,
+    diagnose_case,
     findings,
     lowest_ratio,
     run_benchmark,
@@ -18,6 +19,7 @@ from qwenkit.permute.bench import (
     sweep_layouts,
     sweep_minimum,
     sweep_ratios,
+    write_diagnosis_report,
     write_report,
     write_sweep_report,
 )
@@ -93,3 +95,15 @@ def test_size_sweep_covers_16_elements_to_the_limit_and_reports_the_minimum(tmp_
     assert ratio == min(min(sweep_ratios(e).values()) for e in record["sizes"])
     md_path = write_sweep_report(record, tmp_path)
     assert "Minimum ratio to NumPy over the size sweep" in md_path.read_text()
+
+
+def test_limit_diagnosis_times_every_variant_and_both_halves_of_the_traffic(tmp_path):
+    entry = diagnose_case(Case("small 2-D", (128, 96), "float32", (1, 0), "2-D"), repeats=1)
+    assert entry["variants"] and all(label in entry["seconds_min"] for label in entry["variants"])
+    for key in ("qwenkit 2 threads", "copy: np.copyto", "copy: qwenkit 2 threads", "read only (input, memory order)",
+                "write only (output fill)"):
+        assert entry["GB/s"][key] > 0
+    assert entry["best variant % of copy"] >= entry["default % of copy"]
+    md = write_diagnosis_report([entry], tmp_path, {"started": "now", "load_average_before": (0.0, 0.0, 0.0),
+                                                    "load_average_after": (0.0, 0.0, 0.0)})
+    assert "small 2-D" in md.read_text()

@@ -107,13 +107,16 @@ class PermutePlan:
                              f"got {a.shape}, {a.dtype}, {a.strides}: make a new plan for this layout")
         view = a.transpose(self.axes)
         if out is None:
-            out = np.empty(self.out_shape, self.dtype) if self._delegates else empty_aligned(self.out_shape,
-                                                                                             self.dtype)
+            out = _new_output(self.out_shape, self.dtype)
         elif out.shape != self.out_shape or out.strides != self.strides_out:
             raise ValueError(f"this plan writes an output of shape {self.out_shape} and strides {self.strides_out}; "
                              f"got {out.shape} and {out.strides}")
         elif out.dtype != self.dtype or not out.flags.writeable:
             _check_out(out, self.out_shape, self.dtype)
+        return self._run(view, out)
+
+    def _run(self, view: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """Copy ``view`` (the transposed input) into ``out``, both already checked against this plan."""
         if self._delegates:
             out[...] = view
             return out
@@ -124,7 +127,7 @@ class PermutePlan:
         if np.may_share_memory(view, out):
             np.copyto(out, view)
             return out
-        runners = self._bind()
+        runners = self._runners if self._runners else self._bind()
         if runners is None:
             np.copyto(out, view)
             return out
@@ -228,6 +231,14 @@ def _renew_after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_renew_after_fork_in_child)
 
 
+def _new_output(shape, dtype) -> np.ndarray:
+    """The output ``permute`` allocates: line-aligned where streaming stores may write it (from
+    ``planner.STREAM_MIN_BYTES``), else a plain ``np.empty`` (aligning costs more than a small copy)."""
+    if math.prod(shape) * dtype.itemsize < planner.STREAM_MIN_BYTES:
+        return np.empty(shape, dtype)
+    return empty_aligned(shape, dtype)
+
+
 def empty_aligned(shape, dtype) -> np.ndarray:
     """An uninitialized C-contiguous array whose data starts on a ``OUTPUT_ALIGNMENT``-byte boundary."""
     dtype = np.dtype(dtype)
@@ -321,15 +332,14 @@ def permute(a, axes=None, out: np.ndarray | None = None, *, threads: int | None 
         return out
     out_shape = view.shape or (1,)
     if out is None:
-        out = empty_aligned(out_shape, a.dtype)
+        out = _new_output(out_shape, a.dtype)
     else:
         _check_out(out, out_shape, a.dtype)
-        if _overlaps_itself(out):
+        if not out.flags.forc and _overlaps_itself(out):
             np.copyto(out, view.reshape(out_shape))
             return out
     key_axes = axes if axes is None or type(axes) is tuple else tuple(axes)
-    plan = _cached_plan(a.shape, a.dtype, a.strides, key_axes, out.strides, threads, isa)
-    return plan(a, out)
+    return _cached_plan(a.shape, a.dtype, a.strides, key_axes, out.strides, threads, isa)._run(view, out)
 
 
 def _axes_of(a: np.ndarray, axes) -> tuple[int, ...]:

@@ -19,6 +19,7 @@ The size sweep runs ``permute`` as a user calls it (``permute(a, axes, out=out)`
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -41,6 +42,7 @@ BANDWIDTH_CASE_MIN_BYTES = 8 * 2**20
 BANDWIDTH_TARGET_PERCENT = 75.0
 SWEEP_DEFAULT_MAX_BYTES = 64 * 2**20
 SWEEP_FULL_MAX_BYTES = 2**30
+SWEEP_SMALL_REPEATS = 15
 SWEEP_ALLOCATING_MAX_BYTES = 256 * 2**20
 """Above this the sweep skips the allocating contenders (each would fault in another output of that size)."""
 JAX_SINGLE_THREAD_FLAGS = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
@@ -517,7 +519,9 @@ def run_sweep(max_bytes: int = SWEEP_DEFAULT_MAX_BYTES, *, repeats: int = 5,
         out = np.zeros(tuple(shape[k] for k in axes), np.float32)
         permute(a, axes, out=out)
         correct = out.tobytes() == np.ascontiguousarray(a.transpose(axes)).tobytes()
-        seconds, _ = time_interleaved(_sweep_contenders(a, axes, out), repeats)
+        # below 16 MiB a measurement is a few ms: take more of them, the minimum is then robust to other processes
+        size_repeats = repeats if a.nbytes >= 16 * 2**20 else max(repeats, SWEEP_SMALL_REPEATS)
+        seconds, _ = time_interleaved(_sweep_contenders(a, axes, out), size_repeats)
         entry = {"layout": layout, "shape": shape, "axes": axes, "elements": a.size, "bytes": a.nbytes,
                  "seconds_min": seconds, "correct": correct}
         record["sizes"].append(entry)
@@ -593,5 +597,85 @@ def write_sweep_report(record: dict, directory: Path, *, name: str = "permute_sw
                 "transposed view, as a user's call does. Threads: permute's default (one per 4 MiB of output).")
     report.table(rows, _columns(rows), float_format="{:.3g}")
     report.image(chart, "Ratio to NumPy at every size (log-log); 1 = NumPy's speed")
+    md_path, _ = report.write(directory, name=name)
+    return md_path
+
+
+def diagnose_case(case: Case, repeats: int = 3) -> dict:
+    """Measure what limits one case, in one interleaved loop (this VM exposes no hardware counters, so the limits
+    are separated by experiments, not read from counters):
+
+    - the planner's variants (``plan_variants``): the outer loop orders (locality, input, output order: TLB and
+      cache-line reuse) and streaming stores on/off (write-allocate: an ordinary store reads the line first);
+    - 2 threads against 1 for the kernel and for the best plain copy: a kernel that scales while the copy does not
+      is limited by one core (load latency, shuffles, store issue), not by the memory system;
+    - a read-only pass over the input in memory order (``np.bitwise_or.reduce`` of its bytes as uint64) and a
+      write-only pass over the output (``out.fill``): the bandwidths one core gets for each half of the traffic.
+    """
+    from qwenkit.permute import empty_aligned, make_plan
+    from qwenkit.permute.planner import STREAM_MODES, plan_variants
+
+    a = _filled(case.shape, case.dtype)
+    out = empty_aligned(tuple(case.shape[k] for k in case.axes), case.dtype)
+    out.fill(0)
+    base = make_plan(a, case.axes, out, threads=1)
+    contenders: dict[str, Callable[[], object]] = {}
+    labels = []
+    for index, variant in enumerate(plan_variants(base.plan)):
+        candidate = make_plan(a, case.axes, out, threads=1)
+        candidate._use(variant)
+        mode = "dense block" if variant.dense else STREAM_MODES[variant.stream]
+        label = f"variant {index}: outer {variant.outer.shape}, streaming {mode}"
+        labels.append(label)
+        contenders[label] = functools.partial(candidate, a, out)
+    two = make_plan(a, case.axes, out, threads=2)
+    contenders["qwenkit 2 threads"] = functools.partial(two, a, out)
+    flat_src, flat_dst = a.reshape(-1), out.reshape(-1)
+    copies = {threads: make_plan(flat_src, None, flat_dst, threads=threads) for threads in (1, 2)}
+    contenders["copy: np.copyto"] = functools.partial(np.copyto, flat_dst, flat_src)
+    contenders["copy: qwenkit 1 thread"] = functools.partial(copies[1], flat_src, flat_dst)
+    contenders["copy: qwenkit 2 threads"] = functools.partial(copies[2], flat_src, flat_dst)
+    words = a.reshape(-1).view(np.uint8)[: a.nbytes // 8 * 8].view(np.uint64)
+    contenders["read only (input, memory order)"] = functools.partial(np.bitwise_or.reduce, words)
+    contenders["write only (output fill)"] = functools.partial(out.fill, 0)
+    seconds, _ = time_interleaved(contenders, repeats)
+    gbs = {k: (2 if not k.startswith(("read", "write")) else 1) * case.nbytes / v / 1e9 for k, v in seconds.items()}
+    default = seconds[labels[0]]
+    best_copy = min(seconds["copy: np.copyto"], seconds["copy: qwenkit 1 thread"])
+    return {"case": asdict(case), "bytes": case.nbytes, "seconds_min": seconds, "GB/s": gbs, "variants": labels,
+            "default % of copy": 100 * best_copy / default,
+            "best variant % of copy": 100 * best_copy / min(seconds[k] for k in labels),
+            "kernel 2T/1T": default / seconds["qwenkit 2 threads"],
+            "copy 2T/1T": seconds["copy: qwenkit 1 thread"] / seconds["copy: qwenkit 2 threads"]}
+
+
+def write_diagnosis_report(entries: list[dict], directory: Path, record_info: dict,
+                           *, name: str = "permute_limits") -> Path:
+    from qwenkit.core.checkpoint import atomic_write_text
+    from qwenkit.core.report import Report
+
+    directory.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(directory / f"{name}.json", json.dumps({**record_info, "cases": entries}, indent=1))
+    report = Report("qwenkit.permute: what limits the cases below 75 % of copy")
+    report.text(f"Load average before {_fmt_load(record_info['load_average_before'])}, after "
+                f"{_fmt_load(record_info['load_average_after'])}; run {record_info['started']} under `qk-cpu "
+                "quiet`. GB/s count bytes read plus written (read-only and write-only passes: their one side). "
+                "This VM exposes no hardware performance counters (no PMU in `/sys/bus/event_source`), so the "
+                "limits are separated by experiments in one interleaved loop (`bench.diagnose_case`).")
+    rows = []
+    for entry in entries:
+        g = entry["GB/s"]
+        rows.append({"case": entry["case"]["name"], "MiB": entry["bytes"] / 2**20,
+                     "default GB/s": g[entry["variants"][0]], "best variant GB/s": max(g[k] for k in entry["variants"]),
+                     "copy GB/s (1T)": max(g["copy: np.copyto"], g["copy: qwenkit 1 thread"]),
+                     "default % of copy": entry["default % of copy"],
+                     "best variant % of copy": entry["best variant % of copy"],
+                     "read-only GB/s": g["read only (input, memory order)"],
+                     "write-only GB/s": g["write only (output fill)"],
+                     "kernel 2T/1T": entry["kernel 2T/1T"], "copy 2T/1T": entry["copy 2T/1T"]})
+    report.table(rows, _columns(rows), float_format="{:.3g}")
+    for entry in entries:
+        g = entry["GB/s"]
+        report.text(f"**{entry['case']['name']}**: " + "; ".join(f"{k} {g[k]:.2f} GB/s" for k in entry["variants"]))
     md_path, _ = report.write(directory, name=name)
     return md_path
