@@ -327,7 +327,8 @@ def merge_records(old: dict | None, new: dict) -> dict:
     if not old:
         return {**new, "runs": [run]}
     replaced = {(r["case"]["name"], r["threads"]) for r in new["results"]}
-    kept = [r for r in old["results"] if (r["case"]["name"], r["threads"]) not in replaced]
+    kept = [r for r in old["results"] if (r["case"]["name"], r["threads"]) not in replaced
+            and "copy: np.copyto" in r["seconds_min"]]  # results of an older benchmark format are dropped
     runs = [r for r in old.get("runs", []) if any(x.get("run") == r["started"] for x in kept)] + [run]
     return {**new, "results": kept + new["results"], "runs": runs,
             "load_average_before": max(r["load_average_before"][0] for r in runs),
