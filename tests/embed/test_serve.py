@@ -233,17 +233,65 @@ def test_small_request_completes_while_a_large_one_runs(models):
         small_thread = threading.Thread(target=send, args=("small", ["small one"]))
         small_thread.start()
         _wait_until(lambda: app.state.scheduler.queued_requests == 2)
-        gated.gate.release()  # finish the first batch; the next one is packed with the small input first
+        gated.gate.release()  # finish the first batch; the next one is the small request's
         assert gated.started.acquire(timeout=60)
         gated.gate.release()
         small_thread.join(timeout=60)
         assert not small_thread.is_alive() and large_thread.is_alive()
-        assert embedder.tokenize(["small one"])[0] in gated.batches[1]
+        assert gated.batches[1] == embedder.tokenize(["small one"])
         assert app.state.scheduler.queued_requests == 1
         gated.gate.release(100)
         large_thread.join(timeout=120)
-    assert len(gated.batches) == 16
+    assert len(gated.batches) == 16  # 2 + small + 14 x 2: the large request's batches never take the small one
     np.testing.assert_allclose(responses["small"].json()["data"][0]["embedding"], embedder.encode("small one"),
                                atol=1e-5)
     got = [d["embedding"] for d in responses["large"].json()["data"]]
     np.testing.assert_allclose(got, embedder.encode(large), atol=1e-5)
+
+
+def test_scheduler_packs_whole_small_requests_and_splits_large_ones():
+    import asyncio
+
+    from qwenkit.embed.serve import TokenBudgetScheduler, _Job
+
+    scheduler = TokenBudgetScheduler(embedder=None, max_batch_tokens=40, max_batch=8)
+    loop = asyncio.new_event_loop()
+    try:
+        def job(lengths, arrival):
+            ids = [[1] * n for n in lengths]
+            return _Job(ids, loop.create_future(), arrival, order=sorted(range(len(ids)), key=lambda i: -len(ids[i])))
+
+        large, small_a, small_b = job([10] * 9, 0), job([5], 1), job([4, 3], 2)
+        scheduler._jobs = [large, small_a, small_b]
+        first = scheduler.next_batch()  # the two small requests together (widest 5 x 3 rows = 15 <= 40)
+        assert [(j.arrival, i) for j, i in first] == [(1, 0), (2, 0), (2, 1)]
+        second = scheduler.next_batch()  # then the large one alone, 4 rows of 10 tokens
+        assert [(j.arrival, i) for j, i in second] == [(0, 0), (0, 1), (0, 2), (0, 3)]
+        assert scheduler.next_batch() == []  # the large request is in flight: never in two running batches
+        late = job([2], 3)
+        scheduler._jobs.append(late)
+        assert [j.arrival for j, _ in scheduler.next_batch()] == [3]  # a newcomer runs beside it at once
+        scheduler.release(second)
+        third = scheduler.next_batch()
+        assert [i for _, i in third] == [4, 5, 6, 7]
+        assert scheduler.next_batch() == []
+        scheduler.release(third)
+        assert [i for _, i in scheduler.next_batch()] == [8]
+    finally:
+        loop.close()
+
+
+def test_two_concurrent_batches_give_the_same_embeddings(models):
+    from qwenkit.embed.serve import create_app
+
+    embedder, _ = models
+    app = create_app(embedder, max_batch_tokens=64, concurrent_batches=2, model_name="tiny")
+    texts = [f"text {i} " + "x" * (i % 9) for i in range(20)]
+    with serve_in_background(app) as url, ThreadPoolExecutor(max_workers=3) as pool:
+        large = pool.submit(_post, url, "/v1/embeddings", {"input": texts})
+        smalls = list(pool.map(lambda t: _post(url, "/v1/embeddings", {"input": t}), texts[:4]))
+        got = [d["embedding"] for d in large.result().json()["data"]]
+    np.testing.assert_allclose(got, embedder.encode(texts), atol=1e-5)
+    np.testing.assert_allclose([r.json()["data"][0]["embedding"] for r in smalls], embedder.encode(texts[:4]),
+                               atol=1e-5)
+    assert app.state.scheduler.batches > 1

@@ -242,7 +242,9 @@ def serve(
     host: Annotated[str, typer.Option(help="Bind address.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.")] = 8000,
     max_batch: Annotated[int, typer.Option(help="Most inputs per forward pass.")] = 64,
-    max_batch_tokens: Annotated[int, typer.Option(help="Token budget of one batch (rows x longest row).")] = 2048,
+    max_batch_tokens: Annotated[int, typer.Option(help="Token budget of one batch (rows x longest row).")] = 512,
+    concurrent_batches: Annotated[int, typer.Option(help="Batches run at once (e.g. 2 with --threads 1 on 2 cores).")]
+    = 1,
     truncate: Annotated[bool, typer.Option(help="Cut over-length inputs instead of answering 400 (a request's "
                                                 "`truncate` overrides it).")] = False,
     served_model_name: Annotated[str | None, typer.Option(help="Model name requests must use (default: MODEL).")]
@@ -258,6 +260,6 @@ def serve(
 
     embedder, rerank_model = load_models(model, reranker, reranker_gguf)
     app = create_app(embedder, rerank_model, max_batch=max_batch, max_batch_tokens=max_batch_tokens,
-                     truncate=truncate, model_name=served_model_name or model,
+                     concurrent_batches=concurrent_batches, truncate=truncate, model_name=served_model_name or model,
                      reranker_name=reranker or "qwenkit-rerank")
     uvicorn.run(app, host=host, port=port)

@@ -34,7 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from qwenkit.embed.pooling import check_dim
 
 MAX_INPUTS = 2048
-MAX_BATCH_TOKENS = 2048
+MAX_BATCH_TOKENS = 512
 
 
 class ApiError(Exception):
@@ -108,6 +108,7 @@ class _Job:
     order: list[int] = field(default_factory=list)
     next_input: int = 0
     finished: int = 0
+    in_flight: int = 0
     vectors: np.ndarray | None = None
 
     @property
@@ -119,19 +120,25 @@ class _Job:
 class TokenBudgetScheduler:
     """Packs queued inputs of every request into batches of at most ``max_batch_tokens`` padded tokens.
 
-    Each batch is filled from the request with the fewest unscheduled inputs first (ties: the oldest), then the
-    next, so a one-text request joins the very next batch while a 2,048-text request is being embedded. A batch
-    costs ``rows * longest row`` tokens; an input above the budget runs alone. ``batches``/``requests`` count work.
+    A batch starts with the request that has the fewest unscheduled inputs (ties: the oldest) and then takes further
+    requests only while they fit *whole*, so many small requests share a batch, a large request is split over
+    batches of its own, and a one-text request arriving while a 2,048-text request runs waits for one batch of
+    it, not for all of it. A batch costs ``rows * longest row`` tokens; an input above the budget runs alone.
+    The budget trades the small request's wait (one batch) against per-batch overhead. ``concurrent_batches``
+    forwards run at once, each in its own thread, and a request is never in two running batches: with two lanes
+    (one torch thread each on two cores) a large request keeps one lane and a small request arriving meanwhile
+    runs on the other at once, while many requests use both. ``batches``/``requests`` count the work done.
     """
 
     embedder: Any
     max_batch_tokens: int = MAX_BATCH_TOKENS
     max_batch: int = 64
+    concurrent_batches: int = 1
     batches: int = 0
     requests: int = 0
     _jobs: list[_Job] = field(default_factory=list, repr=False)
     _wake: asyncio.Event | None = field(default=None, repr=False)
-    _worker: asyncio.Task | None = field(default=None, repr=False)
+    _workers: list[asyncio.Task] = field(default_factory=list, repr=False)
     _arrivals: itertools.count = field(default_factory=itertools.count, repr=False)
 
     @property
@@ -141,9 +148,11 @@ class TokenBudgetScheduler:
 
     async def embed(self, token_ids: list[list[int]]) -> np.ndarray:
         """Un-normalised pooled embeddings of ``token_ids`` (rows in input order)."""
-        if self._worker is None or self._worker.done():
+        if not self._workers or any(worker.done() for worker in self._workers):
+            for worker in self._workers:
+                worker.cancel()
             self._wake = asyncio.Event()
-            self._worker = asyncio.create_task(self._run())
+            self._workers = [asyncio.create_task(self._run()) for _ in range(self.concurrent_batches)]
         job = _Job(token_ids, asyncio.get_running_loop().create_future(), next(self._arrivals),
                    order=sorted(range(len(token_ids)), key=lambda i: -len(token_ids[i])))
         self._jobs.append(job)
@@ -151,11 +160,17 @@ class TokenBudgetScheduler:
         return await job.future
 
     def next_batch(self) -> list[tuple[_Job, int]]:
-        """Pick the next batch as (job, input index) pairs and mark them scheduled (pure bookkeeping, no model)."""
+        """Pick the next batch as (job, input index) pairs and mark them scheduled and in flight (pure bookkeeping,
+        no model); :meth:`release` marks the batch done."""
         self._jobs = [job for job in self._jobs if not job.future.done() and job.remaining > 0]
         batch: list[tuple[_Job, int]] = []
         longest = 0
         for job in sorted(self._jobs, key=lambda j: (j.remaining, j.arrival)):
+            if job.in_flight:
+                continue
+            if batch and not self._fits_whole(job, len(batch), longest):
+                break
+            job.in_flight += 1
             while job.remaining > 0 and len(batch) < self.max_batch:
                 index = job.order[job.next_input]
                 width = max(longest, len(job.token_ids[index]))
@@ -167,6 +182,19 @@ class TokenBudgetScheduler:
             if len(batch) >= self.max_batch:
                 break
         return batch
+
+    @staticmethod
+    def release(batch: list[tuple[_Job, int]]) -> None:
+        """Mark the requests of a finished (or failed) batch as no longer in flight."""
+        for job in {id(job): job for job, _ in batch}.values():
+            job.in_flight -= 1
+
+    def _fits_whole(self, job: _Job, rows: int, longest: int) -> bool:
+        """Whether all of ``job``'s unscheduled inputs fit beside ``rows`` rows of width ``longest``."""
+        pending = job.order[job.next_input:]
+        width = max([longest, *(len(job.token_ids[i]) for i in pending)])
+        total = rows + len(pending)
+        return total <= self.max_batch and width * total <= self.max_batch_tokens
 
     async def _run(self) -> None:
         while True:
@@ -184,6 +212,9 @@ class TokenBudgetScheduler:
                     if not job.future.done():
                         job.future.set_exception(exc)
                 continue
+            finally:
+                self.release(batch)
+                self._wake.set()  # a request this batch held may go on in another lane
             self.batches += 1
             for (job, index), vector in zip(batch, vectors, strict=True):
                 if job.vectors is None:
@@ -260,7 +291,7 @@ def embedding_token_ids(embedder: Any, request: EmbeddingRequest, *, truncate: b
 
 
 def create_app(embedder: Any, reranker: Any = None, *, max_batch: int = 64, max_batch_tokens: int = MAX_BATCH_TOKENS,
-               max_inputs: int = MAX_INPUTS, model_name: str = "qwenkit-embed",
+               concurrent_batches: int = 1, max_inputs: int = MAX_INPUTS, model_name: str = "qwenkit-embed",
                reranker_name: str = "qwenkit-rerank", truncate: bool = False):
     """The FastAPI app; ``app.state.scheduler`` exposes the batching counters.
 
@@ -291,7 +322,10 @@ def create_app(embedder: Any, reranker: Any = None, *, max_batch: int = 64, max_
         param = ".".join(str(p) for p in errors[0]["loc"][1:2]) if errors else None
         return JSONResponse(error_body(problems, status=400, param=param or None), status_code=400)
 
-    app.state.scheduler = TokenBudgetScheduler(embedder, max_batch_tokens=max_batch_tokens, max_batch=max_batch)
+    if concurrent_batches < 1:
+        raise ValueError(f"concurrent_batches={concurrent_batches}; it must be >= 1")
+    app.state.scheduler = TokenBudgetScheduler(embedder, max_batch_tokens=max_batch_tokens, max_batch=max_batch,
+                                               concurrent_batches=concurrent_batches)
     full_dim = embedder.dimension
 
     @app.get("/health")
