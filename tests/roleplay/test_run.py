@@ -158,3 +158,22 @@ def test_429_with_retry_after_is_retried(small_dataset, tmp_path):
     assert slept[0] == 7.0
     judgments = read_jsonl(tmp_path / "run" / "judgments.jsonl")
     assert {j["score"] for j in judgments if j["status"] == "judge"} == {3}
+
+
+def test_max_rounds_and_dimensions_narrow_the_run(small_dataset, tmp_path):
+    config = load_config(RunConfig, base_config(small_dataset, select={"max_rounds": 2}, dimensions=["CM", "EC"]))
+    execute_run(config, tmp_path / "run")
+    transcripts = read_jsonl(tmp_path / "run" / "transcripts.jsonl")
+    assert max(len(t["rounds"]) for t in transcripts) == 2
+    judgments = read_jsonl(tmp_path / "run" / "judgments.jsonl")
+    assert {j["dimension"] for j in judgments} == {"CM", "EC"}
+    assert {j["scenario"] for j in judgments if j["dimension"] == "CM"} == {"character_maintenance"}
+
+
+def test_quick_reproduction_config_is_valid():
+    from qwenkit.roleplay.repro import QUICK_IDS, run_config
+
+    for full in (False, True):
+        config = load_config(RunConfig, run_config("http://127.0.0.1:1", full=full, seed=0))
+        assert config.judges["smollm2"].kind == "openai" and config.judges["rules"].kind == "rules"
+    assert load_config(RunConfig, run_config("http://x", full=False, seed=0)).select.ids == QUICK_IDS

@@ -34,6 +34,7 @@ from qwenkit.roleplay.scoring import (
         ("Score: 3 ... on reflection Score: 5", None),
         ("Score: 3 and again Score: 3", 3),
         ('{"score": 4} but [[2]]', 4),
+        ('{"score": 2, "reason": "the reply is cut sh', 2),
     ],
 )
 def test_parse_judge_score_canned_answers(text, expected):

@@ -44,10 +44,13 @@ def radar_plot(path: Path, labels: list[str], series: dict[str, list[float]], ti
 
 
 def judge_agreement(judgments: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per pair of judges and dimension: items both scored validly, exact agreement and Cohen's kappa."""
+    """Per pair of judges and dimension: items both scored validly, exact agreement and Cohen's kappa.
+
+    Rule overrides are left out: both judges apply the same rules, so counting them would show agreement that no
+    judge produced."""
     scores: dict[str, dict[tuple, float]] = defaultdict(dict)
     for j in judgments:
-        if j["score"] is not None:
+        if j["score"] is not None and j["status"] != "rule":
             scores[j["judge"]][(j["player"], j["dialogue_id"], j["round"], j["dimension"])] = j["score"]
     judges = sorted(scores)
     rows = []
@@ -122,10 +125,14 @@ def build_report(run_dirs: list[Path], out: Path, *, title: str = "Role-play ben
     report.table([{"judge": k, "model calls that needed an answer": v[1], "invalid": v[0],
                    "invalid rate": v[0] / v[1] if v[1] else float("nan")} for k, v in sorted(per_judge.items())])
     agreement = judge_agreement(judgments)
-    if agreement:
-        report.heading("Agreement between judges")
-        report.text("Exact agreement and Cohen's kappa on the replies both judges scored validly (rule overrides "
-                    "count for LLM judges, so EE/CM agreement is partly built in).")
+    report.heading("Agreement between judges")
+    if not agreement:
+        report.text("No reply was scored validly by two judges without a rule override, so there is nothing to "
+                    "compare.")
+    else:
+        report.text("Exact agreement and Cohen's kappa on the replies both judges scored validly; replies whose "
+                    "score a rule override fixed (EE not in first person, CM admits being an AI) are left out, since "
+                    "both judges apply the same rules.")
         report.table(agreement)
     report.heading("Degradation over rounds")
     series = {}

@@ -18,7 +18,7 @@ from pydantic import Field, model_validator
 from qwenkit.core.config import StrictModel, dump_config
 from qwenkit.roleplay.backends import BackendSpec, TransformersSpec, build_backend
 from qwenkit.roleplay.calls import CallCache, CallRunner, RoleChannel
-from qwenkit.roleplay.data import Dataset, load_dataset, load_protocol, shipped_dataset_path
+from qwenkit.roleplay.data import Dataset, Dimension, load_dataset, load_protocol, shipped_dataset_path
 
 
 class Selection(StrictModel):
@@ -26,6 +26,8 @@ class Selection(StrictModel):
     scenarios: list[str] | None = None
     ids: list[str] | None = None
     limit: int | None = Field(default=None, ge=1)
+    max_rounds: int | None = Field(default=None, ge=1)
+    """Play at most this many rounds of each dialogue (a quick slice); None: all."""
 
 
 class RunConfig(StrictModel):
@@ -35,6 +37,8 @@ class RunConfig(StrictModel):
     players: dict[str, BackendSpec] = Field(min_length=1)
     simulator: BackendSpec | None = None
     judges: dict[str, BackendSpec] = Field(min_length=1)
+    dimensions: list[Dimension] | None = None
+    """Score only these dimensions (where they apply); None: every applicable dimension."""
     seed: int = 0
     concurrency: int = Field(default=8, ge=1, le=512)
     judge_retries: int = Field(default=2, ge=0)
@@ -70,12 +74,21 @@ def dataset_of(config: RunConfig) -> Dataset:
     selection = config.select
     dataset = load_dataset(path).select(langs=selection.langs, scenarios=selection.scenarios, ids=selection.ids,
                                         limit=selection.limit)
+    if selection.max_rounds is not None:
+        dataset.dialogues = [_truncated(d, selection.max_rounds) for d in dataset.dialogues]
     if not dataset.dialogues:
         raise ValueError(f"select: no dialogue of {path} matches {selection.model_dump(exclude_none=True)}")
     simulated = [d.id for d in dataset.dialogues if d.simulate is not None]
     if simulated and config.simulator is None:
         raise ValueError(f"simulator: dialogues {simulated[:3]} are simulated; add a simulator backend spec")
     return dataset
+
+
+def _truncated(script, rounds: int):
+    if script.turns is not None:
+        return script.model_copy(update={"turns": script.turns[:rounds]})
+    limit = min(rounds, script.simulate.max_turns)
+    return script.model_copy(update={"simulate": script.simulate.model_copy(update={"max_turns": limit})})
 
 
 def _comparable(config: RunConfig) -> dict[str, Any]:
@@ -166,6 +179,8 @@ def execute_run(config: RunConfig, out: str | Path, *, resume: bool = False, bac
                 script = scripts[dialogue_id]
                 for index in range(len(transcript.rounds)):
                     for dimension in script.scored_dimensions:
+                        if config.dimensions is not None and dimension not in config.dimensions:
+                            continue
                         for judge, spec in config.judges.items():
                             work[(judge, player, dialogue_id, index, dimension)] = (
                                 lambda j=judge, js=spec, t=transcript, i=index, dim=dimension, s=script: judge_reply(

@@ -1,10 +1,10 @@
 """Reading a judge's answer and the deterministic rules that override it.
 
 ``parse_judge_score`` accepts the three answer shapes judges produce (JSON ``{"score": n}``, ``Score: n`` (also
-``评分：n`` / ``分数：n``), MT-Bench's ``[[n]]``) and returns None for anything else, for an out-of-range score and for
-an answer that gives two different scores: an unreadable answer is retried and then recorded as invalid, never read
-as 0. The rules are RMTBench's EE override (a reply not in the first person scores 1) and ours for CM (a reply that
-admits being an AI fails).
+``评分：n`` / ``分数：n``, and ``"score": n`` of a JSON object cut short), MT-Bench's ``[[n]]``) and returns None for
+anything else, for an out-of-range score and for an answer that gives two different scores: an unreadable answer is
+retried and then recorded as invalid, never read as 0. The rules are RMTBench's EE override (a reply not in the
+first person scores 1) and ours for CM (a reply that admits being an AI fails).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import re
 
 _JSON_OBJECT = re.compile(r"\{[^{}]*\}", re.S)
 _BRACKETS = re.compile(r"\[\[\s*(-?\d+(?:\.\d+)?)\s*\]\]")
-_LABELLED = re.compile(r"(?:\bscore|评分|分数|得分)\s*[:：=]\s*\**\s*(-?\d+(?:\.\d+)?)", re.I)
+_LABELLED = re.compile(r"(?:\bscore\"?|评分|分数|得分)\s*[:：=]\s*\**\s*(-?\d+(?:\.\d+)?)", re.I)
 _WINNER = re.compile(r"\"winner\"\s*:\s*\"(A|B|tie)\"", re.I)
 
 
