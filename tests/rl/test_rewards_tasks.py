@@ -92,3 +92,22 @@ def test_countdown_rules():
     assert countdown_reward("C3,5,7>22=", "5*5-3", "22") == 0.0  # 5 used twice
     with pytest.raises(ConfigError, match="unknown task"):
         get_task("chess")
+
+
+def test_last_number_partial_credit():
+    from qwenkit.rl.rewards import last_number_partial_credit as reward
+
+    assert reward("", "4 + 3 = 7", "7") == 1.0
+    assert reward("", "7, or maybe 8", "7") == 0.5
+    assert reward("", "The answer is 12", "7") == 0.2
+    assert reward("", "seven", "7") == 0.0
+    assert reward("", "5 - 9 = -4", "-4") == 1.0
+
+
+def test_chat_formatted_task_renders_prompts_and_keeps_the_reward():
+    from qwenkit.rl.tasks import chat_formatted
+
+    task = chat_formatted(get_task("arith_chat"), lambda text: f"<user>{text}</user>")
+    example = task.draw(random.Random(0))
+    assert example.prompt.startswith("<user>What is ") and example.prompt.endswith("number only.</user>")
+    assert task.reward(example.prompt, f"= {example.reference}", example.reference) == 1.0

@@ -81,7 +81,13 @@ class RolloutConfig(StrictModel):
 
 
 class RLConfig(StrictModel):
-    task: str = Field("sort3", description="a toy task of qwenkit.rl.tasks (sort3, sort4, reverse4, add2, countdown3)")
+    task: str = Field(
+        "sort3", description="a task of qwenkit.rl.tasks (sort3, sort4, reverse4, add2, countdown3; arith_chat for "
+        "real chat models)"
+    )
+    chat_format: bool = Field(
+        False, description="render every prompt with the tokenizer's chat template as one user turn (real chat models)"
+    )
     model: ModelConfig = Field(default_factory=ModelConfig)
     sft: SFTConfig = Field(default_factory=SFTConfig)
     algorithm: AlgorithmConfig = Field(default_factory=AlgorithmConfig)

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from qwenkit.core.errors import ConfigError
-from qwenkit.rl.rewards import RewardFn, exact_match
+from qwenkit.rl.rewards import RewardFn, exact_match, last_number_partial_credit
 
 
 @dataclass(frozen=True)
@@ -116,12 +116,41 @@ def countdown(n: int = 3) -> Task:
     return Task("countdown3", draw, countdown_reward, 8, "reach the target with + - * over 3 numbers")
 
 
+def chat_arithmetic(max_operand: int = 20) -> Task:
+    """A question a small instruct model can read: ``What is 7 + 12? Reply with the number only.``, scored with
+    :func:`~qwenkit.rl.rewards.last_number_partial_credit`. Meant for real chat models with ``chat_format: true``."""
+
+    def draw(rng: random.Random) -> Example:
+        a, b = rng.randrange(1, max_operand + 1), rng.randrange(1, max_operand + 1)
+        if rng.random() < 0.5:
+            question, answer = f"What is {a} + {b}?", a + b
+        else:
+            a, b = max(a, b), min(a, b)
+            question, answer = f"What is {a} - {b}?", a - b
+        return Example(f"{question} Reply with the number only.", str(answer), str(answer))
+
+    return Task("arith_chat", draw, last_number_partial_credit, 10,
+                f"add or subtract two numbers up to {max_operand} in words, partial credit for a number")
+
+
+def chat_formatted(task: Task, render: Callable[[str], str]) -> Task:
+    """``task`` with every prompt rendered by ``render`` (the tokenizer's chat template as one user turn); the reward
+    still sees the rendered prompt, the completion and the reference."""
+
+    def draw(rng: random.Random) -> Example:
+        example = task.draw(rng)
+        return Example(render(example.prompt), example.reference, example.target)
+
+    return Task(task.name, draw, task.reward, task.max_new_tokens, task.description + " (chat format)")
+
+
 TASKS: dict[str, Callable[[], Task]] = {
     "sort3": lambda: sort_digits(3),
     "sort4": lambda: sort_digits(4),
     "reverse4": lambda: reverse_digits(4),
     "add2": lambda: addition(2),
     "countdown3": lambda: countdown(3),
+    "arith_chat": lambda: chat_arithmetic(20),
 }
 
 

@@ -26,7 +26,7 @@ from qwenkit.lm.sampling import SamplingParams, sample
 from qwenkit.rl.config import RLConfig
 from qwenkit.rl.losses import high_entropy_mask, policy_loss
 from qwenkit.rl.rollout import RolloutSource, is_moe, route_change, routed_experts
-from qwenkit.rl.tasks import Task, draw_examples, get_task
+from qwenkit.rl.tasks import Task, chat_formatted, draw_examples, get_task
 
 
 def build_model_and_tokenizer(config: RLConfig):
@@ -118,17 +118,19 @@ def sft_step(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[to
 
 
 @torch.no_grad()
-def pass_rate(model, tokenizer, task: Task, examples, max_new_tokens: int, *, temperature: float = 0.0,
-              seed: int = 0) -> float:
-    """Share of ``examples`` whose completion gets reward >= 1 (greedy by default)."""
+def held_out_scores(model, tokenizer, task: Task, examples, max_new_tokens: int, *, temperature: float = 0.0,
+                    seed: int = 0) -> dict[str, float]:
+    """``pass_rate`` (share of ``examples`` whose completion gets reward >= 1) and mean ``reward``, greedy by default
+    or sampled at ``temperature``."""
     if not examples:
-        return 0.0
+        return {"pass_rate": 0.0, "reward": 0.0}
     batch = sample(
         getattr(model, "module", model), tokenizer, [e.prompt for e in examples],
         SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature, seed=seed),
     )
     rewards = [task.reward(e.prompt, text, e.reference) for e, text in zip(examples, batch.texts, strict=True)]
-    return sum(r >= 1.0 for r in rewards) / len(rewards)
+    return {"pass_rate": sum(r >= 1.0 for r in rewards) / len(rewards), "reward": sum(rewards) / len(rewards)}
+
 
 
 def warm_start(model, tokenizer, task: Task, config: RLConfig, run: RunDir, seed: int, quiet: bool | None) -> dict:
@@ -189,6 +191,9 @@ def train(
     trainer_config = config.trainer.model_copy(update={"max_steps": config.max_steps, "seed": seed})
     task = get_task(config.task)
     model, tokenizer = build_model_and_tokenizer(config)
+    if config.chat_format:
+        task = chat_formatted(task, lambda text: tokenizer.apply_chat_template(
+            [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True))
     resolved_config = config.model_copy(update={"trainer": trainer_config})
     run = start_run(out, resolved_config, resume=resume) if world == 1 or _env_rank() == 0 else RunDir(out)
     resume = normalize_resume(resume)
@@ -198,7 +203,12 @@ def train(
     max_new = config.rollout.max_new_tokens or task.max_new_tokens
     eval_examples = draw_examples(task, config.eval_prompts, seed=10_000 + seed)
     if eval_examples:
-        sft_stats["sft/eval_pass_rate"] = pass_rate(model, tokenizer, task, eval_examples, max_new)
+        greedy = held_out_scores(model, tokenizer, task, eval_examples, max_new)
+        sampled = held_out_scores(model, tokenizer, task, eval_examples, max_new,
+                                  temperature=config.rollout.temperature, seed=seed)
+        sft_stats.update({"sft/eval_pass_rate": greedy["pass_rate"], "sft/eval_reward": greedy["reward"],
+                          "sft/eval_sampled_pass_rate": sampled["pass_rate"],
+                          "sft/eval_sampled_reward": sampled["reward"]})
     ref_model = None
     if config.algorithm.kl_coef > 0:
         ref_model = copy.deepcopy(model).eval().requires_grad_(False)
@@ -219,7 +229,13 @@ def train(
                            on_rollout=keep_samples)
 
     def evaluate(m: torch.nn.Module) -> dict[str, float]:
-        return {"pass_rate": pass_rate(m, tokenizer, task, eval_examples, max_new)} if eval_examples else {}
+        if not eval_examples:
+            return {}
+        greedy = held_out_scores(m, tokenizer, task, eval_examples, max_new)
+        sampled = held_out_scores(m, tokenizer, task, eval_examples, max_new,
+                                  temperature=config.rollout.temperature, seed=seed)
+        return {"pass_rate": greedy["pass_rate"], "reward": greedy["reward"],
+                "sampled_pass_rate": sampled["pass_rate"], "sampled_reward": sampled["reward"]}
 
     result = train_loop(
         model, make_step_fn(config, aux_coef), source, trainer_config, run=run, eval_fn=evaluate, resume=resume,
