@@ -3,6 +3,7 @@ with its fitted line. Each writes one PNG (matplotlib, Agg) and returns its path
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,14 +20,18 @@ def _pyplot():
     return plt
 
 
-def reliability_diagram(path: str | Path, panels: Mapping[str, Sequence[Mapping[str, Any]]], *, title: str = ""
-                        ) -> Path:
-    """One panel per entry: bars of accuracy per confidence bin, the diagonal of perfect calibration, and the
-    count of predictions in each bin above its bar. ``panels[label]`` holds the bins of
+def reliability_diagram(path: str | Path, panels: Mapping[str, Sequence[Mapping[str, Any]]], *, title: str = "",
+                        columns: int = 4) -> Path:
+    """One panel per entry (``columns`` per row): bars of accuracy per confidence bin, the diagonal of perfect
+    calibration, and the count of predictions in each bin above its bar. ``panels[label]`` holds the bins of
     :func:`qwenkit.sft.metrics.reliability_bins` as dicts."""
     plt = _pyplot()
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.4), dpi=110, squeeze=False)
-    for ax, (label, bins) in zip(axes[0], panels.items(), strict=True):
+    columns = max(1, min(columns, len(panels)))
+    rows = math.ceil(len(panels) / columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 3.2 * rows), dpi=110, squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
+    for ax, (label, bins) in zip(axes.flat, panels.items(), strict=False):
         width = bins[0]["upper"] - bins[0]["lower"]
         for b in bins:
             if b["count"]:

@@ -73,10 +73,17 @@ class BatchSource:
             self._epochs = {epoch: [items[i:i + self.batch_size] for i in range(0, len(items), self.batch_size)]}
         return self._epochs[epoch]
 
-    def __call__(self, index: int) -> dict[str, torch.Tensor]:
+    def _group(self, index: int) -> list[Any]:
         epoch, offset = divmod(index, self.batches_per_epoch)
         batches = self._epoch(epoch)
-        group = batches[offset % len(batches)]
+        return batches[offset % len(batches)]
+
+    def real_tokens(self, index: int) -> int:
+        """Tokens of micro-batch ``index`` that are not padding."""
+        return sum(len(item.input_ids) for item in self._group(index))
+
+    def __call__(self, index: int) -> dict[str, torch.Tensor]:
+        group = self._group(index)
         return collate_packed(group, self.pad_id) if self.packing else collate_examples(group, self.pad_id)
 
 
