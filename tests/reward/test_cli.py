@@ -61,3 +61,10 @@ def test_scaling_list_prints_the_cells(tmp_path, capsys):
     assert run_cli(["reward", "scaling", "--config", str(grid), "--list"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines == ["0\t000-nano-D16-s0", "1\t001-nano-D32-s0", "2\t002-tiny-D16-s0", "3\t003-tiny-D32-s0"]
+
+
+def test_the_quick_reproduction_is_discovered():
+    from qwenkit.core.repro import discover_repros
+
+    repro = discover_repros()["reward-worldpm"]
+    assert repro.quick_minutes <= 2
