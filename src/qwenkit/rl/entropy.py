@@ -128,25 +128,24 @@ def read_prompts(data: str, count: int, seed: int) -> list[str]:
 
 
 def load_policy(path: str | Path):
-    """(model, tokenizer) from a Hugging Face directory, a ``qwenkit rl train`` run directory (its latest
-    checkpoint) or a checkpoint folder inside a run (e.g. ``RUN/sft``)."""
-    from qwenkit.core.checkpoint import latest_checkpoint, load_checkpoint
+    """(model, tokenizer) from a ``qwenkit rl train`` run directory (its latest checkpoint), a checkpoint folder inside
+    a run (e.g. ``RUN/sft``), or any model spec of :func:`qwenkit.lm.loading.resolve_model` (a Hugging Face directory,
+    a GGUF file or its directory, ``smollm2``)."""
+    from qwenkit.core.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
     from qwenkit.core.config import load_config
+    from qwenkit.lm.loading import resolve_model
     from qwenkit.rl.config import RLConfig
     from qwenkit.rl.train import build_model_and_tokenizer
 
     path = Path(path)
-    if (path / "config.json").is_file():
-        from qwenkit.lm.loading import load_causal_lm, load_tokenizer
-
-        return load_causal_lm(path, dtype=torch.float32), load_tokenizer(path)
     run, checkpoints = (path, path / "checkpoints") if (path / "config.yaml").is_file() else (path.parent, path)
     if not (run / "config.yaml").is_file():
-        raise FileNotFoundError(f"{str(path)!r} is neither a Hugging Face model directory nor a qwenkit rl run")
+        resolved = resolve_model(path, dtype=torch.float32)
+        return resolved.model.eval(), resolved.tokenizer
     config = load_config(RLConfig, run / "config.yaml")
     model, tokenizer = build_model_and_tokenizer(config)
     latest = latest_checkpoint(checkpoints)
     if latest is None:
-        raise FileNotFoundError(f"no checkpoint under {str(checkpoints)!r}")
+        raise CheckpointError(f"no checkpoint under {str(checkpoints)!r}; pass a finished run or its RUN/sft")
     model.load_state_dict(load_checkpoint(latest).model)
     return model.eval(), tokenizer
