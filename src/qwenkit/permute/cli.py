@@ -53,7 +53,7 @@ def bench(
 
 @app.command()
 def check(
-    cases: Annotated[int, typer.Option(help="Random cases; each runs on every ISA with 1 and 2 threads.")] = 300,
+    cases: Annotated[int, typer.Option(min=1, help="Random cases; each runs on every ISA with 1 and 2 threads.")] = 300,
     seed: Annotated[int, typer.Option(help="Seed of the case generator.")] = 0,
 ) -> None:
     """Randomized bit-exact comparison with NumPy on every ISA this CPU runs (plus scalar)."""
@@ -84,9 +84,33 @@ def explain(
     import numpy as np
 
     from qwenkit.permute import make_plan
+    from qwenkit.permute.isa import UnknownIsaError
 
-    dims = tuple(int(x) for x in shape.split(","))
-    perm = tuple(int(x) for x in axes.split(","))
+    dims = _integers(shape, "SHAPE", "32,64,56,56")
+    perm = _integers(axes, "AXES", "0,2,3,1")
+    if sorted(perm) != list(range(len(dims))):
+        raise typer.BadParameter(f"{axes!r} is not a permutation of the {len(dims)} axes 0..{len(dims) - 1}",
+                                 param_hint="AXES")
+    try:
+        np_dtype = np.dtype(dtype)
+    except TypeError:
+        raise typer.BadParameter(f"{dtype!r} is not a NumPy dtype (float32, int16, uint8, ...)",
+                                 param_hint="--dtype") from None
     # without --tune the array is never touched: the operating system maps no pages for it
-    layout = np.zeros(dims, dtype) if tune else np.empty(dims, dtype)
-    typer.echo(make_plan(layout, perm, threads=threads, isa=isa, tune=tune).describe())
+    layout = np.zeros(dims, np_dtype) if tune else np.empty(dims, np_dtype)
+    try:
+        plan = make_plan(layout, perm, threads=threads, isa=isa, tune=tune)
+    except UnknownIsaError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--isa") from None
+    typer.echo(plan.describe())
+
+
+def _integers(text: str, name: str, example: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(x) for x in text.split(","))
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not a comma-separated list of integers, e.g. {example}",
+                                 param_hint=name) from None
+    if any(v < 0 for v in values):
+        raise typer.BadParameter(f"{text!r} holds a negative number", param_hint=name)
+    return values
