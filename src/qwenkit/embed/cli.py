@@ -204,7 +204,11 @@ def evaluate(
         except ImportError:
             raise typer.BadParameter("--mteb needs the mteb package: pip install mteb", param_hint="--mteb") from None
     embedder = Embedder.from_pretrained(model, gguf_file=gguf_file, max_length=max_length, backend=backend)
-    dim_list = [int(d) for d in dims.split(",") if d.strip()]
+    try:
+        dim_list = [int(d) for d in dims.split(",") if d.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"{dims!r} is not a comma-separated list of integers, e.g. 32,64,128",
+                                 param_hint="--dims") from None
     results: dict[str, dict[str, dict]] = {"embedder": {}}
     bm25_rows = []
     loaded_tasks = []
