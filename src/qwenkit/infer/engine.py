@@ -219,7 +219,7 @@ class _Row:
             thinking_tokens, budget_hit = state.thinking_tokens or 0, state.budget_hit
         else:
             thinking_tokens, budget_hit = 0, False
-        reasoning, content = _reply(self.tokenizer, self.generated, request.thinking, request.stop)
+        reasoning, content = _reply(self.tokenizer, self.generated, request.thinking, request.stop, self.stop_ids)
         return ChatResult(
             reasoning=reasoning, content=content, thinking_tokens=thinking_tokens, budget_hit=budget_hit,
             finish_reason=self.finish_reason or "length", passes=1, token_ids=list(self.generated),
@@ -456,8 +456,8 @@ class ContinuousEngine:
 
     def _forward(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache) -> torch.Tensor:
         out = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
-                         position_ids=positions.to(self.device), use_cache=True, **{self.cache_kwarg: cache},
-                         **self.extra_kwargs)
+                         position_ids=positions.to(self.device), use_cache=True, logits_to_keep=1,
+                         **{self.cache_kwarg: cache}, **self.extra_kwargs)
         return out.logits[:, -1, :].float().cpu()
 
     def _prefill(self) -> None:

@@ -142,9 +142,11 @@ def _sample(model, tokenizer, prompt_ids, max_new_tokens, params, processors):
     return sample(model, tokenizer, prompt_ids, sampling, logits_processors=processors)
 
 
-def _reply(tokenizer, ids: list[int], thinking: bool, stop: Sequence[str]) -> tuple[str, str]:
-    """(reasoning, content) of generated ids: cut at the end-of-turn token, split at the last ``</think>``."""
-    stop_ids = set(chat_stop_token_ids(tokenizer))
+def _reply(tokenizer, ids: list[int], thinking: bool, stop: Sequence[str],
+           stop_ids: set[int] | None = None) -> tuple[str, str]:
+    """(reasoning, content) of generated ids: cut at the end-of-turn token (``stop_ids``, default
+    :func:`chat_stop_token_ids`), split at the last ``</think>``."""
+    stop_ids = set(chat_stop_token_ids(tokenizer)) if stop_ids is None else stop_ids
     cut = next((i for i, t in enumerate(ids) if t in stop_ids), len(ids))
     text = tokenizer.decode(ids[:cut], skip_special_tokens=False)
     for s in stop:

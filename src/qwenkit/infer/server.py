@@ -488,7 +488,7 @@ async def _answer(http: Request, engine: ContinuousEngine, requests: list[Engine
     ordered = [results[i] for i in range(len(requests))]
     if chat:
         return _chat_body(ordered, requests, completion_id, model_name, tokenizer)
-    return _text_body(ordered, requests, completion_id, model_name, tokenizer)
+    return _text_body(ordered, requests, completion_id, model_name, tokenizer, engine.stop_ids)
 
 
 def _usage(results) -> dict[str, Any]:
@@ -526,10 +526,10 @@ def _chat_body(results, requests, completion_id: str, model_name: str, tokenizer
             "thinking_budget_hit": any(r.budget_hit for r in results)}
 
 
-def _text_body(results, requests, completion_id: str, model_name: str, tokenizer) -> dict[str, Any]:
+def _text_body(results, requests, completion_id: str, model_name: str, tokenizer, stop_ids: set[int]) -> dict[str, Any]:
     choices = []
     for i, (result, request) in enumerate(zip(results, requests, strict=True)):
-        text = _stream_text(tokenizer, result, set(request.stop_token_ids) | _engine_stop_ids(tokenizer), request.stop)
+        text = _stream_text(tokenizer, result, set(request.stop_token_ids) | stop_ids, request.stop)
         logprobs = None
         if request.top_logprobs is not None:
             tokens = [tokenizer.decode([t], skip_special_tokens=False) for t in result.token_ids]
@@ -546,12 +546,6 @@ def _text_body(results, requests, completion_id: str, model_name: str, tokenizer
     usage.pop("completion_tokens_details")
     return {"id": completion_id, "object": "text_completion", "created": int(time.time()), "model": model_name,
             "choices": choices, "usage": usage}
-
-
-def _engine_stop_ids(tokenizer) -> set[int]:
-    from qwenkit.infer.generate import chat_stop_token_ids
-
-    return set(chat_stop_token_ids(tokenizer))
 
 
 async def _events(http: Request, requests: list[EngineRequest], events: asyncio.Queue):
