@@ -177,3 +177,35 @@ def test_quick_reproduction_config_is_valid():
         config = load_config(RunConfig, run_config("http://127.0.0.1:1", full=full, seed=0))
         assert config.judges["smollm2"].kind == "openai" and config.judges["rules"].kind == "rules"
     assert load_config(RunConfig, run_config("http://x", full=False, seed=0)).select.ids == QUICK_IDS
+
+
+class PositionBiased(ScriptedBackend):
+    """Answers pairwise prompts with "A" whatever the replies (pure position bias)."""
+
+    def complete(self, messages, **kwargs):
+        if '"winner"' in messages[-1]["content"]:
+            from qwenkit.lm.backends import Completion
+
+            return Completion('{"winner": "A"}', "", {"prompt_tokens": 1, "completion_tokens": 1})
+        return super().complete(messages, **kwargs)
+
+
+def test_pairwise_with_position_swap(small_dataset, tmp_path):
+    config = load_config(RunConfig, base_config(small_dataset, pairwise=True, dimensions=["EC"]))
+    summary = execute_run(config, tmp_path / "run")
+    rows = read_jsonl(tmp_path / "run" / "pairwise.jsonl")
+    scripted_rounds = 3 + 3 + 3 + 2  # the fixture's scripted dialogues; simulated ones are not compared
+    assert len(rows) == scripted_rounds and {r["judge"] for r in rows} == {"llm"}
+    for row in rows:
+        if "invalid" in row["orders"]:
+            continue
+        first_view = {"A": "first", "B": "second", "tie": "tie"}[row["orders"][0]]
+        swapped_view = {"A": "second", "B": "first", "tie": "tie"}[row["orders"][1]]
+        assert row["verdict"] == (first_view if first_view == swapped_view else "tie")
+    total = summary["pairwise"][0]
+    assert sum(total[k] for k in ("first", "second", "tie", "invalid")) == scripted_rounds
+
+    biased = load_config(RunConfig, base_config(small_dataset, pairwise=True, dimensions=["EC"]))
+    summary = execute_run(biased, tmp_path / "biased", backends={"judge:llm": PositionBiased("judge")})
+    (row,) = summary["pairwise"]
+    assert row["tie"] == row["orders_disagree"] == scripted_rounds and row["first"] == row["second"] == 0

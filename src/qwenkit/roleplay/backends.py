@@ -107,7 +107,8 @@ class ScriptedBackend:
 
     As a player it answers in the language of the last user message (Chinese when it contains CJK characters),
     in the first person, optionally with reasoning (``think``); as a judge (a prompt that asks for JSON with a
-    score) it answers ``{"score": n}`` with n in the scale named in the prompt, or garbage (``invalid_every``);
+    score) it answers ``{"score": n}`` with n in the scale named in the prompt, or garbage (``invalid_every``), and
+    a pairwise prompt with a verdict chosen by hash;
     as a user simulator it writes a short question, or ``[END]`` after a few turns.
     """
 
@@ -125,6 +126,9 @@ class ScriptedBackend:
         last = str(messages[-1].get("content") or "")
         system = str(messages[0].get("content") or "") if messages[0].get("role") == "system" else ""
         usage = {"prompt_tokens": sum(len(str(m.get("content") or "")) for m in messages) // 4 + 1}
+        if '"winner"' in last:
+            verdict = ("A", "B", "tie")[value % 3]
+            return Completion(json.dumps({"winner": verdict}), "", {**usage, "completion_tokens": 6})
         if '"score"' in last:
             persistent = _digest([dict(m) for m in messages])
             if self.invalid_every and (persistent % self.invalid_every == 0 or value % self.invalid_every == 0):

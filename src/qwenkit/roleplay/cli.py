@@ -108,12 +108,16 @@ def agreement(
 
 
 @data_app.command("validate")
-def validate(path: Annotated[Path, typer.Argument(help="A dataset file or directory.")]) -> None:
+def validate(
+    path: Annotated[Path, typer.Argument(help="A dataset file or directory.")],
+    rmtbench: Annotated[bool, typer.Option("--rmtbench", help="Read RMTBench-format files.")] = False,
+) -> None:
     """Check a dataset; every problem names the file, the record and the field."""
     from qwenkit.roleplay.data import RoleplayDataError, load_dataset
+    from qwenkit.roleplay.rmtbench import load_rmtbench
 
     try:
-        dataset = load_dataset(path)
+        dataset = load_rmtbench(path) if rmtbench else load_dataset(path)
     except RoleplayDataError as exc:
         raise _fail(str(exc)) from None
     scripted = sum(1 for d in dataset.dialogues if d.turns is not None)

@@ -149,3 +149,66 @@ def judge_reply(*, judge: str, judge_spec, runner: CallRunner | None, protocol: 
         if score is not None:
             return made(score, "judge", attempt + 1)
     return made(None, "invalid", retries + 1, last[:200])
+
+
+@dataclass
+class PairwiseJudgment:
+    judge: str
+    first: str
+    second: str
+    dialogue_id: str
+    lang: str
+    round: int
+    dimension: str
+    verdict: str
+    """``first`` / ``second`` (both orders agree), ``tie`` (both say tie, or the two orders disagree: position
+    bias), or ``invalid`` (an order had no readable verdict after the retries)."""
+    orders: list[str]
+    """The raw verdict of each order, ``A``/``B``/``tie``/``invalid``: first shown as A, then first shown as B."""
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def pairwise_prompt(protocol: Protocol, card: CharacterCard, user_turn: str, reply_a: str, reply_b: str,
+                    dimension: str, lang: str) -> list[dict[str, str]]:
+    spec = protocol.dimensions[dimension]
+    user = protocol.judge.pairwise.get(lang).format(character=card.describe(), user_turn=user_turn, reply_a=reply_a,
+                                                    reply_b=reply_b, dimension_name=spec.name.get(lang),
+                                                    rubric=spec.rubric.get(lang).strip())
+    return [{"role": "system", "content": protocol.judge.system.get(lang)}, {"role": "user", "content": user}]
+
+
+def judge_pair(*, judge: str, judge_spec, runner: CallRunner, protocol: Protocol, first: Transcript,
+               second: Transcript, index: int, dimension: str, card: CharacterCard, seed: int,
+               retries: int) -> PairwiseJudgment:
+    """MT-Bench-style pairwise comparison with position swap: the pair is judged in both orders and a winner is
+    declared only when both orders name the same reply; disagreeing orders count as a tie."""
+    from qwenkit.roleplay.scoring import parse_pairwise_verdict
+
+    user_turn = first.rounds[index].user
+    orders = []
+    for swap in (False, True):
+        a, b = (second, first) if swap else (first, second)
+        messages = pairwise_prompt(protocol, card, user_turn, a.rounds[index].reply, b.rounds[index].reply,
+                                   dimension, first.lang)
+        verdict = "invalid"
+        for attempt in range(retries + 1):
+            params = {**sampling_params(judge_spec, derived_seed(seed, "pairwise", first.dialogue_id, first.player,
+                                                                 second.player, index, dimension, swap, attempt)),
+                      "attempt": attempt}
+            answer = runner.call(f"judge:{judge}", messages, params,
+                                 lambda bk, m=messages, p=params: complete_once(bk, m, p))
+            parsed = parse_pairwise_verdict(answer["text"])
+            if parsed is not None:
+                verdict = parsed
+                break
+        orders.append(verdict)
+    if "invalid" in orders:
+        outcome = "invalid"
+    else:
+        as_first = {"A": "first", "B": "second", "tie": "tie"}[orders[0]]
+        swapped = {"A": "second", "B": "first", "tie": "tie"}[orders[1]]
+        outcome = as_first if as_first == swapped else "tie"
+    return PairwiseJudgment(judge, first.player, second.player, first.dialogue_id, first.lang, index, dimension,
+                            outcome, orders)

@@ -32,7 +32,8 @@ class Selection(StrictModel):
 
 class RunConfig(StrictModel):
     data: str = "shipped"
-    """A dataset file or directory, or ``shipped`` (the dataset written for qwenkit)."""
+    """A dataset file or directory, ``shipped`` (the dataset written for qwenkit), or ``rmtbench:PATH`` (RMTBench's
+    files, :mod:`qwenkit.roleplay.rmtbench`)."""
     select: Selection = Field(default_factory=Selection)
     players: dict[str, BackendSpec] = Field(min_length=1)
     simulator: BackendSpec | None = None
@@ -46,6 +47,8 @@ class RunConfig(StrictModel):
     """How many earlier rounds the judge sees before the reply it scores."""
     bootstrap_reps: int = Field(default=1000, ge=10)
     budget_usd: float | None = Field(default=None, gt=0)
+    pairwise: bool = False
+    """Also compare every pair of players reply by reply (scripted dialogues, LLM judges), in both orders."""
 
     @model_validator(mode="after")
     def _roles(self) -> RunConfig:
@@ -58,6 +61,8 @@ class RunConfig(StrictModel):
         for label, spec in self.judges.items():
             if spec.thinking_budget is not None:
                 raise ValueError(f"judges.{label}.thinking_budget: only players take a thinking budget")
+        if self.pairwise and len(self.players) < 2:
+            raise ValueError("pairwise: needs at least two players to compare")
         return self
 
 
@@ -70,10 +75,17 @@ class RunStopped(RuntimeError):
 
 
 def dataset_of(config: RunConfig) -> Dataset:
-    path = shipped_dataset_path() if config.data == "shipped" else Path(config.data)
     selection = config.select
-    dataset = load_dataset(path).select(langs=selection.langs, scenarios=selection.scenarios, ids=selection.ids,
-                                        limit=selection.limit)
+    if config.data.startswith("rmtbench:"):
+        from qwenkit.roleplay.rmtbench import load_rmtbench
+
+        path = Path(config.data.removeprefix("rmtbench:"))
+        loaded = load_rmtbench(path)
+    else:
+        path = shipped_dataset_path() if config.data == "shipped" else Path(config.data)
+        loaded = load_dataset(path)
+    dataset = loaded.select(langs=selection.langs, scenarios=selection.scenarios, ids=selection.ids,
+                            limit=selection.limit)
     if selection.max_rounds is not None:
         dataset.dialogues = [_truncated(d, selection.max_rounds) for d in dataset.dialogues]
     if not dataset.dialogues:
@@ -188,6 +200,8 @@ def execute_run(config: RunConfig, out: str | Path, *, resume: bool = False, bac
                                     dimension=dim, card=dataset.character(s), script=s, seed=config.seed,
                                     retries=config.judge_retries, context_rounds=config.context_rounds))
             judgments = _parallel(pool, work, "roleplay: judgments", quiet)
+            pairs = _parallel(pool, _pairwise_tasks(config, transcripts, scripts, dataset, runner, protocol),
+                              "roleplay: pairwise", quiet) if config.pairwise else {}
     except BudgetExhausted as exc:
         raise RunStopped(str(exc)) from None
     finally:
@@ -198,8 +212,54 @@ def execute_run(config: RunConfig, out: str | Path, *, resume: bool = False, bac
     _write_jsonl(out / "transcripts.jsonl", transcript_rows)
     _write_jsonl(out / "judgments.jsonl", judgment_rows)
     summary = summarise(judgment_rows, reps=config.bootstrap_reps, seed=config.seed)
+    if config.pairwise:
+        pair_rows = [pairs[k].to_json() for k in sorted(pairs)]
+        _write_jsonl(out / "pairwise.jsonl", pair_rows)
+        summary["pairwise"] = pairwise_summary(pair_rows)
     _write_json(out / "summary.json", summary)
     return summary
+
+
+def _pairwise_tasks(config: RunConfig, transcripts, scripts, dataset, runner, protocol) -> dict:
+    from qwenkit.roleplay.judge import judge_pair
+
+    players = sorted(config.players)
+    tasks = {}
+    for judge, spec in config.judges.items():
+        if spec.kind == "rules":
+            continue
+        for i, first in enumerate(players):
+            for second in players[i + 1:]:
+                for dialogue_id, script in scripts.items():
+                    if script.turns is None:
+                        continue
+                    a, b = transcripts[(first, dialogue_id)], transcripts[(second, dialogue_id)]
+                    for index in range(min(len(a.rounds), len(b.rounds))):
+                        for dimension in script.scored_dimensions:
+                            if config.dimensions is not None and dimension not in config.dimensions:
+                                continue
+                            tasks[(judge, first, second, dialogue_id, index, dimension)] = (
+                                lambda j=judge, js=spec, x=a, y=b, i=index, d=dimension, s=script: judge_pair(
+                                    judge=j, judge_spec=js, runner=runner, protocol=protocol, first=x, second=y,
+                                    index=i, dimension=d, card=dataset.character(s), seed=config.seed,
+                                    retries=config.judge_retries))
+    return tasks
+
+
+def pairwise_summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per judge, player pair and dimension: wins of each side, ties, invalid, and how often the two orders
+    disagreed (position bias; such pairs count as ties)."""
+    from collections import defaultdict
+
+    counts: dict[tuple, dict[str, int]] = defaultdict(lambda: dict.fromkeys(
+        ("first", "second", "tie", "invalid", "orders_disagree"), 0))
+    for row in rows:
+        entry = counts[(row["judge"], row["first"], row["second"], row["dimension"])]
+        entry[row["verdict"]] += 1
+        mapped = [{"A": "first", "B": "second"}.get(row["orders"][0], row["orders"][0]),
+                  {"A": "second", "B": "first"}.get(row["orders"][1], row["orders"][1])]
+        entry["orders_disagree"] += int("invalid" not in mapped and mapped[0] != mapped[1])
+    return [{"judge": k[0], "first": k[1], "second": k[2], "dimension": k[3], **v} for k, v in sorted(counts.items())]
 
 
 def summarise(judgments: list[dict[str, Any]], *, reps: int, seed: int) -> dict[str, Any]:
