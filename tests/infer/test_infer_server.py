@@ -171,7 +171,7 @@ def test_text_completions_tokenize_and_metrics(server, client, tokenizer):
     assert int(generated[0].split()[1]) > 0
 
 
-@pytest.mark.parametrize("field", ["tools", "response_format", "parallel_tool_calls", "functions"])
+@pytest.mark.parametrize("field", ["response_format", "parallel_tool_calls", "functions", "audio"])
 def test_unsupported_fields_are_refused_by_name(server, field):
     body = {"model": MODEL, "messages": [{"role": "user", "content": "x"}], field: None}
     response = httpx.post(server[0] + "/v1/chat/completions", json=body)

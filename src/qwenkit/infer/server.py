@@ -23,6 +23,7 @@ import json
 import math
 import time
 import uuid
+from collections.abc import Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Literal
 
@@ -33,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from qwenkit.core.errors import ConfigError
 from qwenkit.infer.engine import ContinuousEngine, EngineRequest, _stream_text
+from qwenkit.infer.tools import may_start_tool_call, parse_tool_calls
 from qwenkit.lm.chat import THINK_END, THINK_START, generation_prompt, render_chat
 
 MAX_JSON_DEPTH = 32
@@ -71,6 +73,21 @@ class ChatMessage(_Strict):
         if self.tool_call_id is not None:
             message["tool_call_id"] = self.tool_call_id
         return message
+
+
+class FunctionSpec(_Strict):
+    name: str = Field(min_length=1, max_length=64)
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class ToolSpec(_Strict):
+    type: Literal["function"]
+    function: FunctionSpec
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"type": "function", "function": self.function.model_dump(exclude_none=True)}
 
 
 class ChatTemplateKwargs(_Strict):
@@ -113,6 +130,13 @@ class ChatCompletionRequest(SamplingFields):
     thinking_budget: int | None = Field(None, ge=0)
     continue_final_message: bool = False
     add_generation_prompt: bool = True
+    tools: list[ToolSpec] | None = None
+    tool_choice: Literal["auto", "none"] | None = None
+    """"auto" (the default with tools) parses Qwen3's ``<tool_call>`` blocks into ``tool_calls``; "none" renders the
+    tools but returns the text as it is. Forcing a call ("required", a named function) is not supported."""
+
+    def parses_tools(self) -> bool:
+        return bool(self.tools) and self.tool_choice != "none"
 
 
 class CompletionRequest(SamplingFields):
@@ -206,10 +230,13 @@ def create_app(
     max_request_bytes: int = 2_000_000,
     max_prompt_tokens: int | None = None,
     stop_text: str | None = None,
+    processor_factories: Sequence[Callable[[], Any]] = (),
 ):
     """The FastAPI app serving ``model``; its engine thread starts with the app and stops with it.
 
     ``max_prompt_tokens`` defaults to the model's context length (``max_position_embeddings``) minus one.
+    ``processor_factories``: each is called once per request and gives a logits processor
+    ``(input_ids[1, n], scores[1, V]) -> scores`` applied to that request (e.g. a grammar or a forcing processor).
     """
     if max_request_bytes < 1 or (max_prompt_tokens is not None and max_prompt_tokens < 1):
         raise ConfigError(f"--max-request-bytes and --max-prompt-tokens must be >= 1, got {max_request_bytes} and "
@@ -331,6 +358,8 @@ def create_app(
         if body.top_logprobs is not None and not body.logprobs:
             raise APIError(400, "top_logprobs needs logprobs=true", param="top_logprobs")
         requests = await asyncio.to_thread(_chat_requests, body, tokenizer, limits)
+        for engine_request in requests:
+            engine_request.processors = tuple(factory() for factory in processor_factories)
         completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
         return await _answer(request, engine, requests, body, completion_id, model_name, tokenizer, chat=True)
 
@@ -341,6 +370,8 @@ def create_app(
             raise APIError(400, "logprobs with stream=true is not supported; use stream=false", param="logprobs",
                            code="unsupported_field")
         requests = await asyncio.to_thread(_completion_requests, body, tokenizer, limits)
+        for engine_request in requests:
+            engine_request.processors = tuple(factory() for factory in processor_factories)
         completion_id = f"cmpl-{uuid.uuid4().hex[:24]}"
         return await _answer(request, engine, requests, body, completion_id, model_name, tokenizer, chat=False)
 
@@ -388,7 +419,9 @@ def _chat_requests(body: ChatCompletionRequest, tokenizer, limits: _Limits) -> l
             tail = prompt[prompt.rfind("<|im_start|>") :]
             thinking = tail.rfind(THINK_START) > tail.rfind(THINK_END)
         else:
-            prompt, thinking = generation_prompt(messages, tokenizer=tokenizer, enable_thinking=enable_thinking)
+            tools = [t.as_dict() for t in body.tools] if body.tools else None
+            prompt, thinking = generation_prompt(messages, tokenizer=tokenizer, enable_thinking=enable_thinking,
+                                                 tools=tools)
     except APIError:
         raise
     except Exception as exc:  # a chat template may reject a conversation (e.g. roles out of order): the client's fault
@@ -466,9 +499,11 @@ async def _answer(http: Request, engine: ContinuousEngine, requests: list[Engine
         engine.submit(request)
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        stream = _sse_chat if chat else _sse_text
-        return StreamingResponse(stream(http, requests, events, completion_id, model_name, include_usage),
-                                 media_type="text/event-stream")
+        if chat:
+            stream = _sse_chat(http, requests, events, completion_id, model_name, include_usage, body.parses_tools())
+        else:
+            stream = _sse_text(http, requests, events, completion_id, model_name, include_usage)
+        return StreamingResponse(stream, media_type="text/event-stream")
     results: dict[int, Any] = {}
     try:
         while len(results) < len(requests):
@@ -487,7 +522,7 @@ async def _answer(http: Request, engine: ContinuousEngine, requests: list[Engine
             request.cancel()
     ordered = [results[i] for i in range(len(requests))]
     if chat:
-        return _chat_body(ordered, requests, completion_id, model_name, tokenizer)
+        return _chat_body(ordered, requests, completion_id, model_name, tokenizer, body.parses_tools())
     return _text_body(ordered, requests, completion_id, model_name, tokenizer, engine.stop_ids)
 
 
@@ -515,12 +550,20 @@ def _chat_logprobs(tokenizer, result, request: EngineRequest) -> dict[str, Any] 
     return {"content": entries}
 
 
-def _chat_body(results, requests, completion_id: str, model_name: str, tokenizer) -> dict[str, Any]:
-    choices = [{
-        "index": i, "finish_reason": result.finish_reason, "logprobs": _chat_logprobs(tokenizer, result, request),
-        "message": {"role": "assistant", "content": result.content,
-                    "reasoning_content": result.reasoning if result.thinking else None},
-    } for i, (result, request) in enumerate(zip(results, requests, strict=True))]
+def _chat_body(results, requests, completion_id: str, model_name: str, tokenizer,
+               parse_tools: bool) -> dict[str, Any]:
+    choices = []
+    for i, (result, request) in enumerate(zip(results, requests, strict=True)):
+        message = {"role": "assistant", "content": result.content,
+                   "reasoning_content": result.reasoning if result.thinking else None}
+        finish = result.finish_reason
+        if parse_tools:
+            content, calls = parse_tool_calls(result.content)
+            if calls:
+                message.update(content=content or None, tool_calls=[c.openai() for c in calls])
+                finish = "tool_calls"
+        choices.append({"index": i, "finish_reason": finish, "message": message,
+                        "logprobs": _chat_logprobs(tokenizer, result, request)})
     return {"id": completion_id, "object": "chat.completion", "created": int(time.time()), "model": model_name,
             "choices": choices, "usage": _usage(results),
             "thinking_budget_hit": any(r.budget_hit for r in results)}
@@ -573,7 +616,10 @@ async def _events(http: Request, requests: list[EngineRequest], events: asyncio.
             request.cancel()
 
 
-async def _sse_chat(http: Request, requests, events, completion_id: str, model_name: str, include_usage: bool):
+async def _sse_chat(http: Request, requests, events, completion_id: str, model_name: str, include_usage: bool,
+                    parse_tools: bool = False):
+    """Chat chunks; with tools, content from a (possibly partial) ``<tool_call>`` on is held until the reply ends,
+    then sent as ``delta.tool_calls`` (and the text around the calls as content)."""
     created = int(time.time())
 
     def chunk(index: int, delta: dict[str, Any], finish_reason: str | None = None) -> str:
@@ -586,18 +632,36 @@ async def _sse_chat(http: Request, requests, events, completion_id: str, model_n
     for request in requests:
         yield chunk(request.index, {"role": "assistant", "content": ""})
     results = []
+    content: dict[int, str] = {}
+    sent: dict[int, int] = {}
     async for index, kind, value in _events(http, requests, events):
         if kind == "reasoning":
             yield chunk(index, {"reasoning_content": value})
-        elif kind == "content":
+        elif kind == "content" and not parse_tools:
             yield chunk(index, {"content": value})
+        elif kind == "content":
+            content[index] = content.get(index, "") + value
+            held = may_start_tool_call(content[index])
+            safe = content[index] if held < 0 else content[index][:held]
+            if len(safe) > sent.get(index, 0):
+                yield chunk(index, {"content": safe[sent.get(index, 0) :]})
+                sent[index] = len(safe)
         elif kind == "error":
             error = APIError(500, f"generation failed: {value}", kind="server_error")
             yield f"data: {json.dumps(error.body())}\n\n"
             return
         elif kind == "done":
             results.append(value)
-            yield chunk(index, {}, value.finish_reason)
+            finish = value.finish_reason
+            if parse_tools:
+                text = content.get(index, "")
+                rest, calls = parse_tool_calls(text[sent.get(index, 0) :])
+                if rest:
+                    yield chunk(index, {"content": rest})
+                if calls:
+                    yield chunk(index, {"tool_calls": [c.openai(i) for i, c in enumerate(calls)]})
+                    finish = "tool_calls"
+            yield chunk(index, {}, finish)
     if include_usage:
         data = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model_name,
                 "choices": [], "usage": _usage(results)}
