@@ -202,6 +202,10 @@ def test_pairwise_with_position_swap(small_dataset, tmp_path):
         first_view = {"A": "first", "B": "second", "tie": "tie"}[row["orders"][0]]
         swapped_view = {"A": "second", "B": "first", "tie": "tie"}[row["orders"][1]]
         assert row["verdict"] == (first_view if first_view == swapped_view else "tie")
+    from qwenkit.roleplay.report import build_report
+
+    markdown, _ = build_report([tmp_path / "run"], tmp_path / "run")
+    assert "Pairwise (position swap)" in markdown.read_text(encoding="utf-8")
     total = summary["pairwise"][0]
     assert sum(total[k] for k in ("first", "second", "tie", "invalid")) == scripted_rounds
 

@@ -11,7 +11,7 @@ import numpy as np
 
 from qwenkit.roleplay.agreement import cohen_kappa
 from qwenkit.roleplay.data import DIMENSIONS
-from qwenkit.roleplay.run import read_jsonl, summarise
+from qwenkit.roleplay.run import pairwise_summary, read_jsonl, summarise
 
 
 def _interval(row: dict[str, Any]) -> str:
@@ -85,8 +85,10 @@ def build_report(run_dirs: list[Path], out: Path, *, title: str = "Role-play ben
     from qwenkit.core.plots import line_plot
     from qwenkit.core.report import Report
 
-    judgments, transcripts = [], []
+    judgments, transcripts, pairs = [], [], []
     for run in run_dirs:
+        if (run / "pairwise.jsonl").is_file():
+            pairs += read_jsonl(run / "pairwise.jsonl")
         for name in ("judgments.jsonl", "transcripts.jsonl"):
             if not (run / name).is_file():
                 raise FileNotFoundError(f"{run}: no {name}; is it a finished `qwenkit roleplay run` directory?")
@@ -134,6 +136,12 @@ def build_report(run_dirs: list[Path], out: Path, *, title: str = "Role-play ben
                     "score a rule override fixed (EE not in first person, CM admits being an AI) are left out, since "
                     "both judges apply the same rules.")
         report.table(agreement)
+    if pairs:
+        report.heading("Pairwise (position swap)")
+        report.text("Each pair of replies to the same user turn was judged in both orders; a side wins only when "
+                    "both orders name it, and `orders_disagree` counts the pairs whose orders disagreed (position "
+                    "bias; counted as ties).")
+        report.table(pairwise_summary(pairs))
     report.heading("Degradation over rounds")
     series = {}
     for row in summary["by_round"]:
