@@ -213,3 +213,39 @@ def test_pairwise_with_position_swap(small_dataset, tmp_path):
     summary = execute_run(biased, tmp_path / "biased", backends={"judge:llm": PositionBiased("judge")})
     (row,) = summary["pairwise"]
     assert row["tie"] == row["orders_disagree"] == scripted_rounds and row["first"] == row["second"] == 0
+
+
+class ThinkingPlayer:
+    """Thinks past any budget: pass 1 returns only reasoning cut at max_tokens; the continuation answers."""
+
+    name, budget_field = "thinker", None
+
+    def __init__(self):
+        self.requests = []
+
+    def complete(self, messages, *, max_tokens=256, extra=None, **kwargs):
+        from qwenkit.lm.backends import Completion
+
+        self.requests.append({"messages": messages, "max_tokens": max_tokens, "extra": dict(extra or {})})
+        turn = sum(1 for m in messages if m["role"] == "user")
+        if (extra or {}).get("continue_final_message"):
+            return Completion(f"I answer turn {turn}.", "", {"prompt_tokens": 5, "completion_tokens": 4})
+        return Completion("", f"secret-thought-{turn} " * 50, {"prompt_tokens": 5, "completion_tokens": max_tokens},
+                          finish_reason="length")
+
+
+def test_thinking_player_gets_the_budget_and_history_drops_reasoning(small_dataset, tmp_path):
+    player = {"kind": "openai", "base_url": "http://unused/v1", "model": "thinker", "thinking_budget": 8,
+              "max_tokens": 64}
+    config = load_config(RunConfig, base_config(small_dataset, players={"t": player}, select={"ids": ["en-cm"]}))
+    backend = ThinkingPlayer()
+    execute_run(config, tmp_path / "run", backends={"player:t": backend})
+    first_passes = [r for r in backend.requests if not r["extra"].get("continue_final_message")]
+    assert first_passes and all(r["max_tokens"] == 8 for r in first_passes)
+    (transcript,) = read_jsonl(tmp_path / "run" / "transcripts.jsonl")
+    assert [r["reply"] for r in transcript["rounds"]] == ["I answer turn 1.", "I answer turn 2.", "I answer turn 3."]
+    assert all(f"secret-thought-{r['index'] + 1}" in r["reasoning"] for r in transcript["rounds"])
+    for request in backend.requests:
+        turn = sum(1 for m in request["messages"] if m["role"] == "user")
+        text = json.dumps(request["messages"])
+        assert all(f"secret-thought-{earlier}" not in text for earlier in range(1, turn))
