@@ -10,7 +10,7 @@ Each server runs as its own process with the same thread count and is driven ove
 
 Models: SmolLM2-135M-Instruct (chat) and the tiny random Qwen3 (text completions: its synthetic tokenizer has no
 chat template for ``transformers serve``), saved as plain HF directories first. Run under ``qk-cpu quiet``; writes
-``benchmarks/results/infer_serving.{json,md}``.
+``benchmarks/results/infer_serving.{json,md}`` (``--name`` changes the stem).
 """
 
 from __future__ import annotations
@@ -151,6 +151,7 @@ def main() -> None:
     parser.add_argument("--long", type=int, default=128, help="max_tokens of the long request")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--port", type=int, default=8931)
+    parser.add_argument("--name", default="infer_serving", help="results file stem in benchmarks/results")
     args = parser.parse_args()
     load = os.getloadavg()
     rows = []
@@ -171,11 +172,12 @@ def main() -> None:
                     process.wait(timeout=30)
                 rows.append({"model": alias, "server": kind, **measured})
                 print(json.dumps(rows[-1]), flush=True)
-    report = {"load_average_at_start": load, "threads": args.threads, "short_max_tokens": args.short,
+    report = {"load_average_at_start": load, "load_average_at_end": os.getloadavg(), "threads": args.threads,
+              "short_max_tokens": args.short,
               "long_max_tokens": args.long, "rows": rows}
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "infer_serving.json").write_text(json.dumps(report, indent=2) + "\n")
-    (RESULTS / "infer_serving.md").write_text(markdown(report))
+    (RESULTS / f"{args.name}.json").write_text(json.dumps(report, indent=2) + "\n")
+    (RESULTS / f"{args.name}.md").write_text(markdown(report))
     print(markdown(report))
 
 
@@ -183,7 +185,9 @@ def markdown(report: dict) -> str:
     clients = sorted({n for r in report["rows"] for n in r.get("throughput", {})}, key=int)
     head = ["model", "server", *[f"tok/s @{n}" for n in clients], "TTFT p50 / p95 (s, 8 streams)",
             "short alone / beside long (s)", "ratio", "peak RSS (MB)"]
-    lines = [f"Load average at start {report['load_average_at_start']}, {report['threads']} threads per server, "
+    loads = [", ".join(f"{x:.2f}" for x in report.get(k, ())) for k in ("load_average_at_start", "load_average_at_end")]
+    lines = [f"Shared machine (other engineers' jobs ran beside it): load average {loads[0]} at start, "
+             f"{loads[1] or 'not recorded'} at end; {report['threads']} threads per server, "
              f"short = {report['short_max_tokens']} tokens, long = {report['long_max_tokens']} tokens, greedy.", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in report["rows"]:
