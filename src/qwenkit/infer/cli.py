@@ -152,9 +152,14 @@ def serve(
     apply_run_options(threads, quiet)
     import uvicorn
 
+    from qwenkit.core.errors import ConfigError
     from qwenkit.infer.server import create_app
     from qwenkit.lm.loading import resolve_model
 
+    for flag, value in (("--max-batch-size", max_batch_size), ("--prefill-chunk", prefill_chunk),
+                        ("--max-request-bytes", max_request_bytes), ("--max-prompt-tokens", max_prompt_tokens)):
+        if value is not None and value < 1:  # refused before the model loads
+            raise ConfigError(f"{flag} must be >= 1, got {value}")
     resolved = resolve_model(model, gguf_file=gguf_file, device=device)
     loaded, tokenizer, name = resolved.model, resolved.tokenizer, resolved.name
     app_ = create_app(loaded, tokenizer, model_name=model_name or name, max_batch_size=max_batch_size,
