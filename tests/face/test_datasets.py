@@ -125,3 +125,17 @@ def test_region_files_in_codetalker_and_pickle_format(tmp_path):
     (tmp_path / "bad.txt").write_text("1, two, 3")
     with pytest.raises(FaceDataError, match="bad.txt"):
         read_region(tmp_path / "bad.txt")
+
+
+def test_extract_audio_from_a_video(tmp_path):
+    from qwenkit.face.render import write_mp4
+
+    tone = (np.sin(np.linspace(0, 3000, 44100)) * 8000).astype(np.int16)
+    wavfile.write(tmp_path / "tone.wav", 44100, tone)
+    frames = [np.full((16, 16, 3), 100 + i, np.uint8) for i in range(25)]
+    video = write_mp4(frames, tmp_path / "clip.mp4", 25, tmp_path / "tone.wav")
+    wav = datasets.extract_audio(video, tmp_path / "out" / "clip.wav")
+    rate, samples = wavfile.read(wav)
+    assert rate == 16000 and samples.ndim == 1 and abs(len(samples) - 16000) < 1600 and samples.std() > 1000
+    with pytest.raises(FaceDataError, match="missing.flv"):
+        datasets.extract_audio(tmp_path / "missing.flv", tmp_path / "x.wav")

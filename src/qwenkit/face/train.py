@@ -181,16 +181,15 @@ class FaceKit:
         return float(self.model.motion_scale)
 
     @torch.no_grad()
-    def predict(self, audio: np.ndarray, num_frames: int, template: np.ndarray, *, reference: Prepared | None = None,
+    def predict(self, audio: np.ndarray, num_frames: int, template: np.ndarray, *,
                 reference_clip_frames: tuple[np.ndarray, np.ndarray] | None = None, speaker: int = 0) -> np.ndarray:
-        """Vertices (T, V, 3) for ``audio``: conditioned on a reference clip (style encoder) or a speaker index."""
+        """Vertices (T, V, 3) for ``audio``, conditioned on a reference clip ``(normalised motion (R, D), audio)``
+        (style-encoder models; see :func:`reference_clip`) or a training speaker index (one-hot models)."""
         self.model.eval()
         kwargs = {}
         if self.model.config.style == "encoder":
             if reference_clip_frames is None:
-                if reference is None:
-                    raise ValueError("this model needs a reference motion clip of the speaker")
-                reference_clip_frames = reference_clip(reference, self.config.reference_frames)
+                raise ValueError("this model needs a reference motion clip of the speaker")
             ref_motion, ref_audio = reference_clip_frames
             kwargs = {"reference_motion": torch.from_numpy(ref_motion[None].astype(np.float32)),
                       "reference_audio": torch.from_numpy(ref_audio[None].astype(np.float32))}
