@@ -1,5 +1,6 @@
 """Qwen-Image (arXiv 2508.02324): text-rendering data synthesis and curriculum, tiny MMDiT training through diffusers
-(rectified flow, CFG dropout, EMA, multi-task T2I/TI2I/I2I with dual encoding), sampling and OCR-scored evaluation.
+(rectified flow, CFG dropout, EMA, multi-task T2I/TI2I/I2I with dual encoding), LoRA fine-tuning of checkpoints,
+sampling, OCR-scored evaluation and the text-rendering benchmarks' metrics.
 
 Light at import: heavy modules (torch, diffusers, OCR engines) load on first use of the names below.
 """
@@ -35,5 +36,12 @@ __getattr__, __all__ = lazy_exports(
         "QwenVLPromptEncoder": "qwenkit.image.pretrained",
         "load_kit": "qwenkit.image.train",
         "generate": "qwenkit.image.sample",
+        "FinetuneConfig": "qwenkit.image.finetune",
+        "finetune": "qwenkit.image.finetune",
+        "LoraSettings": "qwenkit.image.lora",
+        "add_lora": "qwenkit.image.lora",
+        "save_lora": "qwenkit.image.lora",
+        "load_lora": "qwenkit.image.lora",
+        "load_transformer": "qwenkit.image.model",
     },
 )

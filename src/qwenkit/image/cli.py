@@ -1,4 +1,4 @@
-"""``qwenkit image``: synth, train, generate, edit, eval-text. Heavy imports happen inside the commands."""
+"""``qwenkit image``: synth, train, finetune, generate, edit, eval-text, bench-text (heavy imports inside commands)."""
 
 from __future__ import annotations
 
@@ -82,6 +82,43 @@ def train(
     model_dir = save_kit(kit, run.path / "model")
     write_train_report(run, kit)
     typer.echo(f"trained {result.step} steps; model: {model_dir}; report: {run.path / 'report.html'}")
+
+
+@app.command()
+def finetune(
+    model: Annotated[Path, typer.Option("--model", help="A local diffusers Qwen-Image directory or a qwenkit image "
+                                                        "model folder.")],
+    data: Annotated[Path, typer.Option("--data", help="A synth output, a folder with captions.jsonl, or images "
+                                                      "with same-named .txt captions.")],
+    out: Annotated[Path, typer.Option("--out", help="Run directory (lora/, model/, checkpoints).")]
+    = Path("runs/image-finetune"),
+    full: Annotated[bool, typer.Option("--full", help="Train every transformer weight instead of a LoRA.")] = False,
+    config: ConfigOption = None,
+    set_: SetOption = None,
+    seed: SeedOpt = None,
+    threads: ThreadsOption = None,
+    quiet: QuietOption = False,
+    resume: ResumeOption = None,
+    eval_samples: Annotated[int, typer.Option("--eval-samples", help="Captions OCR-scored before and after "
+                                                                     "(folders that record the rendered text).")] = 0,
+) -> None:
+    """Fine-tune a checkpoint with LoRA (peft; diffusers-loadable lora/ and merged model/) or all weights."""
+    from qwenkit.core.config import load_config
+    from qwenkit.image.finetune import FinetuneConfig
+    from qwenkit.image.finetune import finetune as run_finetune
+
+    apply_run_options(threads, quiet)
+    overrides = [f"model={model}", f"data={data}"] + (["method=full"] if full else [])
+    cfg = load_config(FinetuneConfig, config, overrides + _overrides(set_, seed, "trainer.seed"))
+    if not model.is_dir():
+        raise typer.BadParameter(f"{model} is not a folder", param_hint="--model")
+    done = run_finetune(cfg, out, resume=resume, quiet=quiet, eval_samples=eval_samples)
+    typer.echo(f"fine-tuned ({cfg.method}) {done['result'].step} steps; model: {done['model']}"
+               + (f"; LoRA: {done['lora']}" if done["lora"] else ""))
+    for name in ("ocr_before", "ocr_after"):
+        if done[name] is not None:
+            typer.echo(f"{name}: word accuracy {done[name]['word_accuracy']:.3f}, NED {done[name]['ned']:.3f} "
+                       f"(n={done[name]['n']})")
 
 
 @app.command()

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from qwenkit.core.errors import DataError
 from qwenkit.image.metrics import edit_consistency, edit_region_mask, masked_psnr, word_match
 from qwenkit.image.ocr import text_rendering_scores
 
@@ -94,11 +95,11 @@ def read_text_folder(folder: str | Path) -> tuple[list, list[str]]:
         rows = [json.loads(line) for line in (folder / "texts.jsonl").read_text("utf-8").splitlines() if line.strip()]
         pairs = [(folder / r["file"], r["text"]) for r in rows]
     else:
-        raise FileNotFoundError(f"{folder} has neither manifest.json nor texts.jsonl; write texts.jsonl with one "
+        raise DataError(f"{folder} has neither manifest.json nor texts.jsonl; write texts.jsonl with one "
                                 '{"file": "0001.png", "text": "HELLO"} per line')
     missing = [str(p) for p, _ in pairs if not p.is_file()]
     if missing:
-        raise FileNotFoundError(f"{len(missing)} listed images are missing, e.g. {missing[0]}")
+        raise DataError(f"{folder}: {len(missing)} listed images are missing, e.g. {missing[0]}")
     return [Image.open(p).convert("RGB") for p, _ in pairs], [t for _, t in pairs]
 
 

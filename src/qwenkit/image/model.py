@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from qwenkit.core.errors import QwenkitError
+
 
 def module_device(module: torch.nn.Module) -> torch.device:
     """The device of a module's first parameter or buffer (CPU when it has none)."""
@@ -261,6 +263,36 @@ class ImageDenoiser(nn.Module):
             return_dict=False,
         )[0]
         return out[:, : inputs.target_tokens].to(noisy_tokens.dtype)
+
+
+class ModelFolderError(QwenkitError, FileNotFoundError):
+    """A model folder lacks what a Qwen-Image / qwenkit image model has; the message names the folder and part."""
+
+
+class ModelFormatError(QwenkitError, ValueError):
+    """A model folder's parts are of the wrong kind or do not fit together."""
+
+
+class TransformerLoadError(QwenkitError):
+    """A saved transformer's weights do not match its config (missing, unexpected or mis-shaped keys)."""
+
+
+def load_transformer(directory, **kwargs):
+    """``QwenImageTransformer2DModel.from_pretrained(directory)``, strictly: where diffusers would re-initialise
+    missing weights with only a warning (e.g. a file of ``base_layer`` / ``lora_*`` keys saved from a model with a
+    LoRA adapter), this raises ``TransformerLoadError`` naming the keys."""
+    from diffusers import QwenImageTransformer2DModel
+
+    model, info = QwenImageTransformer2DModel.from_pretrained(directory, output_loading_info=True, **kwargs)
+    problems = {name: list(info.get(name) or []) for name in ("missing_keys", "unexpected_keys", "mismatched_keys")}
+    problems = {k: v for k, v in problems.items() if v}
+    if problems or info.get("error_msgs"):
+        detail = "; ".join(f"{len(v)} {k.replace('_', ' ')} (e.g. {[str(x) for x in v[:2]]})"
+                           for k, v in problems.items())
+        raise TransformerLoadError(f"{directory}: the saved weights do not match the transformer's config: "
+                                   f"{detail or info['error_msgs'][:2]}; the file is corrupt or holds an unmerged "
+                                   "LoRA (save with qwenkit.image.train.save_kit, which merges adapters)")
+    return model
 
 
 def tiny_transformer(latent_channels: int, text_dim: int, *, layers: int = 3, heads: int = 4, head_dim: int = 24,

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import torch
 
+from qwenkit.image.model import ModelFolderError, ModelFormatError
+
 QWEN_IMAGE_TEMPLATE = (
     "<|im_start|>system\nDescribe the image by detailing the color, shape, size, texture, quantity, text, spatial "
     "relationships of the objects and background:<|im_end|>\n<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n"
@@ -101,11 +103,11 @@ def pipeline_kind(directory: str | Path) -> str:
     """``"t2i"`` or ``"edit"`` from ``model_index.json``'s ``_class_name``."""
     index = Path(directory) / "model_index.json"
     if not index.is_file():
-        raise FileNotFoundError(f"{directory} has no model_index.json: pass a local diffusers Qwen-Image or "
+        raise ModelFolderError(f"{directory} has no model_index.json: pass a local diffusers Qwen-Image or "
                                 "Qwen-Image-Edit directory (e.g. a snapshot of Qwen/Qwen-Image)")
     name = json.loads(index.read_text("utf-8")).get("_class_name")
     if name not in PIPELINES:
-        raise ValueError(f"{index}: _class_name={name!r} is not supported; use one of {sorted(PIPELINES)}")
+        raise ModelFormatError(f"{index}: _class_name={name!r} is not supported; use one of {sorted(PIPELINES)}")
     return PIPELINES[name]
 
 
@@ -117,11 +119,11 @@ def load_pretrained(directory: str | Path, *, width: int = 1024, height: int = 1
     samples and trains with the checkpoint's own scheduler config (dynamic shift from ``base/max_shift``); an edit
     kit resizes its sources to ~1024^2 pixels at their aspect ratio, as ``QwenImageEditPipeline`` does.
     """
-    from diffusers import AutoencoderKLQwenImage, QwenImageTransformer2DModel
+    from diffusers import AutoencoderKLQwenImage
     from transformers import AutoTokenizer, Qwen2_5_VLForConditionalGeneration
 
     from qwenkit.core.config import load_config
-    from qwenkit.image.model import DiffusersVAECodec, ImageDenoiser
+    from qwenkit.image.model import DiffusersVAECodec, ImageDenoiser, load_transformer
     from qwenkit.image.train import ImageKit, ImageTrainConfig
 
     directory = Path(directory)
@@ -129,9 +131,9 @@ def load_pretrained(directory: str | Path, *, width: int = 1024, height: int = 1
     for part in ("transformer", "vae", "text_encoder", "tokenizer", "scheduler") + (("processor",) if kind == "edit"
                                                                                        else ()):
         if not (directory / part).is_dir():
-            raise FileNotFoundError(f"{directory} lacks {part}/, which a diffusers Qwen-Image directory has")
+            raise ModelFolderError(f"{directory} lacks {part}/, which a diffusers Qwen-Image directory has")
     dtype = {} if torch_dtype is None else {"torch_dtype": torch_dtype}
-    transformer = QwenImageTransformer2DModel.from_pretrained(directory / "transformer", **dtype).to(device)
+    transformer = load_transformer(directory / "transformer", **dtype).to(device)
     vae = AutoencoderKLQwenImage.from_pretrained(directory / "vae").to(device).eval().requires_grad_(False)
     text_model = Qwen2_5_VLForConditionalGeneration.from_pretrained(directory / "text_encoder", **dtype).to(device)
     tokenizer = AutoTokenizer.from_pretrained(directory / "tokenizer")
@@ -153,7 +155,7 @@ def load_pretrained(directory: str | Path, *, width: int = 1024, height: int = 1
     })
     codec = DiffusersVAECodec(vae)
     if codec.channels != t.in_channels:
-        raise ValueError(f"vae z_dim={vae.config.z_dim} packs to {codec.channels} channels but the transformer "
+        raise ModelFormatError(f"vae z_dim={vae.config.z_dim} packs to {codec.channels} channels but the transformer "
                          f"takes in_channels={t.in_channels}: the parts come from different models")
     edit = {"edit_condition_area": 1024 * 1024, "edit_condition_multiple": 32} if kind == "edit" else {}
     return ImageKit(ImageDenoiser(transformer.eval(), None), codec, encoder, config,

@@ -27,9 +27,11 @@ from qwenkit.image.flow import EMA, add_noise, flow_matching_loss, sample_sigmas
 from qwenkit.image.model import (
     DiffusersVAECodec,
     ImageDenoiser,
+    ModelFolderError,
     PatchPCACodec,
     PooledPatchImageEncoder,
     TextConditionEncoder,
+    load_transformer,
     module_device,
     tiny_text_encoder,
     tiny_transformer,
@@ -303,6 +305,13 @@ def train(config: ImageTrainConfig, *, run: RunDir | None = None, resume: bool =
     return kit, result
 
 
+def merged_transformer(transformer):
+    """``transformer`` itself, or a copy with its LoRA adapter folded into the weights (no ``lora_*`` keys)."""
+    from qwenkit.image.lora import has_lora, merged_copy
+
+    return merged_copy(transformer) if has_lora(transformer) else transformer
+
+
 def save_kit(kit: ImageKit, directory: str | Path) -> Path:
     """``transformer/`` (diffusers ``save_pretrained``), ``text_encoder/`` (transformers, with tokenizer), the codec
     (``codec.safetensors`` for PCA, ``vae/`` for the VAE), ``semantic_encoder.safetensors`` and
@@ -311,7 +320,7 @@ def save_kit(kit: ImageKit, directory: str | Path) -> Path:
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    kit.denoiser.transformer.save_pretrained(directory / "transformer")
+    merged_transformer(kit.denoiser.transformer).save_pretrained(directory / "transformer")
     kit.text_encoder.model.save_pretrained(directory / "text_encoder")
     kit.text_encoder.tokenizer.save_pretrained(directory / "text_encoder")
     config = kit.config
@@ -332,7 +341,6 @@ def load_kit(directory: str | Path, *, height: int | None = None, width: int | N
     """Inverse of :func:`save_kit` (local directory only); a diffusers Qwen-Image(-Edit) directory goes through
     :func:`qwenkit.image.pretrained.load_pretrained`. ``height``/``width`` set the generation size (default: the
     kit's training size, 1024x1024 for a diffusers checkpoint); they must be multiples of the latent factor."""
-    from diffusers import QwenImageTransformer2DModel
     from safetensors.torch import load_file
 
     from qwenkit.core.config import load_config
@@ -344,13 +352,13 @@ def load_kit(directory: str | Path, *, height: int | None = None, width: int | N
 
         return load_pretrained(directory, height=height or 1024, width=width or 1024)
     if not (directory / "qwenkit_image.json").is_file():
-        raise FileNotFoundError(f"{directory} is not a qwenkit image model (no qwenkit_image.json) nor a diffusers "
+        raise ModelFolderError(f"{directory} is not a qwenkit image model (no qwenkit_image.json) nor a diffusers "
                                 "Qwen-Image directory (no model_index.json); train one with `qwenkit image train`")
     raw = json.loads((directory / "qwenkit_image.json").read_text("utf-8"))
     if raw.get("model", {}).get("codec") == "vae":
         raw["model"]["vae_path"] = str(directory / "vae")
     config = load_config(ImageTrainConfig, raw)
-    transformer = QwenImageTransformer2DModel.from_pretrained(directory / "transformer")
+    transformer = load_transformer(directory / "transformer")
     text_dir = directory / "text_encoder"
     encoder = TextConditionEncoder(load_causal_lm(text_dir), load_tokenizer(text_dir))
     if config.model.codec == "vae":
