@@ -37,7 +37,7 @@ def codetalker_loops(preds, gts, templates, mouth_map, upper_map):
     vertices_gt_all, vertices_pred_all = np.array(vertices_gt_all), np.array(vertices_pred_all)
     dis = np.array([np.square(vertices_gt_all[:, v, :] - vertices_pred_all[:, v, :]) for v in mouth_map])
     dis = np.max(np.sum(np.transpose(dis, (1, 0, 2)), axis=2), axis=1)
-    return float(np.mean(dis)), sum(motion_std_difference) / len(motion_std_difference)
+    return float(np.mean(dis)), float(sum(motion_std_difference) / len(motion_std_difference))
 
 
 def best_of(fn, repeats=3):
