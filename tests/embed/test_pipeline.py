@@ -55,7 +55,7 @@ def test_pipeline_command_trains_stages_merges_and_resumes(tmp_path, stdlib_cach
     assert any(not torch.equal(final[k], merged[k]) for k in final)
     again = runner.invoke(app, ["train", "--config", str(path), "--out", str(run), "--quiet"])
     assert again.exit_code == 2 and "--resume" in again.output
-    resumed = runner.invoke(app, ["train", "--config", str(path), "--out", str(run), "--quiet", "--resume"])
+    resumed = runner.invoke(app, ["train", "--config", str(path), "--out", str(run), "--quiet", "--resume=auto"])
     assert resumed.exit_code == 0, resumed.output
 
 
