@@ -152,16 +152,16 @@ def make_synthetic(config: SyntheticConfig, out: str | Path, *, quiet: bool | No
     speakers = [speaker_name(i) for i in range(config.speakers)]
     templates, styles = {}, {}
     jobs = []
-    for index, speaker in enumerate(speakers):
+    for speaker in speakers:
         styles[speaker] = sample_style(rng)
         for sentence in range(config.sentences):
             count = int(rng.integers(config.words[0], config.words[1] + 1))
             text = " ".join(rng.choice(_WORDS, count))
             rate = int(np.clip(styles[speaker]["base_rate_wpm"] + rng.integers(-40, 41), 110, 250))
-            jobs.append((index, speaker, sentence, text, rate))
+            jobs.append((speaker, sentence, text, rate))
     faces = {s: speaker_face(styles[s], config.seed * 1000 + i, config.grid) for i, s in enumerate(speakers)}
     texts = {}
-    for _index, speaker, sentence, text, rate in track(jobs, "synthesising speech and motion", quiet=quiet):
+    for speaker, sentence, text, rate in track(jobs, "synthesising speech and motion", quiet=quiet):
         style = styles[speaker]
         utterance = synthesize(text, voice=style["voice"], rate_wpm=rate, pitch=style["pitch"])
         audio = resample(utterance.audio, utterance.sample_rate, config.sample_rate)
