@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 from pathlib import Path
@@ -20,16 +21,17 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def cpu_flags() -> set[str]:
-    """The CPU feature flags the kernel reports (``flags`` on x86, ``Features`` on ARM)."""
+@functools.cache
+def cpu_flags() -> frozenset[str]:
+    """The CPU feature flags the kernel reports (``flags`` on x86, ``Features`` on ARM), read once per process."""
     cpuinfo = Path("/proc/cpuinfo")
     if not cpuinfo.exists():
-        return {"neon", "asimd"} if platform.machine() in {"arm64", "aarch64"} else set()
+        return frozenset({"neon", "asimd"} if platform.machine() in {"arm64", "aarch64"} else ())
     for line in cpuinfo.read_text(errors="replace").splitlines():
         key, _, value = line.partition(":")
         if key.strip() in {"flags", "Features"}:
-            return set(value.split())
-    return set()
+            return frozenset(value.split())
+    return frozenset()
 
 
 def simd_features() -> list[str]:
