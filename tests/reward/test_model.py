@@ -88,3 +88,15 @@ def test_lora_model_trains_only_adapters_and_head_and_saves_merged(reward_model,
     ours = lora.score(PROMPTS, RESPONSES)
     reloaded = load_reward_model(save_reward_model(lora, tmp_path / "rm"))
     torch.testing.assert_close(reloaded.score(PROMPTS, RESPONSES), ours, atol=1e-5, rtol=1e-5)
+
+
+def test_a_tokenizer_padding_with_its_eos_gets_endoftext_as_pad():
+    from qwenkit.lm.tokenizer import build_synthetic_tokenizer
+    from qwenkit.reward.train import use_distinct_pad_token
+
+    tokenizer = build_synthetic_tokenizer()
+    tokenizer.pad_token = tokenizer.eos_token  # what chat models such as SmolLM2 ship
+    with pytest.raises(RewardModelError, match="pad token"):
+        reward_format_for(tokenizer)
+    use_distinct_pad_token(tokenizer, None)
+    assert tokenizer.pad_token == "<|endoftext|>" and reward_format_for(tokenizer).reward_token == "<|im_end|>"
