@@ -122,10 +122,13 @@ def build_report(run_dirs: list[Path], out: Path, *, title: str = "Role-play ben
     report.heading("Invalid-answer rate per judge")
     per_judge: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for j in judgments:
-        per_judge[j["judge"]][0] += j["status"] == "invalid"
-        per_judge[j["judge"]][1] += j["status"] in {"judge", "invalid"}
-    report.table([{"judge": k, "model calls that needed an answer": v[1], "invalid": v[0],
-                   "invalid rate": v[0] / v[1] if v[1] else float("nan")} for k, v in sorted(per_judge.items())])
+        if j["status"] in {"judge", "invalid"}:
+            per_judge[j["judge"]][0] += j["status"] == "invalid"
+            per_judge[j["judge"]][1] += 1
+    report.text("Model judges only (the rules judge and rule overrides never need an answer); an answer is invalid "
+                "when no attempt, retries included, held a readable score.")
+    report.table([{"judge": k, "judged replies": v[1], "invalid": v[0], "invalid rate": v[0] / v[1]}
+                  for k, v in sorted(per_judge.items())])
     agreement = judge_agreement(judgments)
     report.heading("Agreement between judges")
     if not agreement:
