@@ -76,3 +76,17 @@ def test_bad_label_files_and_report_dirs(tmp_path):
     assert code == 2 and "line 2: not valid JSON" in output
     code, output = invoke("report", str(tmp_path))
     assert code == 2 and "no judgments.jsonl" in output and "Traceback" not in output
+
+
+def test_run_cli_resume_flags(small_dataset, tmp_path, capsys):
+    from qwenkit.cli import run_cli
+
+    config = str(write_config(tmp_path, base_config(small_dataset)))
+    out = str(tmp_path / "out")
+    assert run_cli(["roleplay", "run", "--config", config, "--out", out, "--quiet"]) == 0
+    assert run_cli(["roleplay", "run", "--config", config, "--out", out, "--quiet"]) == 2
+    assert "already holds a run; pass --resume" in capsys.readouterr().err
+    assert run_cli(["roleplay", "run", "--config", config, "--out", out, "--quiet", "--resume"]) == 0
+    code = run_cli(["roleplay", "run", "--config", config, "--out", str(tmp_path / "new"), "--resume=must"])
+    captured = capsys.readouterr()
+    assert code == 2 and "--resume=must" in captured.err and "Traceback" not in captured.err + captured.out

@@ -5,6 +5,7 @@ import pytest
 from roleplay_fixtures import base_config
 
 from qwenkit.core.config import load_config
+from qwenkit.core.errors import ResumeError
 from qwenkit.roleplay.backends import ScriptedBackend
 from qwenkit.roleplay.run import RunConfig, RunStopped, execute_run, read_jsonl
 
@@ -65,15 +66,17 @@ def test_kill_and_resume_repeats_no_call_and_matches(small_dataset, tmp_path):
 def test_resume_checks_the_config(small_dataset, tmp_path):
     config = load_config(RunConfig, base_config(small_dataset))
     execute_run(config, tmp_path / "run")
-    with pytest.raises(FileExistsError, match="--resume"):
+    with pytest.raises(ResumeError, match="--resume"):
         execute_run(config, tmp_path / "run")
     changed = load_config(RunConfig, base_config(small_dataset, seed=3, concurrency=2))
-    with pytest.raises(ValueError, match=r"fields \['seed'\] differ"):
+    with pytest.raises(ResumeError, match=r"fields \['seed'\] differ"):
         execute_run(changed, tmp_path / "run", resume=True)
     harmless = load_config(RunConfig, base_config(small_dataset, concurrency=2))
     before = outputs(tmp_path / "run")
     execute_run(harmless, tmp_path / "run", resume=True)
     assert outputs(tmp_path / "run") == before
+    with pytest.raises(ResumeError, match="--resume=must"):
+        execute_run(config, tmp_path / "fresh", resume="must")
     usage = json.loads((tmp_path / "run" / "usage.json").read_text())
     assert all(u["cached"] == u["calls"] for u in usage.values())
 

@@ -7,7 +7,14 @@ from typing import Annotated
 
 import typer
 
-from qwenkit.core.cli_options import ConfigOption, QuietOption, SetOption, ThreadsOption, apply_run_options
+from qwenkit.core.cli_options import (
+    ConfigOption,
+    QuietOption,
+    ResumeOption,
+    SetOption,
+    ThreadsOption,
+    apply_run_options,
+)
 
 app = typer.Typer(help="RMTBench-style role-play benchmark: bilingual multi-turn dialogues, per-dimension LLM judge.",
                   no_args_is_help=True)
@@ -21,12 +28,12 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
-    from qwenkit.core.config import ConfigError
+    from qwenkit.core.errors import QwenkitError
     from qwenkit.lm.backends import BackendError
     from qwenkit.lm.loading import ModelLoadError
     from qwenkit.roleplay.data import RoleplayDataError
 
-    return ConfigError, RoleplayDataError, BackendError, ModelLoadError, FileExistsError, FileNotFoundError, \
+    return QwenkitError, RoleplayDataError, BackendError, ModelLoadError, FileExistsError, FileNotFoundError, \
         ValueError
 
 
@@ -36,12 +43,12 @@ def run(
     set_: SetOption = None,
     out: Annotated[Path, typer.Option("--out", help="Run directory.")] = Path("runs/roleplay"),
     seed: Annotated[int | None, typer.Option("--seed", help="Seed (overrides the config's seed).")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out (cached calls are reused).")]
-    = False,
+    resume: ResumeOption = None,
     threads: ThreadsOption = None,
     quiet: QuietOption = False,
 ) -> None:
-    """Play and judge every selected dialogue (config: players, simulator, judges as backend specs)."""
+    """Play and judge every selected dialogue (config: players, simulator, judges as backend specs); `--resume`
+    continues a run in --out from its call cache (no finished call is repeated)."""
     apply_run_options(threads, quiet)
     from qwenkit.core.config import load_config
     from qwenkit.roleplay.run import RunConfig, RunStopped, execute_run

@@ -18,6 +18,7 @@ import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from qwenkit.core.config import StrictModel
+from qwenkit.core.errors import DataError
 
 FORMAT = "qwenkit-roleplay"
 FORMAT_VERSION = 1
@@ -31,7 +32,7 @@ Dimension = Literal["EE", "EC", "PA", "CU", "CM", "SEC", "UPA"]
 DIMENSIONS: tuple[str, ...] = Dimension.__args__
 
 
-class RoleplayDataError(ValueError):
+class RoleplayDataError(DataError):
     """A data file is missing or invalid; the message names the file, the record and the field."""
 
 

@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import Field, model_validator
 
 from qwenkit.core.config import StrictModel, dump_config
+from qwenkit.core.errors import QwenkitError
 from qwenkit.roleplay.backends import BackendSpec, TransformersSpec, build_backend
 from qwenkit.roleplay.calls import CallCache, CallRunner, RoleChannel
 from qwenkit.roleplay.data import Dataset, Dimension, load_dataset, load_protocol, shipped_dataset_path
@@ -70,8 +71,10 @@ MAY_CHANGE = ("concurrency", "budget_usd")
 """Config fields a resumed run may change (they never change an answer)."""
 
 
-class RunStopped(RuntimeError):
-    """The run stopped cleanly before finishing (budget); what finished is cached."""
+class RunStopped(QwenkitError):
+    """The run stopped cleanly before finishing (budget); what finished is cached. Exit code 3."""
+
+    exit_code = 3
 
 
 def dataset_of(config: RunConfig) -> Dataset:
@@ -114,20 +117,30 @@ def _comparable(config: RunConfig) -> dict[str, Any]:
     return data
 
 
-def prepare_run_dir(out: Path, config: RunConfig, *, resume: bool) -> None:
-    """Create ``out`` or check that a resumed run's saved config matches (except harmless fields)."""
+def prepare_run_dir(out: Path, config: RunConfig, *, resume: bool | str | None = None) -> None:
+    """Create ``out``, or check that a resumed run's saved config matches (except harmless fields).
+
+    ``resume``: None/False (a new run; a directory holding a run is refused), ``"auto"``/True (continue when there
+    is a run, start one otherwise) or ``"must"`` (refuse when there is nothing to continue).
+    """
+    from qwenkit.core.errors import ResumeError
+    from qwenkit.core.runs import normalize_resume
+
+    mode = normalize_resume(resume)
     saved = out / "config.yaml"
+    if not saved.exists() and mode == "must":
+        raise ResumeError(f"--resume=must: {out} holds no run to continue (no config.yaml)")
     if saved.exists():
-        if not resume:
-            raise FileExistsError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+        if mode is None:
+            raise ResumeError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
         import yaml
 
         previous = RunConfig.model_validate(yaml.safe_load(saved.read_text(encoding="utf-8")))
         old, new = _comparable(previous), _comparable(config)
         changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
         if changed:
-            raise ValueError(f"--resume: fields {changed} differ from the run in {out}; only {list(MAY_CHANGE)}, "
-                             "URLs, timeouts, retries, rate limits and prices may change")
+            raise ResumeError(f"--resume: fields {changed} differ from the run in {out}; only {list(MAY_CHANGE)}, "
+                              "URLs, timeouts, retries, rate limits and prices may change")
     out.mkdir(parents=True, exist_ok=True)
     saved.write_text(dump_config(config), encoding="utf-8")
 
@@ -163,8 +176,8 @@ def _parallel(pool: ThreadPoolExecutor, tasks: dict[Any, Any], description: str,
     return {key: future.result() for future, key in futures.items()}
 
 
-def execute_run(config: RunConfig, out: str | Path, *, resume: bool = False, backends: dict[str, Any] | None = None,
-                quiet: bool | None = None) -> dict[str, Any]:
+def execute_run(config: RunConfig, out: str | Path, *, resume: bool | str | None = None,
+                backends: dict[str, Any] | None = None, quiet: bool | None = None) -> dict[str, Any]:
     """Run (or resume) a benchmark into ``out``; returns the summary. ``backends`` injects backends by role
     (``player:<label>``, ``simulator``, ``judge:<label>``), e.g. a failing one in tests."""
     from qwenkit.roleplay.calls import BudgetExhausted
