@@ -192,5 +192,5 @@ def run_sft_repro(ctx: ReproContext) -> str:
 
 REPROS = [
     Repro(name="sft-rationales", title="Rationales Are Not Silver Bullets: SFT with and without rationales, "
-          "accuracy gain vs ECE gain over task difficulty", run=run_sft_repro, quick_minutes=2.0, order=80),
+          "accuracy gain vs ECE gain over task difficulty", run=run_sft_repro, quick_minutes=5.0, order=80),
 ]
