@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image, ImageDraw
-from test_pretrained import _save_pipeline_dir
+from tiny_qwen_image import save_pipeline_dir
 
 torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    return _save_pipeline_dir(tmp_path_factory.mktemp("qwen_image"), edit=False)
+    return save_pipeline_dir(tmp_path_factory.mktemp("qwen_image"), edit=False)
 
 
 @pytest.fixture(scope="module")
