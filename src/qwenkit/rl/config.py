@@ -88,6 +88,10 @@ class RLConfig(StrictModel):
     chat_format: bool = Field(
         False, description="render every prompt with the tokenizer's chat template as one user turn (real chat models)"
     )
+    reward_model: str | None = Field(
+        None, description="a reward-model directory saved by `qwenkit reward train`: its score of (prompt, completion) "
+        "replaces the task's verifiable reward (the task still supplies prompts)"
+    )
     model: ModelConfig = Field(default_factory=ModelConfig)
     sft: SFTConfig = Field(default_factory=SFTConfig)
     algorithm: AlgorithmConfig = Field(default_factory=AlgorithmConfig)

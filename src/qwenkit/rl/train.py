@@ -10,6 +10,7 @@ policy loss of :mod:`qwenkit.rl.losses` normalised by the whole mini-batch, the 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -194,6 +195,11 @@ def train(
     if config.chat_format:
         task = chat_formatted(task, lambda text: tokenizer.apply_chat_template(
             [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True))
+    if config.reward_model:
+        from qwenkit.reward import reward_function
+
+        task = dataclasses.replace(task, reward=reward_function(config.reward_model),
+                                   description=f"{task.description}, scored by the reward model {config.reward_model}")
     resolved_config = config.model_copy(update={"trainer": trainer_config})
     run = start_run(out, resolved_config, resume=resume) if world == 1 or _env_rank() == 0 else RunDir(out)
     resume = normalize_resume(resume)
