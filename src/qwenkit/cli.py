@@ -54,8 +54,7 @@ def _root(
     ] = False,
 ) -> None:
     """qwenkit command line."""
-    if debug:
-        os.environ["QWENKIT_DEBUG"] = "1"
+    # --debug is read by run_cli from the arguments before the command: it must not outlive this invocation
 
 
 @app.command()
