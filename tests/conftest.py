@@ -26,3 +26,16 @@ def _torch_threads():
         return
     torch.set_num_threads(1)
     yield
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _fresh_accelerate_state():
+    """accelerate keeps one process-wide AcceleratorState: a test module that builds TRL's trainer (bf16 by default)
+    would fix the mixed precision of every later ``train_loop`` in the process. Each test module leaves a clean state
+    (per module, so a module-scoped trainer fixture keeps its accelerator while its tests run)."""
+    yield
+    import sys
+
+    state_module = sys.modules.get("accelerate.state")
+    if state_module is not None and state_module.AcceleratorState._shared_state:
+        state_module.AcceleratorState._reset_state(reset_partial_state=True)
