@@ -9,6 +9,9 @@ import pytest
 for _domain_tests in sorted(p for p in Path(__file__).parent.iterdir() if p.is_dir() and not p.name.startswith(".")):
     if str(_domain_tests) not in sys.path:
         sys.path.append(str(_domain_tests))
+# shared test helpers at the top of tests/ (cli_checks.py: the bad-input assertion of every domain)
+if str(Path(__file__).parent) not in sys.path:
+    sys.path.append(str(Path(__file__).parent))
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

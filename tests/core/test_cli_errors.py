@@ -2,22 +2,12 @@
 
 import pytest
 
+from cli_checks import assert_clean_cli_error as _clean_error
 from qwenkit.cli import run_cli
 
 TINY_RL = ["--set", "model.size=nano", "--set", "rollouts=1", "--set", "rollout.prompts=2", "--set",
            "rollout.group_size=2", "--set", "rollout.num_mini_batches=1", "--set", "eval_prompts=0", "--set",
            "rollout.max_new_tokens=4", "-q", "--threads", "1"]
-
-
-def _clean_error(capsys, argv, *needles, code=2):
-    rc = run_cli(argv)
-    captured = capsys.readouterr()
-    text = captured.out + captured.err
-    assert rc == code, text
-    assert "Traceback" not in text, text
-    for needle in needles:
-        assert needle in text, (needle, text)
-    return text
 
 
 @pytest.fixture

@@ -3,17 +3,7 @@
 import numpy as np
 import pytest
 
-from qwenkit.cli import run_cli
-
-
-def _fails(capsys, argv, *expected):
-    code = run_cli(argv)
-    captured = capsys.readouterr()
-    text = captured.out + captured.err
-    assert code == 2, text
-    assert "Traceback" not in text
-    for fragment in expected:
-        assert fragment in text, text
+from cli_checks import assert_clean_cli_error as _fails
 
 
 def test_make_synthetic_bad_config(capsys, tmp_path):

@@ -3,20 +3,9 @@
 import json
 from pathlib import Path
 
-from qwenkit.cli import run_cli
+from cli_checks import assert_clean_cli_error as _clean_error
 
 FIXTURES = Path(__file__).parent / "fixtures"
-
-
-def _clean_error(capsys, argv, *needles):
-    rc = run_cli(argv)
-    captured = capsys.readouterr()
-    text = " ".join((captured.out + captured.err).replace("│", " ").split())
-    assert rc == 2, text
-    assert "Traceback" not in text, text
-    for needle in needles:
-        assert needle in text, (needle, text)
-    return text
 
 
 def test_train_and_synth_config_errors(tmp_path, capsys):

@@ -2,6 +2,7 @@ from pathlib import Path
 
 import pytest
 
+from cli_checks import assert_clean_cli_error as _fails
 from qwenkit.cli import run_cli
 
 FIXTURE = Path(__file__).parent / "fixtures" / "Posts.xml"
@@ -10,16 +11,6 @@ FIXTURE = Path(__file__).parent / "fixtures" / "Posts.xml"
 def _write(path, text):
     path.write_text(text, encoding="utf-8")
     return path
-
-
-def _fails(capsys, argv, *expected):
-    code = run_cli(argv)
-    captured = capsys.readouterr()
-    output = captured.out + captured.err
-    assert code == 2, output
-    assert "Traceback" not in output
-    for text in expected:
-        assert text in output, output
 
 
 def test_train_bad_inputs(tmp_path, capsys):

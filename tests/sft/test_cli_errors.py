@@ -4,23 +4,13 @@ import json
 
 import pytest
 
-from qwenkit.cli import run_cli
+from cli_checks import assert_clean_cli_error as _fails
 
 
 def _data(tmp_path, rows):
     path = tmp_path / "data.jsonl"
     path.write_text("\n".join(json.dumps(r) if isinstance(r, dict) else r for r in rows) + "\n")
     return path
-
-
-def _fails(capsys, argv, *needles):
-    code = run_cli(argv)
-    captured = capsys.readouterr()
-    text = captured.out + captured.err
-    assert code == 2, text
-    assert "Traceback" not in text
-    for needle in needles:
-        assert needle in text, text
 
 
 def test_bad_yaml(tmp_path, capsys):
