@@ -44,7 +44,7 @@ def test_rationale_target_without_rationales(tmp_path, capsys):
 
 
 def test_missing_model_path(tmp_path, capsys):
-    _fails(capsys, ["sft", "train", "--set", f"model.spec={tmp_path / 'no-model'}", "--out", str(tmp_path / "r")],
+    _fails(capsys, ["sft", "train", "--set", f"model.path={tmp_path / 'no-model'}", "--out", str(tmp_path / "r")],
            "no-model")
     assert not (tmp_path / "r" / "config.yaml").exists()  # nothing is written before the inputs are valid
 

@@ -15,7 +15,7 @@ pytestmark = [pytest.mark.realmodel,
 
 def test_lora_step_on_smollm2_masks_the_chatml_prompt(tmp_path):
     config = load_config(SFTConfig, {
-        "model": {"spec": "smollm2"}, "lora": {"enabled": True, "r": 4}, "data": {"task": "arithmetic"},
+        "model": {"path": "smollm2"}, "lora": {"enabled": True, "r": 4}, "data": {"task": "arithmetic"},
         "batch_size": 2, "trainer": {"max_steps": 1, "lr": 1e-4}})
     records = make_task("arithmetic", 2, seed=0, steps=1)
     result = train_records(config, records, tmp_path / "run", save_model=False)

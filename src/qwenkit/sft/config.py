@@ -23,7 +23,8 @@ class SFTTrainConfig(TrainConfig):
 
 
 class ModelConfig(StrictModel):
-    spec: str = Field("tiny-qwen3", description="a local HF directory, a .gguf file, or smollm2 / tiny-qwen3")
+    path: str = Field("tiny-qwen3", description="a local HF directory, a .gguf file, or smollm2 / tiny-qwen3 (the same "
+                      "forms as every trainer's model.path)")
     gguf_file: str | None = None
     size: Literal["nano", "tiny", "small", "base"] = Field("tiny", description="size of a tiny-qwen3 model")
     seed: int = Field(0, description="initialisation seed of a tiny-qwen3 model")

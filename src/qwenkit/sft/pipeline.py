@@ -45,7 +45,7 @@ def train_and_evaluate(config: SFTConfig, out: str | Path, *, resume: Any = Fals
     from qwenkit.sft.train import train_records
 
     train, evaluation = records_for(config)
-    find_model_source(config.model.spec, gguf_file=config.model.gguf_file)
+    find_model_source(config.model.path, gguf_file=config.model.gguf_file)
     run = start_run(out, config, resume=resume, may_change=EVALUATION_FIELDS)
     result = train_records(config, train, out, resume=resume, quiet=quiet, run=run)
     summary: dict[str, Any] = {"target": config.target, "train_records": len(train), "dropped": result.dropped,
@@ -68,7 +68,7 @@ def write_run_report(run, config: SFTConfig, summary: dict[str, Any]) -> None:
     from qwenkit.sft.plots import reliability_diagram
 
     report = Report(f"qwenkit sft: {config.target} targets")
-    report.text(f"Model `{config.model.spec}`, {summary['train_records']} training records "
+    report.text(f"Model `{config.model.path}`, {summary['train_records']} training records "
                 f"({summary['dropped']} dropped for length), target mode `{config.target}`.")
     steps, losses = run.series("loss")
     if steps:

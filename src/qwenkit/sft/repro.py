@@ -43,7 +43,7 @@ def arm_config(task: str, difficulty: dict[str, int], target: str, *, seed: int,
     # room for every rationale step and "The answer is <label>." in characters (the tiny tokenizer's unit)
     rationale_tokens = 12 * difficulty.get("steps", 3) + 64
     return load_config(SFTConfig, {
-        "model": {"spec": spec, "size": size, "seed": seed},
+        "model": {"path": spec, "size": size, "seed": seed},
         "lora": {"enabled": lora, "r": 16, "alpha": 32},
         "data": {"task": task, "difficulty": difficulty, "train_size": train_size, "eval_size": eval_size,
                  "max_length": 512},

@@ -32,7 +32,7 @@ def load_model(config: SFTConfig, device: str | None = None):
     """(model, tokenizer, name) for ``config.model``; LoRA adapters are attached when ``config.lora.enabled``."""
     from qwenkit.lm.loading import find_model_source, resolve_model
 
-    source = find_model_source(config.model.spec, gguf_file=config.model.gguf_file)
+    source = find_model_source(config.model.path, gguf_file=config.model.gguf_file)
     if source.kind == "tiny":
         from qwenkit.lm.models import tiny_qwen3_for
         from qwenkit.lm.tokenizer import build_synthetic_tokenizer
@@ -41,7 +41,7 @@ def load_model(config: SFTConfig, device: str | None = None):
         model = tiny_qwen3_for(tokenizer, config.model.size, moe=source.moe, seed=config.model.seed)
         name = f"{source.name}-{config.model.size}"
     else:
-        resolved = resolve_model(config.model.spec, gguf_file=config.model.gguf_file, dtype="float32", device=device)
+        resolved = resolve_model(config.model.path, gguf_file=config.model.gguf_file, dtype="float32", device=device)
         model, tokenizer, name = resolved.model, resolved.tokenizer, resolved.name
     if config.lora.enabled:
         from peft import LoraConfig, get_peft_model
