@@ -17,6 +17,7 @@ SetOption = Annotated[
 ]
 ThreadsOption = Annotated[int | None, typer.Option("--threads", help="Torch threads (default: usable cores).")]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+SeedOption = Annotated[int | None, typer.Option("--seed", help="Seed (overrides the config's seed).")]
 ResumeOption = Annotated[
     str | None,
     typer.Option(
@@ -38,3 +39,8 @@ def apply_run_options(threads: int | None, quiet: bool, seed: int | None = None)
     set_threads(threads)
     if seed is not None:
         seed_everything(seed)
+
+
+def with_seed(overrides: list[str] | None, seed: int | None, seed_key: str) -> list[str]:
+    """The ``--set`` overrides plus ``seed_key=seed`` when ``--seed`` was given (it wins, as the later override)."""
+    return list(overrides or []) + ([f"{seed_key}={seed}"] if seed is not None else [])

@@ -11,16 +11,17 @@ from qwenkit.core.cli_options import (
     ConfigOption,
     QuietOption,
     ResumeOption,
+    SeedOption,
     SetOption,
     ThreadsOption,
     apply_run_options,
+    with_seed,
 )
 
 app = typer.Typer(help="Qwen3-Embedding-style embedding and reranking: data, train, merge, eval, serve.",
                   no_args_is_help=True)
 
 OutOption = Annotated[Path, typer.Option("--out", help="Output directory.")]
-SeedOption = Annotated[int | None, typer.Option("--seed", help="Seed (overrides trainer.seed).")]
 
 
 @app.command()
@@ -126,7 +127,7 @@ def train_reranker_command(
 ) -> None:
     """Reranker SFT (paper eq. 2, cross-entropy over [z_no, z_yes]); same as `train` with `kind: reranker`."""
     apply_run_options(threads, quiet)
-    overrides = list(set_ or []) + ([f"trainer.seed={seed}"] if seed is not None else [])
+    overrides = with_seed(set_, seed, "trainer.seed")
     _, settings = _load_training_config(config, overrides, forced_kind="reranker")
     _train_reranker(settings, out, resume, quiet)
 

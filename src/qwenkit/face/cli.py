@@ -12,19 +12,16 @@ from qwenkit.core.cli_options import (
     ConfigOption,
     QuietOption,
     ResumeOption,
+    SeedOption,
     SetOption,
     ThreadsOption,
     apply_run_options,
+    with_seed,
 )
 
 app = typer.Typer(help="StyleSpeaker-style speech-driven 3D facial animation: synthetic corpus, training, "
                   "CodeTalker-exact LVE/FDD evaluation, MP4 rendering.", no_args_is_help=True)
 
-SeedOption = Annotated[int | None, typer.Option("--seed", help="Seed (overrides the config's).")]
-
-
-def _overrides(values: list[str] | None, seed: int | None, seed_key: str) -> list[str]:
-    return list(values or []) + ([f"{seed_key}={seed}"] if seed is not None else [])
 
 
 @app.command("make-synthetic")
@@ -42,7 +39,7 @@ def make_synthetic_command(
     from qwenkit.face.synthetic import SyntheticConfig, make_synthetic
 
     set_quiet(True if quiet else None)
-    cfg = load_config(SyntheticConfig, config, _overrides(set_, seed, "seed"))
+    cfg = load_config(SyntheticConfig, config, with_seed(set_, seed, "seed"))
     manifest = make_synthetic(cfg, out)
     typer.echo(f"wrote {len(manifest['utterances'])} utterances of {cfg.speakers} speakers "
                f"({cfg.unseen_speakers} held out) to {out}")
@@ -66,7 +63,7 @@ def train(
     from qwenkit.face.train import FaceTrainConfig
 
     apply_run_options(threads, quiet)
-    overrides = _overrides(set_, seed, "trainer.seed") + ([f"data={data}"] if data is not None else [])
+    overrides = with_seed(set_, seed, "trainer.seed") + ([f"data={data}"] if data is not None else [])
     cfg = load_config(FaceTrainConfig, config, overrides)
     kit, view, run = train_run(cfg, out, resume=resume)
     report = write_train_report(run, kit, view)

@@ -12,22 +12,19 @@ from qwenkit.core.cli_options import (
     ConfigOption,
     QuietOption,
     ResumeOption,
+    SeedOption,
     SetOption,
     ThreadsOption,
     apply_run_options,
+    with_seed,
 )
 
 app = typer.Typer(help="Qwen-Image: text-rendering data synthesis, tiny MMDiT training, generation, editing, "
                   "OCR-scored evaluation.", no_args_is_help=True)
 
-SeedOpt = Annotated[int | None, typer.Option("--seed", help="Seed (overrides the config's).")]
 HeightOpt = Annotated[int | None, typer.Option("--height", min=8, help="Output height in pixels (a multiple of "
                                                "the model's latent factor: 16 for Qwen-Image).")]
 WidthOpt = Annotated[int | None, typer.Option("--width", min=8, help="Output width in pixels (same rule).")]
-
-
-def _overrides(values: list[str] | None, seed: int | None, seed_key: str) -> list[str]:
-    return list(values or []) + ([f"{seed_key}={seed}"] if seed is not None else [])
 
 
 @app.command()
@@ -35,7 +32,7 @@ def synth(
     out: Annotated[Path, typer.Option("--out", help="Output folder (shards + manifest.json).")] = Path("runs/synth"),
     config: ConfigOption = None,
     set_: SetOption = None,
-    seed: SeedOpt = None,
+    seed: SeedOption = None,
     quiet: QuietOption = False,
 ) -> None:
     """Render text images (pure / compositional / layout, EN + ZH) with captions, sharded, optionally OCR-filtered."""
@@ -44,7 +41,7 @@ def synth(
     from qwenkit.image.synth import SynthConfig, synthesize
 
     set_quiet(True if quiet else None)
-    cfg = load_config(SynthConfig, config, _overrides(set_, seed, "seed"))
+    cfg = load_config(SynthConfig, config, with_seed(set_, seed, "seed"))
     manifest = synthesize(cfg, out)
     typer.echo(f"wrote {manifest['kept']} samples in {len(manifest['shards'])} shards to {out} "
                f"({manifest['dropped_by_ocr']} dropped by the OCR filter)")
@@ -55,7 +52,7 @@ def train(
     out: Annotated[Path, typer.Option("--out", help="Run directory.")] = Path("runs/image-train"),
     config: ConfigOption = None,
     set_: SetOption = None,
-    seed: SeedOpt = None,
+    seed: SeedOption = None,
     threads: ThreadsOption = None,
     quiet: QuietOption = False,
     resume: ResumeOption = None,
@@ -70,7 +67,7 @@ def train(
     from qwenkit.image.train import train as run_training
 
     apply_run_options(threads, quiet)
-    cfg = load_config(ImageTrainConfig, config, _overrides(set_, seed, "trainer.seed"))
+    cfg = load_config(ImageTrainConfig, config, with_seed(set_, seed, "trainer.seed"))
     kit = build_kit(cfg)
     run = start_run(out, cfg, resume=resume)
 
@@ -95,7 +92,7 @@ def finetune(
     full: Annotated[bool, typer.Option("--full", help="Train every transformer weight instead of a LoRA.")] = False,
     config: ConfigOption = None,
     set_: SetOption = None,
-    seed: SeedOpt = None,
+    seed: SeedOption = None,
     threads: ThreadsOption = None,
     quiet: QuietOption = False,
     resume: ResumeOption = None,
@@ -109,7 +106,7 @@ def finetune(
 
     apply_run_options(threads, quiet)
     overrides = [f"model={model}", f"data={data}"] + (["method=full"] if full else [])
-    cfg = load_config(FinetuneConfig, config, overrides + _overrides(set_, seed, "trainer.seed"))
+    cfg = load_config(FinetuneConfig, config, overrides + with_seed(set_, seed, "trainer.seed"))
     if not model.is_dir():
         raise typer.BadParameter(f"{model} is not a folder", param_hint="--model")
     done = run_finetune(cfg, out, resume=resume, quiet=quiet, eval_samples=eval_samples)

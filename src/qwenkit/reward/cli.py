@@ -12,9 +12,11 @@ from qwenkit.core.cli_options import (
     ConfigOption,
     QuietOption,
     ResumeOption,
+    SeedOption,
     SetOption,
     ThreadsOption,
     apply_run_options,
+    with_seed,
 )
 
 app = typer.Typer(help="WorldPM-style Bradley-Terry preference models: data, train, eval, scaling.",
@@ -23,7 +25,6 @@ data_app = typer.Typer(help="Build preference-pair files.", no_args_is_help=True
 app.add_typer(data_app, name="data")
 
 OutOption = Annotated[Path, typer.Option("--out", help="Output directory.")]
-SeedOption = Annotated[int | None, typer.Option("--seed", help="Seed (overrides trainer.seed).")]
 
 
 @app.command()
@@ -42,7 +43,7 @@ def train(
     from qwenkit.reward.train import train_reward_model
 
     apply_run_options(threads, quiet)
-    overrides = [*(set_ or []), *([f"trainer.seed={seed}"] if seed is not None else [])]
+    overrides = with_seed(set_, seed, "trainer.seed")
     settings = load_config(RewardTrainConfig, config, overrides)
     trained = train_reward_model(settings, out, resume=resume or False, quiet=quiet or None)
     summary = f"done: {trained.run.path / 'model'}"

@@ -14,6 +14,7 @@ from qwenkit.core.cli_options import (
     SetOption,
     ThreadsOption,
     apply_run_options,
+    with_seed,
 )
 
 app = typer.Typer(help="RMTBench-style role-play benchmark: bilingual multi-turn dialogues, per-dimension LLM judge.",
@@ -55,7 +56,7 @@ def run(
 
     if config is None:
         raise _fail("--config is required (a YAML file with players, judges and optionally simulator)")
-    overrides = list(set_ or []) + ([f"seed={seed}"] if seed is not None else [])
+    overrides = with_seed(set_, seed, "seed")
     try:
         settings = load_config(RunConfig, config, overrides)
         summary = execute_run(settings, out, resume=resume, quiet=quiet)

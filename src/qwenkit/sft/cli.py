@@ -14,6 +14,7 @@ from qwenkit.core.cli_options import (
     SetOption,
     ThreadsOption,
     apply_run_options,
+    with_seed,
 )
 
 app = typer.Typer(help="SFT with and without rationales, measured for accuracy and calibration.",
@@ -36,7 +37,7 @@ def train(
     from qwenkit.sft.pipeline import train_and_evaluate
 
     apply_run_options(threads, quiet)
-    overrides = list(set_ or []) + ([f"trainer.seed={seed}"] if seed is not None else [])
+    overrides = with_seed(set_, seed, "trainer.seed")
     sft_config = load_config(SFTConfig, config, overrides)
     summary = train_and_evaluate(sft_config, out, resume=resume, quiet=quiet or None)
     line = f"done: {out}/report.html  loss {summary['final_loss']:.4f}"
