@@ -208,13 +208,18 @@ def train(
     sft_stats = warm_start(model, tokenizer, task, config, run, seed, quiet)
     max_new = config.rollout.max_new_tokens or task.max_new_tokens
     eval_examples = draw_examples(task, config.eval_prompts, seed=10_000 + seed)
-    if eval_examples:
-        greedy = held_out_scores(model, tokenizer, task, eval_examples, max_new)
-        sampled = held_out_scores(model, tokenizer, task, eval_examples, max_new,
+
+    def evaluate(m: torch.nn.Module) -> dict[str, float]:
+        """Greedy and sampled (T = rollout temperature) pass rate and mean reward on the held-out prompts."""
+        if not eval_examples:
+            return {}
+        greedy = held_out_scores(m, tokenizer, task, eval_examples, max_new)
+        sampled = held_out_scores(m, tokenizer, task, eval_examples, max_new,
                                   temperature=config.rollout.temperature, seed=seed)
-        sft_stats.update({"sft/eval_pass_rate": greedy["pass_rate"], "sft/eval_reward": greedy["reward"],
-                          "sft/eval_sampled_pass_rate": sampled["pass_rate"],
-                          "sft/eval_sampled_reward": sampled["reward"]})
+        return {"pass_rate": greedy["pass_rate"], "reward": greedy["reward"],
+                "sampled_pass_rate": sampled["pass_rate"], "sampled_reward": sampled["reward"]}
+
+    sft_stats.update({f"sft/eval_{name}": value for name, value in evaluate(model).items()})
     ref_model = None
     if config.algorithm.kl_coef > 0:
         ref_model = copy.deepcopy(model).eval().requires_grad_(False)
@@ -233,15 +238,6 @@ def train(
 
     source = RolloutSource(model, tokenizer, task, config, seed, ref_model=ref_model, world_size=world,
                            on_rollout=keep_samples)
-
-    def evaluate(m: torch.nn.Module) -> dict[str, float]:
-        if not eval_examples:
-            return {}
-        greedy = held_out_scores(m, tokenizer, task, eval_examples, max_new)
-        sampled = held_out_scores(m, tokenizer, task, eval_examples, max_new,
-                                  temperature=config.rollout.temperature, seed=seed)
-        return {"pass_rate": greedy["pass_rate"], "reward": greedy["reward"],
-                "sampled_pass_rate": sampled["pass_rate"], "sampled_reward": sampled["reward"]}
 
     result = train_loop(
         model, make_step_fn(config, aux_coef), source, trainer_config, run=run, eval_fn=evaluate, resume=resume,
