@@ -19,6 +19,8 @@ import pytest
 from qwenkit.core import system
 from qwenkit.permute import PermuteFallbackWarning, api, build, isa, make_plan, permute, planner
 
+READ_CPU_FLAGS = system.cpu_flags  # the cached reader, kept before tests monkeypatch the name
+
 CHILD_DEADLINE_S = 120
 
 
@@ -269,7 +271,7 @@ def test_tiny_arrays_take_numpys_path_with_numpys_result(shape, axes, monkeypatc
         raise AssertionError("the tiny-array path must not read the CPU features")
 
     monkeypatch.setattr(system, "cpu_flags", forbidden)
-    for cached in (isa.cpu_flags, isa._cpu_isas, isa._resolve_isa):
+    for cached in (READ_CPU_FLAGS, isa._cpu_isas, isa._resolve_isa):
         cached.cache_clear()
     try:
         plans_before = api._cached_plan.cache_info().currsize
@@ -289,7 +291,7 @@ def test_tiny_arrays_take_numpys_path_with_numpys_result(shape, axes, monkeypatc
                 assert np.array_equal(permute(sliced, axes), np.ascontiguousarray(np.transpose(sliced, axes)))
         assert api._cached_plan.cache_info().currsize == plans_before
     finally:
-        for cached in (isa.cpu_flags, isa._cpu_isas, isa._resolve_isa):
+        for cached in (READ_CPU_FLAGS, isa._cpu_isas, isa._resolve_isa):
             cached.cache_clear()
 
 
@@ -314,7 +316,7 @@ def test_cpu_features_are_read_once_per_process(forced_kernels, monkeypatch):
     calls = []
     real = system.cpu_flags
     monkeypatch.setattr(system, "cpu_flags", lambda: calls.append(1) or real())
-    for cached in (isa.cpu_flags, isa._cpu_isas, isa._resolve_isa):
+    for cached in (READ_CPU_FLAGS, isa._cpu_isas, isa._resolve_isa):
         cached.cache_clear()
     api._cached_plan.cache_clear()
     try:
@@ -324,7 +326,7 @@ def test_cpu_features_are_read_once_per_process(forced_kernels, monkeypatch):
             make_plan(a, axes)
         assert len(calls) == 1
     finally:
-        for cached in (isa.cpu_flags, isa._cpu_isas, isa._resolve_isa):
+        for cached in (READ_CPU_FLAGS, isa._cpu_isas, isa._resolve_isa):
             cached.cache_clear()
         api._cached_plan.cache_clear()
 

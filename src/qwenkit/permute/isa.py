@@ -42,16 +42,10 @@ def is_x86_64() -> bool:
 
 
 @functools.cache
-def cpu_flags() -> frozenset[str]:
-    """The CPU's feature flags, read from ``/proc/cpuinfo`` once per process (a read costs ~0.1 ms)."""
-    return frozenset(system.cpu_flags())
-
-
-@functools.cache
 def _cpu_isas() -> tuple[str, ...]:
     isas = ["scalar"]
     if is_x86_64():
-        flags = cpu_flags()
+        flags = system.cpu_flags()
         isas += [name for name, (needs, _) in _X86.items() if all(f in flags for f in needs)]
     elif is_aarch64():
         isas.append("neon")
@@ -71,7 +65,7 @@ def compiler_flags(isa: str) -> tuple[str, ...]:
     if isa not in table:
         raise UnknownIsaError(f"unknown ISA {isa!r}; expected one of {ALL_ISAS}")
     flags = table[isa][1]
-    if isa == "avx512" and "avx512vbmi" in cpu_flags():
+    if isa == "avx512" and "avx512vbmi" in system.cpu_flags():
         # VBMI (byte permutes) is an optional extra of AVX-512; the flag set, and so the cache key, records it.
         flags = (*flags, "-mavx512vbmi")
     return flags
