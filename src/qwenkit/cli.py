@@ -16,9 +16,7 @@ import importlib
 import importlib.util
 import os
 import pkgutil
-import shutil
 import sys
-import time
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
@@ -139,6 +137,9 @@ def demo(
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of every reproduction.")] = 0,
     threads: ThreadsOption = None,
+    workers: Annotated[int | None, typer.Option(
+        "--workers", min=1, help="Reproductions run at once, each in its own process on its own --threads cores "
+        "(default: usable cores // --threads when --threads is given, else 1).")] = None,
     quiet: QuietOption = False,
 ) -> None:
     """Run every registered quick reproduction and write one index page linking their reports."""
@@ -149,7 +150,12 @@ def demo(
     unknown = [n for n in names if n not in repros]
     if unknown:
         raise typer.BadParameter(f"unknown reproduction(s) {unknown}; known: {list(repros)}", param_hint="--only")
-    failures = _run_repros([repros[n] for n in names], out, full=False, seed=seed, threads=threads, quiet=quiet)
+    if workers is None:
+        from qwenkit.core.system import usable_cores
+
+        workers = max(1, usable_cores() // threads) if threads else 1
+    failures = _run_repros([repros[n] for n in names], out, full=False, seed=seed, threads=threads, quiet=quiet,
+                           workers=min(workers, len(names)))
     if failures:
         raise typer.Exit(code=1)
 
@@ -178,36 +184,35 @@ def repro(
         raise typer.Exit(code=1)
 
 
-def _run_repros(repros, out: Path, *, full: bool, seed: int, threads: int | None, quiet: bool) -> list[str]:
-    from qwenkit.core.repro import ReproContext, write_index
-    from qwenkit.core.runs import RunDir
+def _run_repros(repros, out: Path, *, full: bool, seed: int, threads: int | None, quiet: bool,
+                workers: int = 1) -> list[str]:
+    from qwenkit.core.repro import run_repro, run_repros_in_parallel, write_index
 
     apply_run_options(threads, quiet)
-    entries, failures = [], []
-    for item in repros:
-        # a reproduction's directory is regenerated output: start it clean so old metrics never mix in
-        shutil.rmtree(out / item.name, ignore_errors=True)
-        run = RunDir(out / item.name)
-        typer.echo(f"== {item.name}: {item.title}")
-        started = time.perf_counter()
-        try:
-            summary = item.run(ReproContext(run=run, full=full, seed=seed, threads=threads))
-            status = "ok"
-        except Exception as exc:  # one failing reproduction must not hide the others' reports
-            failures.append(item.name)
-            status = "FAILED"
-            summary = f"{type(exc).__name__}: {exc}"
-            (run.path / "error.txt").write_text(traceback.format_exc(), encoding="utf-8")
-            typer.echo(traceback.format_exc(), err=True)
-        seconds = time.perf_counter() - started
-        typer.echo(f"   {status} in {seconds:.0f}s: {summary}")
-        entries.append(
-            {"title": item.title, "link": f"{item.name}/report.html", "status": status,
-             "seconds": f"{seconds:.0f}", "summary": summary}
-        )
+    names = [item.name for item in repros]
+    titles = {item.name: item.title for item in repros}
+
+    def started(name: str) -> None:
+        typer.echo(f"== {name}: {titles[name]}")
+
+    def finished(entry: dict[str, str]) -> None:
+        prefix = f"   {entry['name']}:" if workers > 1 else "  "
+        typer.echo(f"{prefix} {entry['status']} in {entry['seconds']}s: {entry['summary']}")
+        if entry["status"] != "ok":
+            typer.echo((out / entry["name"] / "error.txt").read_text(encoding="utf-8"), err=True)
+
+    if workers > 1:
+        entries = run_repros_in_parallel(names, out, full=full, seed=seed, threads=threads or 1, workers=workers,
+                                         on_start=started, on_done=finished)
+    else:
+        entries = []
+        for name in names:
+            started(name)
+            entries.append(run_repro(name, out, full=full, seed=seed, threads=threads))
+            finished(entries[-1])
     _, index_html = write_index(out, entries)
     typer.echo(f"index: {index_html}")
-    return failures
+    return [e["name"] for e in entries if e["status"] != "ok"]
 
 
 def _mount_domains() -> None:

@@ -62,3 +62,14 @@ def test_scatter_plot_writes_a_png(tmp_path):
     png = scatter_plot(tmp_path / "plots" / "tradeoff.png", {"dual": (23.0, 0.2), "vae": (25.5, 0.45)},
                        xlabel="consistency", ylabel="success")
     assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_demo_workers_run_reproductions_in_pinned_processes(tmp_path):
+    from qwenkit.core.repro import run_repros_in_parallel
+
+    started, done = [], []
+    entries = run_repros_in_parallel(["smoke"], tmp_path, full=False, seed=0, threads=1, workers=2,
+                                     on_start=started.append, on_done=done.append)
+    assert started == ["smoke"] and [e["name"] for e in done] == ["smoke"]
+    assert entries[0]["status"] == "ok" and entries[0]["summary"].startswith("copy-task exact match")
+    assert (tmp_path / "smoke" / "report.md").is_file()

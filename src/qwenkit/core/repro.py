@@ -8,6 +8,7 @@ returns a one-line summary of what it measured, which the demo index shows next 
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -71,3 +72,69 @@ def write_index(root: Path, entries: list[dict[str, str]]) -> tuple[Path, Path]:
     ]
     report.table(rows, ["reproduction", "status", "seconds", "measured"])
     return report.write(root, name="index")
+
+
+def run_repro(name: str, out: Path, *, full: bool, seed: int, threads: int | None) -> dict[str, str]:
+    """Run one reproduction into ``out/name`` (started clean) and return its index entry; a failure is recorded
+    (``error.txt`` with the traceback, status ``FAILED``) rather than raised, so one failure hides no other report."""
+    import shutil
+    import time
+    import traceback
+
+    item = discover_repros()[name]
+    # a reproduction's directory is regenerated output: start it clean so old metrics never mix in
+    shutil.rmtree(out / item.name, ignore_errors=True)
+    run = RunDir(out / item.name)
+    started = time.perf_counter()
+    try:
+        summary = item.run(ReproContext(run=run, full=full, seed=seed, threads=threads))
+        status = "ok"
+    except Exception as exc:  # noqa: BLE001 - any failure of one reproduction is reported in its row
+        status, summary = "FAILED", f"{type(exc).__name__}: {exc}"
+        (run.path / "error.txt").write_text(traceback.format_exc(), encoding="utf-8")
+    return {"name": item.name, "title": item.title, "link": f"{item.name}/report.html", "status": status,
+            "seconds": f"{time.perf_counter() - started:.0f}", "summary": summary}
+
+
+def run_repros_in_parallel(names: list[str], out: Path, *, full: bool, seed: int, threads: int, workers: int,
+                           on_start: Callable[[str], None], on_done: Callable[[dict[str, str]], None],
+                           ) -> list[dict[str, str]]:
+    """Run the reproductions ``workers`` at a time, each in a spawned process pinned to its own ``threads`` cores
+    (so that a reproduction's own worker pools, sized by the usable cores, see only those), longest expected first;
+    entries come back in the order of ``names``."""
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    repros = discover_repros()
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    context = multiprocessing.get_context("spawn")
+    core_sets = context.Queue()
+    for k in range(workers):
+        core_sets.put(cores[k * threads:(k + 1) * threads] if len(cores) >= workers * threads else [])
+    queue = sorted(names, key=lambda n: -repros[n].quick_minutes)
+    entries: dict[str, dict[str, str]] = {}
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_pin_worker,
+                             initargs=(core_sets, threads)) as pool:
+        running = {}
+        while queue or running:
+            while queue and len(running) < workers:
+                name = queue.pop(0)
+                on_start(name)
+                running[pool.submit(run_repro, name, out, full=full, seed=seed, threads=threads)] = name
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                entries[running.pop(future)] = entry = future.result()
+                on_done(entry)
+    return [entries[n] for n in names]
+
+
+def _pin_worker(core_sets, threads: int) -> None:
+    import torch
+
+    from qwenkit.core.progress import set_quiet
+
+    cores = core_sets.get()
+    if cores:
+        os.sched_setaffinity(0, cores)
+    torch.set_num_threads(threads)
+    set_quiet(True)  # several reproductions share the terminal: their progress bars would interleave
