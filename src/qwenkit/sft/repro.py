@@ -11,10 +11,11 @@ and R^2 with bootstrap intervals over tasks.
 - ``sft-rationales-classify`` (quick): the classification-like sentiment, topic and paraphrase tasks.
   The two halves together are the paper's spectrum; each alone fits ~90 s on 2 idle cores, and
   ``benchmarks/sft_repro.py`` runs both and fits the line over all six tasks.
-- ``sft-rationales --full``: the whole study, every task of both halves with three seeds per arm, and LoRA on
+- ``sft-rationales --full``: the whole study, every task of both halves with two seeds per arm, and LoRA on
   SmolLM2-135M (the GGUF that set-up installs) with and without rationales on 1-step arithmetic (a small check:
-  a 135M model costs ~8 CPU-s per LoRA step here, so it gets 16 steps and 20 evaluation questions).
-  ``sft-rationales-classify --full``: the classification half with three seeds.
+  a 135M model costs ~8 CPU-s per LoRA step here, so it gets 12 steps and 16 evaluation questions). Sized to
+  ~40 minutes on this shared machine (load average ~12 on 2 cores), which is what bounds the seeds.
+  ``sft-rationales-classify --full``: the classification half with two seeds.
 """
 
 from __future__ import annotations
@@ -36,8 +37,8 @@ CLASSIFICATION_TASKS: list[tuple[str, str, dict[str, int]]] = [
 ]
 QUICK = {"seeds": 1, "steps": 250, "classification_steps": 150, "train_size": 800, "eval_size": 100, "size": "tiny",
          "batch_size": 32}
-FULL = {**QUICK, "seeds": 3}
-SMOLLM2 = {"steps": 16, "train_size": 200, "eval_size": 20, "batch_size": 4, "samples": 3, "lr": 1e-3}
+FULL = {**QUICK, "seeds": 2}
+SMOLLM2 = {"steps": 12, "train_size": 200, "eval_size": 16, "batch_size": 4, "samples": 3, "lr": 1e-3}
 
 
 def arm_config(task: str, difficulty: dict[str, int], target: str, *, seed: int, steps: int, train_size: int,
@@ -241,14 +242,14 @@ def run_study(ctx: ReproContext, tasks, scale: dict[str, Any], *, title: str, wh
 
 
 def run_sft_repro(ctx: ReproContext) -> str:
-    """Quick: the arithmetic difficulty sweep. Full: the whole study (every task, three seeds, SmolLM2 LoRA)."""
+    """Quick: the arithmetic difficulty sweep. Full: the whole study (every task, two seeds, SmolLM2 LoRA)."""
     if ctx.full:
         return run_study(
             ctx, ARITHMETIC_TASKS + CLASSIFICATION_TASKS, FULL, smollm2=True,
             title="Rationales Are Not Silver Bullets: the full toy-scale study",
             what="Every task of both quick halves: modular arithmetic of 1 and of 3 steps (the difficulty sweep) and "
                  "the classification-like sentiment, topic and paraphrase tasks, each trained with answer-only and "
-                 "with rationale+answer targets over three seeds (seed 0 is the quick halves' seed); then LoRA on "
+                 "with rationale+answer targets over two seeds (seed 0 is the quick halves' seed); then LoRA on "
                  "SmolLM2-135M on 1-step arithmetic, a small check. The paper finds rationales help math, hurt "
                  "classification-like tasks, and the accuracy and ECE gains on one line.")
     return run_study(
@@ -262,7 +263,7 @@ def run_sft_repro(ctx: ReproContext) -> str:
 
 
 def run_sft_classify_repro(ctx: ReproContext) -> str:
-    """The classification-like half: quick one seed, full three seeds."""
+    """The classification-like half: quick one seed, full two seeds."""
     return run_study(
         ctx, CLASSIFICATION_TASKS, FULL if ctx.full else QUICK,
         title="Rationales Are Not Silver Bullets: the classification-like tasks" + ("" if ctx.full else " (quick)"),
