@@ -45,7 +45,7 @@ def loglog_plot(path: Path, curves: Sequence[CurveFit], *, title: str, xlabel: s
 
 def _interval(fit) -> str:
     if fit is None:
-        return "not fitted (fewer than 4 points, or no convergence)"
+        return "not fitted (fewer than 4 points)"
     low, high = fit.alpha_interval
     return f"{fit.alpha:.3f} [{low:.3f}, {high:.3f}]"
 

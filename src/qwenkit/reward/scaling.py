@@ -176,7 +176,7 @@ class CurveFit:
     group: str  # the model size (for data curves) or "D=<size>" (for model curves)
     x: list[float]
     y: list[float]
-    fit: object | None  # PowerLawFit, or None with fewer than four points or when least squares did not converge
+    fit: object | None  # PowerLawFit, or None with fewer than four points
     relative_change: float  # (y at largest x - y at smallest x) / y at smallest x
 
 
@@ -208,10 +208,5 @@ def fit_grid(grid: ScalingGrid, results: Sequence[dict], *, seed: int = 0) -> li
 
 def _curve(category, against, group, points, n_boot, seed, fitter) -> CurveFit:
     x, y = [float(k) for k in points], [float(v) for v in points.values()]
-    fit = None
-    if len(x) >= 4:
-        try:
-            fit = fitter(x, y, n_boot=n_boot, seed=seed)
-        except RuntimeError:
-            fit = None  # least squares did not converge: the table says "not fitted"
+    fit = fitter(x, y, n_boot=n_boot, seed=seed) if len(x) >= 4 else None
     return CurveFit(category, against, group, x, y, fit, (y[-1] - y[0]) / y[0])

@@ -176,14 +176,21 @@ def train_reward_model(
     encoded = encode_pairs(model, train_pairs, config.loss.use_margin)
     batches = PairBatches(encoded, config.batch_size, model.pad_id, config.trainer.seed)
 
+    latest: list[Any] = []
+
     def eval_fn(m: RewardModel) -> dict[str, float]:
-        return evaluate_model(m, eval_pairs, config.eval_batch_size).flat()
+        latest[:] = [evaluate_model(m, eval_pairs, config.eval_batch_size)]
+        return latest[0].flat()
 
     result = train_loop(
         model, reward_step(config.loss.center_coefficient), batches, config.trainer, run=run,
         eval_fn=eval_fn if eval_pairs else None, resume=resume, description="reward model", quiet=quiet,
     )
-    evaluation = evaluate_model(model, eval_pairs, config.eval_batch_size) if eval_pairs else None
+    evaluation = None
+    if eval_pairs:
+        evaluated_last_step = result.eval_history and result.eval_history[-1]["step"] == config.trainer.max_steps
+        # the loop evaluates after the last step; a run resumed when already finished ran no step and evaluates here
+        evaluation = latest[0] if evaluated_last_step else evaluate_model(model, eval_pairs, config.eval_batch_size)
     if save_model:
         save_reward_model(model, run.path / "model")
     if evaluation is not None:
