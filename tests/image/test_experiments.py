@@ -44,12 +44,12 @@ def test_t2i_arm_and_e2_small_write_results(tmp_path):
 
 
 def test_edit_arms_share_one_budget_and_report_the_tradeoff(tmp_path):
-    from qwenkit.image.experiments import Plan, e3, quick_config, run_edit_arm
+    from qwenkit.image.experiments import Plan, e3, edit_study, edit_task_config, quick_config, run_edit_arm
 
     row = run_edit_arm("vae", quick_config(2, 0, 0, codec_fit_samples=32), tmp_path / "out", tmp_path / "work", n=3,
                        sample_steps=2)
-    assert row["conditioning"] == "vae" and row["steps"] == 2 and row["n"] == 3
-    assert {"psnr_to_target", "ocr_success", "outside_psnr"} <= set(row)
+    assert row["conditioning"] == "vae" and row["steps"] == 2 and row["n"] == 3 and len(row["shown_pairs"]) == 3
+    assert {"psnr_to_target", "psnr_outside_edit", "by_kind"} <= set(row) and "ocr_success" not in row
     assert (tmp_path / "out" / "plots" / "edit_vae.png").is_file()
     rows = e3(Plan(out=tmp_path / "res", work=tmp_path / "work", steps=2, final_n=2, sample_steps=2))
     assert [r["conditioning"] for r in rows] == ["dual", "semantic", "vae"]
@@ -58,6 +58,14 @@ def test_edit_arms_share_one_budget_and_report_the_tradeoff(tmp_path):
     for conditioning in ("dual", "semantic", "vae"):  # equal budgets: every arm trains on edit pairs only
         config = yaml.safe_load((tmp_path / "work" / "e3" / conditioning / "config.yaml").read_text())
         assert config["tasks"] == {"ti2i": 1.0} and config["edit_conditioning"] == conditioning
+    rows = edit_study("t", "intro.", edit_task_config(2, 0, codec_fit_samples=32), tmp_path / "study",
+                      tmp_path / "work2", n=4, sample_steps=2)
+    saved = json.loads((tmp_path / "study" / "result.json").read_text())
+    assert [r["conditioning"] for r in saved["reference"]] == ["ground truth", "no edit"]
+    truth, copy = saved["reference"]
+    assert truth["by_kind"]["color"]["colour_applied"] == 1.0 and copy["by_kind"]["color"]["colour_applied"] == 0.0
+    report = (tmp_path / "study" / "report.md").read_text()
+    assert "`colour_applied`:" in report and "`glyph_colour_error`:" in report and "**dual** (2 steps)" in report
 
 
 def test_quick_arms_run_in_worker_processes_in_order():
@@ -67,5 +75,4 @@ def test_quick_arms_run_in_worker_processes_in_order():
     from qwenkit.image.repro import _run_arms
 
     jobs = [(operator.add, (1, 2), {}), (operator.mul, (3, 4), {}), (pow, (2,), {"exp": 5})]
-    assert _run_arms(jobs, threads=1) == [3, 12, 32]
-    assert _run_arms(jobs, threads=64) == [3, 12, 32]  # more threads than cores: in process
+    assert _run_arms(jobs) == [3, 12, 32]

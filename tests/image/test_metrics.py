@@ -6,8 +6,13 @@ from qwenkit.image.metrics import (
     edit_consistency,
     edit_distance,
     edit_region_mask,
+    glyph_colour_error,
+    glyph_mask,
+    ink_centroid_x,
+    ink_fraction,
     masked_mse,
     masked_psnr,
+    nearest_colour,
     ned,
     normalize_text,
     word_match,
@@ -88,3 +93,32 @@ def test_edit_consistency_separates_inside_from_outside():
     scores = edit_consistency(source, leaky, region)
     assert scores["outside_changed"] == pytest.approx(1 / 60)
     assert scores["outside_mse"] == pytest.approx(100.0**2 / 60)
+
+
+def test_ink_fraction_and_glyph_mask_by_hand():
+    bg, fg = (255, 255, 255), (255, 0, 0)  # red text on white: the axis is (0, -255, -255)
+    image = np.array([[bg, fg], [(255, 127.5, 127.5), (255, 63.75, 63.75)]], dtype=float)
+    assert ink_fraction(image, fg, bg) == pytest.approx(np.array([[0.0, 1.0], [0.5, 0.75]]))
+    assert glyph_mask(image, fg, bg).tolist() == [[False, True], [False, True]]
+    with pytest.raises(ValueError, match="equals the background"):
+        ink_fraction(image, bg, bg)
+
+
+def test_glyph_colour_error_and_nearest_colour_by_hand():
+    edited = np.zeros((2, 2, 3))
+    edited[0, 0] = (3, 4, 0)  # distance 5 from black
+    edited[0, 1] = (0, 0, 12)  # distance 12
+    edited[1] = 200.0  # outside the mask: ignored
+    mask = np.array([[True, True], [False, False]])
+    assert glyph_colour_error(edited, mask, (0, 0, 0)) == pytest.approx((5 + 12) / 2)
+    with pytest.raises(ValueError, match="empty"):
+        glyph_colour_error(edited, np.zeros((2, 2), bool), (0, 0, 0))
+    palette = {"black": (20, 20, 20), "red": (200, 30, 30), "white": (245, 245, 245)}
+    assert nearest_colour((180, 60, 50), palette) == "red" and nearest_colour((90, 90, 90), palette) == "black"
+
+
+def test_ink_centroid_by_hand():
+    image = np.full((4, 6, 3), 255.0)
+    assert ink_centroid_x(image, (255, 255, 255)) is None
+    image[1, 1] = image[2, 3] = 0.0
+    assert ink_centroid_x(image, (255, 255, 255)) == pytest.approx(2.0)

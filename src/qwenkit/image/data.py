@@ -48,14 +48,23 @@ class EditPair:
 
 def make_edit_pair(seed: int, index: int, *, width: int, height: int, stage: str = "glyph", language: str = "en",
                    kinds: Sequence[str] = EDIT_KINDS, glyphs: str | None = None,
-                   words: Sequence[str] | None = None, texture: str | None = None) -> EditPair:
-    """A (source, edited target, instruction) triple drawn deterministically from ``(seed, index)``."""
+                   words: Sequence[str] | None = None, texture: str | None = None, bg: str | None = None,
+                   font: str | None = None, colors: Sequence[str] | None = None) -> EditPair:
+    """A (source, edited target, instruction) triple drawn deterministically from ``(seed, index)``.
+
+    ``bg`` and ``font`` fix the background colour and the font (None: drawn per pair); ``colors`` is the palette the
+    source text colour and a colour edit's new colour are drawn from (None: any contrasting colour)."""
     rng = np.random.default_rng([seed, index, 7])
     kind = kinds[int(rng.integers(len(kinds)))]
     if kind not in EDIT_KINDS:
         raise ValueError(f"unknown edit kind {kind!r}; use {EDIT_KINDS}")
+    palette = [c for c in colors if c != bg] if colors else None
+    if palette is not None and len(palette) < 2:
+        raise ValueError(f"colors={list(colors)} leaves fewer than 2 text colours besides bg={bg!r}; a colour edit "
+                         "needs a source colour and another one")
+    fg = palette[int(rng.integers(len(palette)))] if palette else None
     source = make_spec(seed, index, stage, width=width, height=height, language=language, glyphs=glyphs,
-                       words=words, jitter=0.3, texture=texture)
+                       words=words, jitter=0.3, texture=texture, fg=fg, bg=bg, font=font)
     spec = source.spec
     if kind == "word":
         new_text, offset = spec.text, 1
@@ -66,7 +75,10 @@ def make_edit_pair(seed: int, index: int, *, width: int, height: int, stage: str
         target_spec = dataclasses.replace(spec, text=new_text)
         instruction = f'replace with "{new_text}"'
     elif kind == "color":
-        choices = [c for c in COLORS if c not in (spec.fg, spec.bg) and _far(c, spec.bg)]
+        choices = [c for c in (palette or COLORS) if c not in (spec.fg, spec.bg) and _far(c, spec.bg)]
+        if not choices:
+            raise ValueError(f"no colour in {palette} differs from the text colour {spec.fg!r} and stands out on "
+                             f"{spec.bg!r}; add colours to edit_colors")
         new_fg = choices[int(rng.integers(len(choices)))]
         target_spec = dataclasses.replace(spec, fg=new_fg)
         instruction = f"make text {new_fg}"
@@ -90,12 +102,12 @@ class BatchMaker:
                  edit_stage: str = "glyph", edit_kinds: Sequence[str] = EDIT_KINDS, grad_accum_steps: int = 1,
                  style: str = "pure", glyphs: str | None = None, words: Sequence[str] | None = None,
                  texture: str | None = None, fg: str | None = None, bg: str | None = None,
-                 font: str | None = None):
+                 font: str | None = None, edit_colors: Sequence[str] | None = None):
         self.seed, self.batch_size, self.width, self.height = seed, batch_size, width, height
         self.max_steps, self.curriculum, self.language = max_steps, curriculum, language
         self.edit_stage, self.edit_kinds, self.grad_accum_steps = edit_stage, tuple(edit_kinds), grad_accum_steps
         self.style, self.glyphs, self.words, self.texture = style, glyphs, words, texture
-        self.fg, self.bg, self.font = fg, bg, font
+        self.fg, self.bg, self.font, self.edit_colors = fg, bg, font, edit_colors
         active = {t: w for t, w in tasks.items() if w > 0}
         if not active:
             raise ValueError(f"no task has a positive weight in {tasks}; give t2i, ti2i or i2i a weight > 0")
@@ -112,7 +124,8 @@ class BatchMaker:
         if task == "ti2i":
             pairs = [make_edit_pair(self.seed, base + j, width=self.width, height=self.height, stage=self.edit_stage,
                                     language=self.language, kinds=self.edit_kinds, glyphs=self.glyphs,
-                                    words=self.words, texture=self.texture) for j in range(self.batch_size)]
+                                    words=self.words, texture=self.texture, bg=self.bg, font=self.font,
+                                    colors=self.edit_colors) for j in range(self.batch_size)]
             return {"task": task, "target": to_tensor([p.target.image() for p in pairs]),
                     "source": to_tensor([p.source.image() for p in pairs]),
                     "prompts": [p.instruction for p in pairs]}

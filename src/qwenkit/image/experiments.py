@@ -194,22 +194,35 @@ def e2(plan: Plan) -> list[dict]:
     return arms
 
 
-EDIT_INTRO = ("Edit pairs rendered with the synthesiser: change the glyph (`replace with \"K\"`), the colour "
-              "(`make text red`) or the position (`move text left`). Equal budgets: every arm trains on the same edit "
-              "pairs, same steps and seed; only the channels that carry the source image differ (semantic tokens "
-              "through the condition encoder, VAE latents beside the noisy latents, or both). Sampling: CFG 2 on the "
-              "instruction (image conditions kept in both branches). `psnr_to_target`: whole image vs the rendered "
-              "ground truth; `outside_psnr`/`outside_changed`: consistency outside the region the true edit "
-              "changes; `ocr_success`: the result reads as the expected text.")
+EDIT_INTRO = ("Edit pairs rendered with the synthesiser, so every edit has an exact ground truth: change the glyph "
+              "(`replace with \"K\"`), the colour (`make text red`) or the position (`move text left`). Equal "
+              "budgets: every arm trains on the same edit pairs, same steps and seed; only the channels that carry "
+              "the source image differ (semantic tokens through the condition encoder, VAE latents beside the noisy "
+              "latents, or both). Sampling: CFG 2 on the instruction (image conditions kept in both branches). Two "
+              "reference rows need no model: `ground truth` scores the rendered targets (the ceiling, and how well "
+              "the OCR reads these renders) and `no edit` scores the unchanged source (what copying the input "
+              "earns: full consistency, no instruction followed).")
+EDIT_COLORS = ["black", "red", "green", "blue"]
+
+
+def edit_task_config(steps: int, seed: int, *, kinds: tuple[str, ...] = ("color",), **overrides) -> dict:
+    """The quick edit task, small enough that a few CPU-minutes per arm show the edit: 34 Latin glyphs at 16x16
+    (4x4 latent grid), one font (DejaVuSans-Bold) on white, text in black, red, green or blue; ``kinds`` of edits
+    (default: colour edits only)."""
+    return quick_config(steps, 0, seed, edit_kinds=list(kinds), edit_colors=EDIT_COLORS, **overrides)
+
+
+def _summary(scores: dict) -> dict:
+    return {k: v for k, v in scores.items() if k != "pairs"}
 
 
 def run_edit_arm(conditioning: str, config_dict: dict, out: Path, work: Path, *, n: int, sample_steps: int,
-                 cfg_scale: float = 2.0) -> dict:
-    """Train one editing arm (TI2I pairs only) and score ``n`` held-out edits; saves a source|edited|target grid."""
+                 cfg_scale: float = 2.0, shown: int = 8) -> dict:
+    """Train one editing arm (TI2I pairs only) and score ``n`` held-out edits; saves a source | edited | ground truth
+    grid of the first ``shown`` pairs, whose per-pair metrics come back in ``shown_pairs``."""
     from qwenkit.core.config import load_config
     from qwenkit.core.runs import RunDir
     from qwenkit.image.evaluate import evaluate_edit
-    from qwenkit.image.sample import image_grid
     from qwenkit.image.train import ImageTrainConfig, train
 
     config = load_config(ImageTrainConfig, {**config_dict, "tasks": {"ti2i": 1.0},
@@ -218,28 +231,108 @@ def run_edit_arm(conditioning: str, config_dict: dict, out: Path, work: Path, *,
     kit, result = train(config, run=RunDir(work / conditioning), quiet=True, description=f"edit {conditioning}")
     train_cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
     scores, triples = evaluate_edit(kit, n, steps=sample_steps, cfg_scale=cfg_scale)
-    (out / "plots").mkdir(parents=True, exist_ok=True)
-    image_grid([im.resize((96, 96)) for triple in triples[:8] for im in triple], columns=6).save(
-        out / "plots" / f"edit_{conditioning}.png")
+    _save_edit_grid(out / "plots" / f"edit_{conditioning}.png", triples[:shown])
     losses = [h["loss"] for h in result.history]
-    return {"conditioning": conditioning, "steps": result.step, "batch": config.batch_size, **scores,
-            "loss_last50": sum(losses[-50:]) / len(losses[-50:]), "train_cpu_s": train_cpu, "wall_s": wall}
+    return {"conditioning": conditioning, "steps": result.step, "batch": config.batch_size, **_summary(scores),
+            "shown_pairs": scores["pairs"][:shown], "loss_last50": sum(losses[-50:]) / len(losses[-50:]),
+            "train_cpu_s": train_cpu, "wall_s": wall}
 
 
-def add_edit_section(report, rows: list[dict], out: Path) -> None:
-    """The edit ablation table, a consistency-vs-success scatter and each arm's sample grid."""
+def reference_edit_rows(config_dict: dict, n: int, *, seed: int = 20_011) -> list[dict]:
+    """The two model-free rows on the held-out pairs of an arm's config: ``ground truth`` (the rendered targets)
+    and ``no edit`` (the unchanged sources)."""
+    from qwenkit.core.config import load_config
+    from qwenkit.image.evaluate import edit_eval_set, score_edits
+    from qwenkit.image.train import ImageTrainConfig
+
+    config = load_config(ImageTrainConfig, {**config_dict, "tasks": {"ti2i": 1.0}})
+    pairs = edit_eval_set(config, n, seed)
+    rows = []
+    for name, images in (("ground truth", [p.target.image() for p in pairs]),
+                         ("no edit", [p.source.image() for p in pairs])):
+        rows.append({"conditioning": name, **_summary(score_edits(pairs, images, palette=config.edit_colors))})
+    return rows
+
+
+def _save_edit_grid(path: Path, triples: list) -> None:
+    from qwenkit.image.sample import image_grid
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image_grid([im.resize((96, 96)) for triple in triples for im in triple], columns=6).save(path)
+
+
+INSTRUCTION_FOLLOWED = {"color": "colour_applied", "word": "new_text_ocr", "position": "moved_as_told"}
+KIND_METRICS = {"color": ("colour_applied", "glyph_colour_error", "text_kept_ocr", "psnr_outside_edit"),
+                "word": ("new_text_ocr", "psnr_outside_edit"),
+                "position": ("moved_as_told", "text_kept_ocr", "psnr_outside_edit")}
+
+
+def add_edit_section(report, rows: list[dict], out: Path, *, reference: list[dict] = ()) -> None:
+    """Per edit kind a table of the metrics that kind is judged by (arms and the model-free reference rows), what
+    each metric measures, a consistency-vs-instruction scatter, and each arm's grid with what it shows in words."""
     from qwenkit.core.plots import scatter_plot
+    from qwenkit.image.evaluate import EDIT_METRICS
 
-    report.table(rows, caption="held-out edit pairs (n per row)")
-    if all("outside_psnr" in r for r in rows):
-        report.image(scatter_plot(out / "plots" / "edit_tradeoff.png",
-                                  {r["conditioning"]: (r["outside_psnr"], r["ocr_success"]) for r in rows},
-                                  xlabel="PSNR outside the edit region (dB): consistency",
-                                  ylabel="OCR success of the edit", title="Editing: consistency vs success"),
-                     "consistency (outside-region PSNR) vs instruction success (OCR) per conditioning")
+    every = [*reference, *rows]
+    kinds = [k for k in ("color", "word", "position") if any(k in r["by_kind"] for r in every)]
+    report.table([{"conditioning": r["conditioning"], "n": r["n"], "psnr_to_target": r["psnr_to_target"],
+                   "psnr_outside_edit": r.get("psnr_outside_edit", float("nan")),
+                   "changed_outside_edit": r.get("changed_outside_edit", float("nan")),
+                   **({"loss (last 50)": r["loss_last50"], "train CPU-s": r["train_cpu_s"]}
+                      if "loss_last50" in r else {})} for r in every],
+                 caption="all held-out pairs (every kind): closeness to the ground truth and consistency outside "
+                         "the edit region")
+    for kind in kinds:
+        metrics = KIND_METRICS[kind]
+        report.table([{"conditioning": r["conditioning"], "n": r["by_kind"][kind]["n"],
+                       **{m: r["by_kind"][kind].get(m, float("nan")) for m in metrics}}
+                      for r in every if kind in r["by_kind"]],
+                     caption=f"{kind} edits: instruction followed (`{INSTRUCTION_FOLLOWED[kind]}`) vs text kept and "
+                             "consistency")
+    used = [m for m in EDIT_METRICS if m in {"psnr_to_target", "changed_outside_edit"}
+            or any(m in KIND_METRICS[k] for k in kinds)]
+    report.text("What each metric measures:\n\n" + "\n".join(f"- `{m}`: {EDIT_METRICS[m]}" for m in used))
+    main = kinds[0]
+    followed = INSTRUCTION_FOLLOWED[main]
+    report.image(scatter_plot(out / "plots" / "edit_tradeoff.png",
+                              {r["conditioning"]: (r["by_kind"][main]["psnr_outside_edit"],
+                                                   r["by_kind"][main][followed]) for r in every},
+                              xlabel="PSNR outside the edit region (dB): consistency",
+                              ylabel=f"{followed} ({main} edits): instruction followed",
+                              title="Editing: consistency vs instruction followed"),
+                 f"consistency vs instruction followed on {main} edits, per conditioning (the `no edit` point is "
+                 "what copying the source scores)")
+    no_edit = next((r for r in reference if r["conditioning"] == "no edit"), None)
     for row in rows:
         report.image(out / "plots" / f"edit_{row['conditioning']}.png",
                      f"{row['conditioning']}: source | edited | ground truth (two pairs per row)")
+        report.text(describe_edit_grid(row, no_edit))
+
+
+def describe_edit_grid(row: dict, no_edit: dict | None) -> str:
+    """What an arm's grid shows, in words, from the metrics of the pairs it shows and of all held-out pairs; says
+    outright when the arm does not follow the instruction more often than copying the source does."""
+    shown = row["shown_pairs"]
+    parts = []
+    for kind in ("color", "word", "position"):
+        pairs = [p for p in shown if p["kind"] == kind]
+        if kind not in row["by_kind"]:
+            continue
+        followed = INSTRUCTION_FOLLOWED[kind]
+        rate = row["by_kind"][kind][followed]
+        what = {"color": "the instructed colour applied", "word": "the new text legible",
+                "position": "the text moved the instructed way"}[kind]
+        sentence = (f"{kind} edits: {what} in {sum(p[followed] for p in pairs):.0f} of the {len(pairs)} shown "
+                    f"({rate:.2f} of {row['by_kind'][kind]['n']} held-out pairs)")
+        if "text_kept_ocr" in row["by_kind"][kind]:
+            sentence += (f"; the source text still read by OCR in {sum(p['text_kept_ocr'] for p in pairs):.0f} of "
+                         f"{len(pairs)} ({row['by_kind'][kind]['text_kept_ocr']:.2f} overall)")
+        baseline = no_edit["by_kind"][kind][followed] if no_edit and kind in no_edit["by_kind"] else 0.0
+        if rate <= baseline + 0.05:
+            sentence += (f". **This arm shows no {kind} edit**: it follows the instruction no more often than "
+                         f"returning the source unchanged does ({baseline:.2f})")
+        parts.append(sentence + ".")
+    return f"**{row['conditioning']}** ({row['steps']} steps): " + " ".join(parts)
 
 
 def e3(plan: Plan) -> list[dict]:
@@ -250,16 +343,37 @@ def e3(plan: Plan) -> list[dict]:
     from qwenkit.core.report import Report
 
     out = plan.out / "image_e3"
+    config = pilot_config(plan.steps, 0, plan.seed)
     for name in [] if plan.report_only else plan.arms or ["dual", "semantic", "vae"]:
-        row = run_edit_arm(name, pilot_config(plan.steps, 0, plan.seed), out, plan.work / "e3", n=plan.final_n,
-                           sample_steps=plan.sample_steps)
+        row = run_edit_arm(name, config, out, plan.work / "e3", n=plan.final_n, sample_steps=plan.sample_steps)
         (out / f"result_{name}.json").write_text(json.dumps(row, indent=2))
     rows = [json.loads((out / f"result_{n}.json").read_text()) for n in ("dual", "semantic", "vae")
             if (out / f"result_{n}.json").is_file()]
-    (out / "result.json").write_text(json.dumps(rows, indent=2))
+    reference = reference_edit_rows(config, plan.final_n)
+    (out / "result.json").write_text(json.dumps({"arms": rows, "reference": reference}, indent=2))
     report = Report("E3: editing, dual encoding vs semantic-only vs VAE-only")
     report.text(f"Same model and optimiser settings as E1 (32x32 glyphs, batch 64), {plan.sample_steps} Euler steps. "
                 + EDIT_INTRO)
-    add_edit_section(report, rows, out)
+    add_edit_section(report, rows, out, reference=reference)
+    report.write(out)
+    return rows
+
+
+def edit_study(title: str, intro: str, config_dict: dict, out: Path, work: Path, *, n: int, sample_steps: int,
+               run_arms=None) -> list[dict]:
+    """The three conditioning arms on one edit task and the two model-free reference rows: ``result.json`` and a
+    report under ``out``. ``run_arms(jobs)`` runs the three ``(fn, args, kwargs)`` arm jobs (default: one after the
+    other) and returns their rows in order."""
+    from qwenkit.core.report import Report
+
+    jobs = [(run_edit_arm, (c, config_dict, out, work), {"n": n, "sample_steps": sample_steps})
+            for c in ("dual", "semantic", "vae")]
+    rows = run_arms(jobs) if run_arms else [fn(*args, **kwargs) for fn, args, kwargs in jobs]
+    reference = reference_edit_rows(config_dict, n)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "result.json").write_text(json.dumps({"arms": rows, "reference": reference}, indent=2))
+    report = Report(title)
+    report.text(intro + " " + EDIT_INTRO)
+    add_edit_section(report, rows, out, reference=reference)
     report.write(out)
     return rows

@@ -124,3 +124,49 @@ def edit_consistency(source, edited, region) -> dict[str, float]:
     }
     result["inside_change"] = float(np.abs(a - b)[region].mean()) if region.any() else 0.0
     return result
+
+
+def ink_fraction(image, fg, bg) -> np.ndarray:
+    """How far each pixel lies from the background colour towards the text colour: the projection
+    ``alpha = <p - bg, fg - bg> / |fg - bg|^2`` (H x W; 0 = background, 1 = text colour; ours). ``fg``/``bg`` are RGB
+    triples 0..255. On a render of text in ``fg`` over a plain ``bg`` this is the glyph's anti-aliased coverage."""
+    pixels = _as_float_array(image)
+    fg, bg = np.asarray(fg, dtype=np.float64), np.asarray(bg, dtype=np.float64)
+    axis = fg - bg
+    if not axis.any():
+        raise ValueError(f"text colour {fg.tolist()} equals the background colour; no glyph can be told apart")
+    return ((pixels - bg) @ axis) / float(axis @ axis)
+
+
+def glyph_mask(image, fg, bg, *, level: float = 0.75) -> np.ndarray:
+    """The glyph's core pixels in a render of text in ``fg`` over a plain ``bg``: ``ink_fraction >= level`` (the
+    default keeps the stroke interior and drops the anti-aliased rim, whose colour is a blend)."""
+    return ink_fraction(image, fg, bg) >= level
+
+
+def glyph_colour_error(edited, mask, colour) -> float:
+    """Colour error inside the glyph mask: the mean Euclidean RGB distance ``mean_m |p - c|`` between the edited
+    image's pixels on ``mask`` and the instructed colour ``c`` (0..255 per channel, so 0..441; ours)."""
+    pixels = _as_float_array(edited)
+    mask = np.asarray(mask, dtype=bool)
+    if pixels.shape[:2] != mask.shape:
+        raise ValueError(f"image {pixels.shape[:2]} and mask {mask.shape} differ in size")
+    if not mask.any():
+        raise ValueError("the glyph mask is empty: there is no text to measure the colour of")
+    return float(np.linalg.norm(pixels[mask] - np.asarray(colour, dtype=np.float64), axis=-1).mean())
+
+
+def nearest_colour(rgb, palette: dict[str, tuple[int, int, int]]) -> str:
+    """The name of the palette colour nearest (Euclidean RGB) to ``rgb``."""
+    rgb = np.asarray(rgb, dtype=np.float64)
+    return min(palette, key=lambda name: float(np.linalg.norm(rgb - np.asarray(palette[name], dtype=np.float64))))
+
+
+def ink_centroid_x(image, bg, *, threshold: float = 64.0) -> float | None:
+    """Mean column of the pixels farther than ``threshold`` (Euclidean RGB) from the background colour; None when
+    there is none (the image is blank)."""
+    pixels = _as_float_array(image)
+    ink = np.linalg.norm(pixels - np.asarray(bg, dtype=np.float64), axis=-1) > threshold
+    if not ink.any():
+        return None
+    return float(np.nonzero(ink)[1].mean())

@@ -89,9 +89,11 @@ class ImageTrainConfig(StrictModel):
     texture: Literal["plain", "noise", "gradient"] | None = Field(None, description="fix the background texture "
                                                                    "of pure renders (null: drawn per sample)")
     fg: str | None = Field(None, description="fix the text colour of T2I renders (a qwenkit.image.render.COLORS name)")
-    bg: str | None = Field(None, description="fix the background colour of T2I renders")
-    font: str | None = Field(None, description="T2I renders use only fonts whose file name contains this "
-                                               "(e.g. DejaVuSans-Bold)")
+    bg: str | None = Field(None, description="fix the background colour of T2I renders and edit pairs")
+    font: str | None = Field(None, description="T2I renders and edit pairs use only fonts whose file name contains "
+                                               "this (e.g. DejaVuSans-Bold)")
+    edit_colors: list[str] | None = Field(None, description="edit pairs draw the source text colour and a colour "
+                                                            "edit's new colour from these (null: any contrasting)")
     target_stage: str = "glyph"
     curriculum: bool = Field(True, description="non-text -> glyph -> ... -> target_stage; false: target only")
     schedule: CurriculumSchedule | None = Field(None, description="explicit schedule (overrides curriculum)")
@@ -114,6 +116,11 @@ class ImageTrainConfig(StrictModel):
         for name in ("fg", "bg"):
             if getattr(self, name) is not None and getattr(self, name) not in COLORS:
                 raise ValueError(f"{name}={getattr(self, name)!r} is not a colour; use one of {list(COLORS)}")
+        unknown = [c for c in self.edit_colors or () if c not in COLORS]
+        if unknown:
+            raise ValueError(f"edit_colors {unknown} are not colours; use names from {list(COLORS)}")
+        if self.edit_colors is not None and len([c for c in self.edit_colors if c != self.bg]) < 2:
+            raise ValueError(f"edit_colors={self.edit_colors} needs at least 2 colours besides bg={self.bg!r}")
         for name in ("target_stage", "edit_stage"):
             if getattr(self, name) not in STAGES:
                 raise ValueError(f"{name}={getattr(self, name)!r} is not a stage; use one of {list(STAGES)}")
@@ -215,6 +222,7 @@ def batch_maker(config: ImageTrainConfig, seed: int | None = None) -> BatchMaker
         tasks=dict(config.tasks), language=config.language, edit_stage=config.edit_stage,
         edit_kinds=config.edit_kinds, grad_accum_steps=config.trainer.grad_accum_steps, style=config.style,
         glyphs=config.glyphs, texture=config.texture, fg=config.fg, bg=config.bg, font=config.font,
+        edit_colors=config.edit_colors,
     )
 
 
