@@ -50,3 +50,8 @@ def test_train_corrupt_vertex_file(capsys, tmp_path, small_corpus):
 ])
 def test_eval_and_animate_missing_model(capsys, argv, fragment):
     _fails(capsys, argv, fragment)
+
+
+def test_animate_unknown_renderer(capsys, tmp_path):
+    _fails(capsys, ["face", "animate", "--model", str(tmp_path), "--audio", "x.wav", "--renderer", "vulkan"],
+           "--renderer 'vulkan'", "pil, egl, osmesa")

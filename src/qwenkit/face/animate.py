@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from qwenkit.face.data import FaceSequence, read_wav
-from qwenkit.face.errors import FaceDataError
+from qwenkit.face.errors import FaceDataError, RenderError
 from qwenkit.face.train import FaceKit, Prepared, load_kit, reference_clip
 
 
@@ -54,9 +54,11 @@ def conditioning_clip(kit: FaceKit, reference: Path, reference_audio: Path | Non
 
 def animate_to_mp4(model: Path, audio: Path, output: Path, *, reference: Path | None = None,
                    reference_audio: Path | None = None, template: Path | None = None, speaker: int = 0,
-                   triangles: Path | None = None, size: int = 256) -> tuple[Path, int]:
-    from qwenkit.face.render import render_video
+                   triangles: Path | None = None, size: int = 256, renderer: str = "pil") -> tuple[Path, int]:
+    from qwenkit.face.render import RENDERERS, render_video
 
+    if renderer not in RENDERERS:
+        raise RenderError(f"--renderer {renderer!r} is not one of {', '.join(RENDERERS)}")
     kit = load_kit(model)
     if not Path(audio).is_file():
         raise FaceDataError(f"audio file {str(audio)!r} does not exist")
@@ -84,5 +86,5 @@ def animate_to_mp4(model: Path, audio: Path, output: Path, *, reference: Path | 
             raise FaceDataError(f"--speaker {speaker} is not a training speaker (0..{len(kit.speakers) - 1})")
     vertices = kit.predict(speech, frames, neutral, reference_clip_frames=clip, speaker=speaker)
     path = render_video([vertices], faces, neutral, output, kit.fps, audio=speech, sample_rate=kit.sample_rate,
-                        lip_idx=kit.lip_idx, size=size)
+                        lip_idx=kit.lip_idx, size=size, renderer=renderer)
     return path, frames

@@ -112,6 +112,8 @@ def animate(
     triangles: Annotated[Path | None, typer.Option("--triangles", help="Triangles .npy (F, 3) or an .obj "
                                                    "(default: the model's triangles.npy).")] = None,
     size: Annotated[int, typer.Option("--size", help="Frame size in pixels (even).")] = 256,
+    renderer: Annotated[str, typer.Option("--renderer", help="pil (Pillow only), or egl / osmesa (OpenGL through "
+                                          "pyrender, headless).")] = "pil",
     threads: ThreadsOption = None,
     quiet: QuietOption = False,
 ) -> None:
@@ -120,5 +122,6 @@ def animate(
 
     apply_run_options(threads, quiet)
     path, frames = animate_to_mp4(model, audio, output, reference=reference, reference_audio=reference_audio,
-                                  template=template, speaker=speaker, triangles=triangles, size=size)
+                                  template=template, speaker=speaker, triangles=triangles, size=size,
+                                  renderer=renderer)
     typer.echo(f"wrote {frames} frames to {path}")

@@ -2,14 +2,17 @@
 
 The default renderer needs nothing but Pillow: orthographic projection, triangles drawn far to near (painter's
 algorithm) with Lambert shading; lip triangles are tinted, and triangles stretched open by the jaw are darkened as
-the mouth cavity. Frames are piped to ffmpeg (Debian ``ffmpeg``; H.264 yuv420p + AAC). A blank frame is an error,
-never a silent black video.
+the mouth cavity. ``PyrenderRenderer`` rasterises the same coloured triangles with OpenGL through pyrender, headless
+(EGL or OSMesa), with a depth buffer instead of the painter's ordering. Frames are piped to ffmpeg (Debian ``ffmpeg``;
+H.264 yuv420p + AAC). A blank frame is an error, never a silent black video.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -28,8 +31,8 @@ def _triangle_areas(vertices: np.ndarray, triangles: np.ndarray) -> np.ndarray:
     return 0.5 * np.linalg.norm(np.cross(b - a, c - a), axis=1)
 
 
-class PILRenderer:
-    """Painter's-algorithm renderer of one mesh topology; ``render(vertices) -> (H, W, 3) uint8``."""
+class _FaceShading:
+    """The camera framing and per-triangle colours both renderers share (orthographic view along -z)."""
 
     def __init__(self, triangles: np.ndarray, template: np.ndarray, lip_idx: Sequence[int] | None = None,
                  size: int = 256, light=(0.3, 0.4, 1.0)):
@@ -45,27 +48,130 @@ class PILRenderer:
             lips[np.asarray(lip_idx, dtype=np.int64)] = True
         self.lip_triangles = lips[self.triangles].sum(1) >= 2
 
-    def render(self, vertices: np.ndarray) -> np.ndarray:
-        from PIL import Image, ImageDraw
-
-        points = np.asarray(vertices, np.float64) - self.centre
+    def colours(self, points: np.ndarray) -> np.ndarray:
+        """(F, 3) RGB in [0, 255] of centred ``points``: Lambert shade of the skin or lip colour, blended towards
+        the cavity colour as a triangle is stretched past 1.15x its rest area (fully at 1.75x)."""
         a, b, c = (points[self.triangles[:, i]] for i in range(3))
         normals = np.cross(b - a, c - a)
         normals /= np.linalg.norm(normals, axis=1, keepdims=True) + 1e-12
         shade = 0.25 + 0.75 * np.clip(np.abs(normals @ self.light), 0, 1)
         stretch = np.clip((_triangle_areas(points, self.triangles) / self.rest_areas - 1.15) / 0.6, 0, 1)
         base = np.where(self.lip_triangles[:, None], _LIPS, _SKIN)
-        colours = (base * (1 - stretch[:, None]) + _CAVITY * stretch[:, None]) * shade[:, None]
+        return np.clip((base * (1 - stretch[:, None]) + _CAVITY * stretch[:, None]) * shade[:, None], 0, 255)
+
+
+class PILRenderer(_FaceShading):
+    """Painter's-algorithm renderer of one mesh topology; ``render(vertices) -> (H, W, 3) uint8``."""
+
+    def render(self, vertices: np.ndarray) -> np.ndarray:
+        from PIL import Image, ImageDraw
+
+        points = np.asarray(vertices, np.float64) - self.centre
+        colours = self.colours(points)
         pixels = np.empty((len(points), 2))
         pixels[:, 0] = (points[:, 0] / self.half_extent + 1) * self.size / 2
         pixels[:, 1] = (1 - points[:, 1] / self.half_extent) * self.size / 2
         image = Image.new("RGB", (self.size, self.size), _BACKGROUND)
         draw = ImageDraw.Draw(image)
-        depth = (a[:, 2] + b[:, 2] + c[:, 2]) / 3
+        depth = points[self.triangles].mean(axis=1)[:, 2]
         for t in np.argsort(depth):
             corners = [tuple(pixels[i]) for i in self.triangles[t]]
-            draw.polygon(corners, fill=tuple(int(v) for v in np.clip(colours[t], 0, 255)))
+            draw.polygon(corners, fill=tuple(int(v) for v in colours[t]))
         return np.asarray(image)
+
+    def close(self) -> None:
+        """Nothing to release (the OpenGL renderer frees its context here)."""
+
+
+GL_BACKENDS = {
+    "egl": ("EGL", "libegl1 libegl-mesa0 libgl1-mesa-dri"),
+    "osmesa": ("OSMesa", "libosmesa6"),
+}
+RENDERERS = ("pil", *GL_BACKENDS)
+
+
+def _import_pyrender(backend: str):
+    """pyrender on the headless OpenGL platform ``backend``, or a RenderError naming what to install."""
+    import ctypes.util
+
+    if backend not in GL_BACKENDS:
+        raise RenderError(f"unknown renderer {backend!r}; choose one of {', '.join(RENDERERS)}")
+    library, packages = GL_BACKENDS[backend]
+    if ctypes.util.find_library(library) is None:
+        raise RenderError(f"the {backend} renderer needs the {library} library, which is not installed: "
+                          f"apt-get install {packages} (or use --renderer pil)")
+    chosen = os.environ.get("PYOPENGL_PLATFORM")
+    if "OpenGL" in sys.modules and chosen != backend:
+        raise RenderError(f"this process already loaded OpenGL for platform {chosen or 'default'!r}; the {backend} "
+                          "renderer needs a new process (set PYOPENGL_PLATFORM before anything imports OpenGL)")
+    os.environ["PYOPENGL_PLATFORM"] = backend
+    try:
+        import pyrender
+    except ImportError as error:
+        raise RenderError(f"the {backend} renderer needs the pyrender package ({error}): pip install pyrender "
+                          "(the face extra installs it), or use --renderer pil") from error
+    if backend == "osmesa":
+        import OpenGL.osmesa
+
+        if not hasattr(OpenGL.osmesa, "OSMesaCreateContextAttribs"):
+            import OpenGL
+
+            raise RenderError(f"pyrender's OSMesa platform needs PyOpenGL >= 3.1.5 (this is {OpenGL.__version__}, "
+                              "the version pyrender pins): pip install --no-deps PyOpenGL==3.1.9, or use --renderer "
+                              "egl")
+    return pyrender
+
+
+class PyrenderRenderer(_FaceShading):
+    """The PIL renderer's camera and colours rasterised by OpenGL (pyrender, headless EGL or OSMesa).
+
+    Each triangle gets its own three vertices carrying its colour, drawn unlit (``RenderFlags.FLAT``), so a frame
+    differs from the PIL one only where the depth buffer and the painter's ordering disagree and along edges.
+    """
+
+    def __init__(self, triangles: np.ndarray, template: np.ndarray, lip_idx: Sequence[int] | None = None,
+                 size: int = 256, light=(0.3, 0.4, 1.0), backend: str = "egl"):
+        super().__init__(triangles, template, lip_idx, size, light)
+        self.pyrender = _import_pyrender(backend)
+        self.backend = backend
+        template = np.asarray(template, np.float64)
+        depth = float(np.ptp(template[:, 2])) + self.half_extent
+        camera = self.pyrender.OrthographicCamera(xmag=self.half_extent, ymag=self.half_extent, znear=0.01 * depth,
+                                                  zfar=20 * depth)
+        pose = np.eye(4)
+        pose[2, 3] = 10 * depth
+        self.scene = self.pyrender.Scene(bg_color=[*(np.array(_BACKGROUND) / 255), 1.0], ambient_light=[1, 1, 1])
+        self.scene.add(camera, pose=pose)
+        self.node = None
+        try:
+            self.renderer = self.pyrender.OffscreenRenderer(size, size)
+        except Exception as error:  # noqa: BLE001 - any platform failure becomes one actionable message
+            library, packages = GL_BACKENDS[backend]
+            raise RenderError(f"cannot create a headless {library} OpenGL context ({type(error).__name__}: {error}); "
+                              f"check apt-get install {packages}, or use --renderer pil") from error
+
+    def render(self, vertices: np.ndarray) -> np.ndarray:
+        points = np.asarray(vertices, np.float64) - self.centre
+        colours = self.colours(points)
+        corners = points[self.triangles].reshape(-1, 3).astype(np.float32)
+        primitive = self.pyrender.Primitive(positions=corners, color_0=np.repeat(colours / 255, 3, axis=0),
+                                            mode=self.pyrender.constants.GLTF.TRIANGLES)
+        if self.node is not None:
+            self.scene.remove_node(self.node)
+        self.node = self.scene.add(self.pyrender.Mesh([primitive]))
+        colour, _ = self.renderer.render(self.scene, flags=self.pyrender.RenderFlags.FLAT
+                                         | self.pyrender.RenderFlags.SKIP_CULL_FACES)
+        return np.ascontiguousarray(colour[..., :3])
+
+    def close(self) -> None:
+        self.renderer.delete()
+
+
+def make_renderer(renderer: str, triangles: np.ndarray, template: np.ndarray, lip_idx=None, size: int = 256):
+    """``"pil"`` (default, Pillow only) or an OpenGL backend (``"egl"``, ``"osmesa"``) through pyrender."""
+    if renderer == "pil":
+        return PILRenderer(triangles, template, lip_idx, size)
+    return PyrenderRenderer(triangles, template, lip_idx, size, backend=renderer)
 
 
 def check_not_blank(frame: np.ndarray, index: int) -> None:
@@ -76,7 +182,8 @@ def check_not_blank(frame: np.ndarray, index: int) -> None:
                           "view or the renderer failed")
 
 
-def render_frames(renderer: PILRenderer, sequences: Sequence[np.ndarray], *, quiet: bool | None = None) -> list:
+def render_frames(renderer: PILRenderer | PyrenderRenderer, sequences: Sequence[np.ndarray], *,
+                  quiet: bool | None = None) -> list:
     """Frames of one or more (T, V, 3) sequences placed side by side (e.g. ground truth | prediction)."""
     from qwenkit.core.progress import track
 
@@ -115,13 +222,20 @@ def write_mp4(frames: Sequence[np.ndarray], path: str | Path, fps: float, audio_
 
 def render_video(sequences: Sequence[np.ndarray], triangles: np.ndarray, template: np.ndarray, path: str | Path,
                  fps: float, *, audio: np.ndarray | None = None, sample_rate: int = 16000, lip_idx=None,
-                 size: int = 256, quiet: bool | None = None) -> Path:
-    """Render (T, V, 3) sequences side by side to an MP4 with ``audio`` (float samples) muxed in."""
+                 size: int = 256, quiet: bool | None = None, renderer: str = "pil") -> Path:
+    """Render (T, V, 3) sequences side by side to an MP4 with ``audio`` (float samples) muxed in.
+
+    ``renderer`` is ``"pil"`` or an OpenGL backend of ``PyrenderRenderer`` (``"egl"``, ``"osmesa"``).
+    """
     import tempfile
 
     from scipy.io import wavfile
 
-    frames = render_frames(PILRenderer(triangles, template, lip_idx, size), sequences, quiet=quiet)
+    drawer = make_renderer(renderer, triangles, template, lip_idx, size)
+    try:
+        frames = render_frames(drawer, sequences, quiet=quiet)
+    finally:
+        drawer.close()
     if audio is None:
         return write_mp4(frames, path, fps)
     with tempfile.TemporaryDirectory() as tmp:

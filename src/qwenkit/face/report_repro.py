@@ -8,6 +8,10 @@ from pathlib import Path
 from qwenkit.face.report import METRIC_NOTES
 
 
+def _loads(load: list[float] | None) -> str:
+    return ", ".join(f"{x:.1f}" for x in load) if load else "not recorded"
+
+
 def _change(a: float, b: float) -> str:
     return f"{(a / b - 1) * 100:+.1f}%"
 
@@ -25,8 +29,9 @@ def write_repro_report(out: Path, sizes: dict, results: list[dict], timing: dict
         "400-vertex procedural face at 30 fps. Each speaker has its own gains, rate-dependent gain, lag, smoothing, "
         "smile bias/asymmetry, brow coupling, face shape, voice and pitch. "
         f"Every arm: {sizes['steps']} steps of batch 8 x 32-frame crops, seed shared, one thread, "
-        f"{timing['workers']} arms at a time. Corpus {timing['corpus_s']:.0f} s, whole run {timing['total_s']:.0f} s "
-        f"wall (load average {', '.join(f'{x:.1f}' for x in timing['load_average'])} at the end).")
+        f"{timing['workers']} arm(s) at a time. Corpus {timing['corpus_s']:.0f} s, whole run {timing['total_s']:.0f} s "
+        f"wall (load average {_loads(timing.get('load_average_start'))} at the start, "
+        f"{_loads(timing['load_average'])} at the end; the machine is shared).")
     report.text(
         "Conditioning: style-encoder arms get a 32-frame reference clip: a seen speaker's first training sentence, "
         "an unseen speaker's sentence 1 (then not scored). *other* gives every unseen speaker the clip of another "

@@ -2,7 +2,11 @@
 
 Quick: 24 synthetic speakers (6 held out) x 8 sentences (6 for training) on a 400-vertex face; five arms of 300 steps
 (ours, one-hot, no primitives, no enhancement, no sync losses), zero motion as the floor; a rendered clip.
-Full: 40 speakers (8 held out) x 12 sentences, 2,000 steps per arm.
+Full: 40 speakers (8 held out) x 12 sentences, 800 steps per arm. 2,000 or 1,500 steps do not fit the ~40 min bound
+at one thread on the shared machine (1,500 reached step 700 of the first of five arms in 7 min at load average 11).
+
+Arms run in parallel worker processes of one torch thread each: as many as ``--threads`` (default 2, at most the
+cores this process may use).
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ from __future__ import annotations
 from qwenkit.core.repro import Repro, ReproContext
 
 QUICK = {"speakers": 24, "unseen_speakers": 6, "sentences": 8, "train_sentences": 6, "steps": 300}
-FULL = {"speakers": 40, "unseen_speakers": 8, "sentences": 12, "train_sentences": 8, "steps": 2000}
+FULL = {"speakers": 40, "unseen_speakers": 8, "sentences": 12, "train_sentences": 8, "steps": 800}
 
 
 def run_face_style(ctx: ReproContext) -> str:
@@ -24,20 +28,20 @@ def run_face_style(ctx: ReproContext) -> str:
 
     sizes = FULL if ctx.full else QUICK
     out = ctx.run.path
-    started = time.perf_counter()
+    started, load_at_start = time.perf_counter(), os.getloadavg()
     corpus_config = SyntheticConfig(speakers=sizes["speakers"], unseen_speakers=sizes["unseen_speakers"],
                                     sentences=sizes["sentences"], train_sentences=sizes["train_sentences"],
                                     seed=ctx.seed)
     make_synthetic(corpus_config, out / "corpus", quiet=True)
     corpus_s = time.perf_counter() - started
     plan = Plan(out / "corpus", out / "arms", sizes["steps"], ctx.seed)
-    workers = max(1, min(2, len(os.sched_getaffinity(0))))
+    workers = max(1, min(ctx.threads or 2, len(os.sched_getaffinity(0))))
     results = run_arms(plan, list(ARMS), workers=workers)
     by_arm = {r["arm"]: r for r in results}
     video, strip = render_comparison(out / "corpus", {"ours": by_arm["ours"]["model"],
                                                       "one-hot": by_arm["one-hot"]["model"]}, out)
     timing = {"corpus_s": corpus_s, "total_s": time.perf_counter() - started, "workers": workers,
-              "load_average": os.getloadavg()}
+              "load_average_start": load_at_start, "load_average": os.getloadavg()}
     (out / "result.json").write_text(json.dumps({"sizes": sizes, "arms": results, "timing": timing}, indent=2))
     write_repro_report(out, sizes, results, timing, video, strip)
     ours = by_arm["ours"]["evaluations"]
