@@ -1,8 +1,8 @@
 """Does the role-play harness keep a slow server busy? The same run at concurrency 1 and 16 against a loopback server.
 
-The server (:func:`qwenkit.roleplay.serving.chat_app` under uvicorn, in its own process as a real server would be, so
-it does not share this process's interpreter lock) answers every chat request after a fixed
-delay with the deterministic scripted backend, so wall time measures the harness's scheduling, not a model. Player,
+The server (:func:`delayed_app` under uvicorn, in its own process as a real server would be, so it does not share this
+process's interpreter lock) answers every chat request after a fixed delay with the deterministic scripted backend,
+so wall time measures the harness's scheduling, not a model. Player,
 judge and user simulator all go through the OpenAI-compatible HTTP path (:class:`qwenkit.lm.OpenAIChatBackend`).
 The peer is the sequential harness: concurrency 1, one request in flight at a time, as MT-Bench's judge script and
 most single-script role-play evaluations run. Each run starts from an empty run directory (no cache hits); the
@@ -25,14 +25,38 @@ from pathlib import Path
 RESULTS = Path(__file__).parent / "results"
 
 
-def serve_delayed(delay_s: float, urls, stop) -> None:
-    """Child process: serve the scripted backend behind ``delay_s`` until ``stop`` is set."""
-    from qwenkit.core.serving import serve_in_background
-    from qwenkit.roleplay.backends import ScriptedBackend
-    from qwenkit.roleplay.serving import chat_app
+def delayed_app(delay_s: float):
+    """A stand-in for a slow engine: ``/v1/chat/completions`` answers with the scripted backend after ``delay_s``
+    (``asyncio.sleep``: requests in flight overlap, as on a real batching server). Benchmark only: the body is read
+    as the harness sends it, with no validation."""
+    import asyncio
 
-    app = chat_app(ScriptedBackend("delayed"), model_name="delayed", delay_s=delay_s, exclusive=False)
-    with serve_in_background(app) as url:
+    from fastapi import FastAPI, Request
+
+    from qwenkit.roleplay.backends import ScriptedBackend
+
+    backend = ScriptedBackend("delayed")
+    app = FastAPI()
+
+    @app.post("/v1/chat/completions")
+    async def completions(request: Request):
+        body = await request.json()
+        await asyncio.sleep(delay_s)
+        completion = backend.complete(body["messages"], max_tokens=body["max_tokens"], seed=body.get("seed"))
+        return {"id": "delayed", "object": "chat.completion", "model": "delayed",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": completion.text},
+                             "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": completion.usage.get("prompt_tokens", 0),
+                          "completion_tokens": completion.usage.get("completion_tokens", 0)}}
+
+    return app
+
+
+def serve_delayed(delay_s: float, urls, stop) -> None:
+    """Child process: serve :func:`delayed_app` until ``stop`` is set."""
+    from qwenkit.core.serving import serve_in_background
+
+    with serve_in_background(delayed_app(delay_s)) as url:
         urls.put(url)
         stop.wait()
 

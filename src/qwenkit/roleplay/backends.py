@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal
 
@@ -41,6 +42,16 @@ class _RoleSettings(StrictModel):
     """An exact thinking budget through :func:`qwenkit.infer.generate_chat` (player only)."""
     rate_limit: RateLimit = Field(default_factory=RateLimit)
     price: Price = Field(default_factory=Price)
+    score_from: Literal["text", "logprobs"] = "text"
+    """Judge role: ``text`` reads the score from the generated answer (:func:`parse_judge_score`, retried, then
+    ``invalid``); ``logprobs`` from the next-token distribution after the answer's prefill
+    (:mod:`qwenkit.roleplay.logprob_judge`: one greedy call, no retries)."""
+    calibrate: bool = False
+    """``score_from: logprobs``: divide out the judge's distribution for a content-free reply (Zhao et al. 2021)."""
+    top_logprobs: int = Field(default=20, ge=1, le=20)
+    """``score_from: logprobs``: how many of the most likely tokens the server returns (OpenAI allows 20)."""
+    min_score_mass: float = Field(default=0.5, ge=0, le=1)
+    """``score_from: logprobs``: below this probability on the scale's score tokens the judgment is ``invalid``."""
 
 
 class OpenAISpec(_RoleSettings):
@@ -127,6 +138,8 @@ class ScriptedBackend:
         last = str(messages[-1].get("content") or "")
         system = str(messages[0].get("content") or "") if messages[0].get("role") == "system" else ""
         usage = {"prompt_tokens": sum(len(str(m.get("content") or "")) for m in messages) // 4 + 1}
+        if ((extra or {}).get("body") or {}).get("logprobs"):
+            return self._logprobs(messages, int(extra["body"].get("top_logprobs") or 0), usage)
         if '"winner"' in last:
             verdict = ("A", "B", "tie")[value % 3]
             return Completion(json.dumps({"winner": verdict}), "", {**usage, "completion_tokens": 6})
@@ -149,6 +162,25 @@ class ScriptedBackend:
         text = lines[value % len(lines)]
         reasoning = f"(private plan {value % 97})" if self.think else ""
         return Completion(text, reasoning, {**usage, "completion_tokens": 20})
+
+    _LOGPROB_TOKENS = ("0", "1", "2", "3", "4", "5", " 3", "The", "I")
+
+    def _logprobs(self, messages: Sequence[Mapping[str, Any]], k: int, usage: dict[str, int]) -> Completion:
+        """An OpenAI-shaped answer with ``logprobs``: log-softmax of hashed logits over a few tokens (digits among
+        them), a pure function of the messages; with ``invalid_every``, about one prompt in n gets no digit."""
+        plain = [dict(m) for m in messages]
+        tokens = self._LOGPROB_TOKENS
+        if self.invalid_every and _digest(plain, "logprobs") % self.invalid_every == 0:
+            tokens = ("The", "I", " well")
+        logits = [(_digest(plain, token) % 1000) / 250.0 for token in tokens]
+        top_logit = max(logits)
+        norm = top_logit + math.log(sum(math.exp(v - top_logit) for v in logits))
+        ranked = sorted(zip(tokens, (v - norm for v in logits), strict=True), key=lambda t: (-t[1], t[0]))
+        entry = {"token": ranked[0][0], "logprob": ranked[0][1],
+                 "top_logprobs": [{"token": t, "logprob": lp} for t, lp in ranked[:k]]}
+        raw = {"choices": [{"index": 0, "message": {"role": "assistant", "content": ranked[0][0]},
+                            "logprobs": {"content": [entry]}, "finish_reason": "length"}]}
+        return Completion(ranked[0][0], "", {**usage, "completion_tokens": 1}, "length", raw=raw)
 
 
 def build_backend(spec: OpenAISpec | TransformersSpec | ScriptedSpec | RulesSpec, *, shared: dict | None = None):

@@ -146,6 +146,8 @@ class CallRunner:
         self.on_call = on_call
         self.usage = {role: RoleUsage() for role in self.channels}
         self._usage_lock = threading.Lock()
+        self._inflight: dict[str, threading.Lock] = {}
+        self._inflight_lock = threading.Lock()
         self._gates = {role: threading.Semaphore(1 if c.exclusive else c.concurrency) for role, c in channels.items()}
         self._buckets: dict[str, list[tuple[str, TokenBucket]]] = {}
         for role, channel in self.channels.items():
@@ -167,6 +169,14 @@ class CallRunner:
         request = {"backend": dict(channel.identity), "role": role, "messages": [dict(m) for m in messages],
                    "params": dict(params), "protocol": self.protocol_version}
         key = call_key(request)
+        with self._inflight_lock:
+            same = self._inflight.setdefault(key, threading.Lock())
+        with same:  # two identical calls at once (a shared calibration prompt): the second waits for the first
+            return self._call_once(role, channel, key, request, messages, params, produce)
+
+    def _call_once(self, role: str, channel: RoleChannel, key: str, request: Mapping[str, Any],
+                   messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any],
+                   produce: Callable[[Any], Mapping[str, Any]]) -> dict[str, Any]:
         cached = self.cache.get(key)
         if cached is not None:
             self._count(role, cached, cached=True)

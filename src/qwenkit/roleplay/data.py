@@ -54,6 +54,10 @@ class DimensionSpec(StrictModel):
 class JudgeTemplates(StrictModel):
     system: Bilingual
     user: Bilingual
+    prefill: str
+    """The start of the judge's answer, continued by a ``score_from: logprobs`` judge (its next token is the score)."""
+    content_free: Bilingual
+    """The content-free reply whose score distribution calibrates a ``calibrate: true`` judge (Zhao et al. 2021)."""
     pairwise: Bilingual
 
 

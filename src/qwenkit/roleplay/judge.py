@@ -35,6 +35,12 @@ class Judgment:
     """``judge`` (a valid answer), ``rule`` (a rule override; no call), ``rules`` (the rules judge) or ``invalid``."""
     attempts: int
     note: str = ""
+    distribution: dict[str, float] | None = None
+    """``score_from: logprobs`` judges: the (calibrated) distribution over the scores the label is the argmax of."""
+    expected: float | None = None
+    """``score_from: logprobs`` judges: G-Eval's expected score under ``distribution``."""
+    score_mass: float | None = None
+    """``score_from: logprobs`` judges: the probability the judge put on the scale's score tokens at all."""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -137,6 +143,10 @@ def judge_reply(*, judge: str, judge_spec, runner: CallRunner | None, protocol: 
     if override is not None:
         return made(override[0], "rule", 0, override[1])
     messages = judge_prompt(protocol, transcript, index, dimension, card, script, context_rounds)
+    if judge_spec.score_from == "logprobs":
+        return _judge_by_logprobs(judge=judge, judge_spec=judge_spec, runner=runner, protocol=protocol,
+                                  transcript=transcript, index=index, dimension=dimension, card=card, script=script,
+                                  seed=seed, context_rounds=context_rounds, messages=messages, made=made)
     last = ""
     for attempt in range(retries + 1):
         params = {**sampling_params(judge_spec, derived_seed(seed, "judge", transcript.dialogue_id,
@@ -149,6 +159,60 @@ def judge_reply(*, judge: str, judge_spec, runner: CallRunner | None, protocol: 
         if score is not None:
             return made(score, "judge", attempt + 1)
     return made(None, "invalid", retries + 1, last[:200])
+
+
+def content_free_prompt(protocol: Protocol, lang: str, dimension: str) -> list[dict[str, str]]:
+    """The judge prompt with every content field (character, user, preferences, history, reply) replaced by the
+    content-free text (``N/A``; ``无`` in Chinese), as in Zhao et al. 2021: what remains is the format, the
+    dimension's rubric and the prefill, so its score distribution is the judge's prior for that rubric."""
+    spec = protocol.dimensions[dimension]
+    blank = protocol.judge.content_free.get(lang)
+    user = protocol.judge.user.get(lang).format(
+        character=blank, user_profile=blank, preferences=blank, history=blank, reply=blank,
+        dimension_name=spec.name.get(lang), rubric=spec.rubric.get(lang).strip(), low=spec.scale[0],
+        high=spec.scale[1])
+    return [{"role": "system", "content": protocol.judge.system.get(lang)}, {"role": "user", "content": user}]
+
+
+def _judge_by_logprobs(*, judge: str, judge_spec, runner: CallRunner, protocol: Protocol, transcript: Transcript,
+                       index: int, dimension: str, card: CharacterCard, script: MotivationScript, seed: int,
+                       context_rounds: int, messages: list[dict[str, str]], made) -> Judgment:
+    """One greedy call after the prefill; the label is the argmax of the (calibrated) score distribution. The
+    calibration prior is the judge's distribution for :func:`content_free_prompt` (one call per language and
+    dimension, shared by every reply)."""
+    from qwenkit.roleplay.logprob_judge import (
+        argmax_score,
+        calibrate,
+        expected_score,
+        score_distribution,
+        top_logprobs_once,
+    )
+
+    scale = tuple(protocol.dimensions[dimension].scale)
+    role = f"judge:{judge}"
+
+    def distribution(prompt: list[dict[str, str]], *parts: Any) -> tuple[dict[int, float], float]:
+        prompt = [*prompt, {"role": "assistant", "content": protocol.judge.prefill}]
+        params = {"score_from": "logprobs", "top_logprobs": judge_spec.top_logprobs,
+                  "enable_thinking": judge_spec.enable_thinking, "seed": derived_seed(seed, "judge", dimension, *parts)}
+        answer = runner.call(role, prompt, params, lambda b, m=prompt, p=params: top_logprobs_once(b, m, p))
+        return score_distribution(answer["top"], scale)
+
+    p, mass = distribution(messages, transcript.dialogue_id, transcript.player, index)
+    if mass < judge_spec.min_score_mass or not p:
+        return made(None, "invalid", 1, f"probability on score tokens {mass:.3f} < min_score_mass "
+                                        f"{judge_spec.min_score_mass:g}")
+    if judge_spec.calibrate:
+        prior, prior_mass = distribution(content_free_prompt(protocol, transcript.lang, dimension), "content-free",
+                                         transcript.lang)
+        p = calibrate(p, prior) if prior_mass > 0 else {}
+        if not p:
+            return made(None, "invalid", 2, "calibration: the content-free prior holds none of these scores")
+    judged = made(argmax_score(p), "judge", 2 if judge_spec.calibrate else 1)
+    judged.distribution = {str(s): round(w, 6) for s, w in p.items()}
+    judged.expected = round(expected_score(p), 6)
+    judged.score_mass = round(mass, 6)
+    return judged
 
 
 @dataclass

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from qwenkit.roleplay.agreement import cohen_kappa
+from qwenkit.roleplay.agreement import cohen_kappa, krippendorff_alpha, spearman_rho
 from qwenkit.roleplay.data import DIMENSIONS
 from qwenkit.roleplay.run import pairwise_summary, read_jsonl, summarise
 
@@ -44,14 +44,19 @@ def radar_plot(path: Path, labels: list[str], series: dict[str, list[float]], ti
 
 
 def judge_agreement(judgments: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per pair of judges and dimension: items both scored validly, exact agreement and Cohen's kappa.
+    """Per pair of judges and dimension, on the replies both scored validly: the count, exact agreement, Cohen's
+    kappa and Krippendorff's alpha (ordinal) of the labels, and Spearman's rho of the scores, where a
+    ``score_from: logprobs`` judge contributes its expected score (finer than its label).
 
     Rule overrides are left out: both judges apply the same rules, so counting them would show agreement that no
     judge produced."""
     scores: dict[str, dict[tuple, float]] = defaultdict(dict)
+    graded: dict[str, dict[tuple, float]] = defaultdict(dict)
     for j in judgments:
         if j["score"] is not None and j["status"] != "rule":
-            scores[j["judge"]][(j["player"], j["dialogue_id"], j["round"], j["dimension"])] = j["score"]
+            key = (j["player"], j["dialogue_id"], j["round"], j["dimension"])
+            scores[j["judge"]][key] = j["score"]
+            graded[j["judge"]][key] = j["expected"] if j.get("expected") is not None else j["score"]
     judges = sorted(scores)
     rows = []
     for a_index, first in enumerate(judges):
@@ -63,8 +68,22 @@ def judge_agreement(judgments: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 a = [scores[first][k] for k in keys]
                 b = [scores[second][k] for k in keys]
                 rows.append({"judges": f"{first} vs {second}", "dimension": dimension, "items": len(keys),
-                             "exact": float(np.mean(np.equal(a, b))), "cohen_kappa": cohen_kappa(a, b)})
+                             "exact": float(np.mean(np.equal(a, b))), "cohen_kappa": cohen_kappa(a, b),
+                             "alpha_ordinal": krippendorff_alpha(np.array([a, b], dtype=float), level="ordinal"),
+                             "spearman_rho": spearman_rho([graded[first][k] for k in keys],
+                                                          [graded[second][k] for k in keys])})
     return rows
+
+
+def label_spread(judgments: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per model judge and dimension: how often each label was given (a judge that gives one label to everything
+    has kappa 0 with anyone, however good its other numbers look)."""
+    counts: dict[tuple[str, str], dict[int, int]] = defaultdict(lambda: defaultdict(int))
+    for j in judgments:
+        if j["status"] in {"judge", "rules"} and j["score"] is not None:
+            counts[(j["judge"], j["dimension"])][j["score"]] += 1
+    return [{"judge": k[0], "dimension": k[1], "labels": ", ".join(f"{s}: {n}" for s, n in sorted(v.items()))}
+            for k, v in sorted(counts.items())]
 
 
 def _write_transcript(path: Path, transcript: dict[str, Any], judgments: list[dict[str, Any]]) -> None:
@@ -102,8 +121,9 @@ def build_report(run_dirs: list[Path], out: Path, *, title: str = "Role-play ben
     total = summary["judgments"]
     report.text(f"{len(transcripts)} dialogues, {total} judgments ({summary['invalid']} invalid, "
                 f"{summary['rule_overrides']} fixed by a rule override). Scores are normalised to 0-100 "
-                "(score / highest score of the dimension x 100); brackets are percentile-bootstrap 95 % intervals "
-                "over the judged replies. Invalid judgments are counted, never averaged.")
+                "(score / highest score of the dimension x 100); brackets are percentile cluster-bootstrap 95 % "
+                "intervals that resample dialogues (the replies of one dialogue are correlated). Invalid judgments "
+                "are counted, never averaged.")
     report.heading("Scores by dimension")
     pivot: dict[tuple[str, str], dict[str, Any]] = {}
     for row in summary["by_dimension"]:
@@ -121,13 +141,19 @@ def build_report(run_dirs: list[Path], out: Path, *, title: str = "Role-play ben
     report.table(rows, ["judge", "player", "scenario", "dimension", "score", "n", "invalid"])
     report.heading("Invalid-answer rate per judge")
     per_judge: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    masses: dict[str, list[float]] = defaultdict(list)
     for j in judgments:
         if j["status"] in {"judge", "invalid"}:
             per_judge[j["judge"]][0] += j["status"] == "invalid"
             per_judge[j["judge"]][1] += 1
-    report.text("Model judges only (the rules judge and rule overrides never need an answer); an answer is invalid "
-                "when no attempt, retries included, held a readable score.")
-    report.table([{"judge": k, "judged replies": v[1], "invalid": v[0], "invalid rate": v[0] / v[1]}
+        if j.get("score_mass") is not None:
+            masses[j["judge"]].append(j["score_mass"])
+    report.text("Model judges only (the rules judge and rule overrides never need an answer). A text judge's "
+                "answer is invalid when no attempt, retries included, held a readable score; a logprob judge's "
+                "when its probability on the scale's score tokens is below `min_score_mass` (the mean of that "
+                "probability is shown).")
+    report.table([{"judge": k, "judged replies": v[1], "invalid": v[0], "invalid rate": v[0] / v[1],
+                   "mean score-token mass": float(np.mean(masses[k])) if masses[k] else "-"}
                   for k, v in sorted(per_judge.items())])
     agreement = judge_agreement(judgments)
     report.heading("Agreement between judges")
@@ -135,10 +161,13 @@ def build_report(run_dirs: list[Path], out: Path, *, title: str = "Role-play ben
         report.text("No reply was scored validly by two judges without a rule override, so there is nothing to "
                     "compare.")
     else:
-        report.text("Exact agreement and Cohen's kappa on the replies both judges scored validly; replies whose "
-                    "score a rule override fixed (EE not in first person, CM admits being an AI) are left out, since "
-                    "both judges apply the same rules.")
+        report.text("On the replies both judges scored validly: exact agreement, Cohen's kappa and Krippendorff's "
+                    "alpha (ordinal) of the labels, and Spearman's rho of the scores (a logprob judge's expected "
+                    "score). Replies whose score a rule override fixed (EE not in first person, CM admits being an "
+                    "AI) are left out, since both judges apply the same rules. NaN: undefined (one label only).")
         report.table(agreement)
+        report.text("Labels given per judge and dimension (the spread behind the kappas):")
+        report.table(label_spread(judgments))
     if pairs:
         report.heading("Pairwise (position swap)")
         report.text("Each pair of replies to the same user turn was judged in both orders; a side wins only when "

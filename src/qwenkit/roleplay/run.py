@@ -59,9 +59,17 @@ class RunConfig(StrictModel):
                                  "or scripted")
         if self.simulator is not None and self.simulator.kind == "rules":
             raise ValueError("simulator: kind 'rules' is a judge; use openai, transformers or scripted")
+        for role, spec in [*((f"players.{k}", v) for k, v in self.players.items()), ("simulator", self.simulator)]:
+            if spec is not None and (spec.score_from != "text" or spec.calibrate):
+                raise ValueError(f"{role}.score_from/calibrate: only judges read scores")
         for label, spec in self.judges.items():
             if spec.thinking_budget is not None:
                 raise ValueError(f"judges.{label}.thinking_budget: only players take a thinking budget")
+            if spec.calibrate and spec.score_from != "logprobs":
+                raise ValueError(f"judges.{label}.calibrate: calibration needs score_from: logprobs")
+            if spec.score_from == "logprobs" and spec.kind not in ("openai", "transformers", "scripted"):
+                raise ValueError(f"judges.{label}.score_from: logprobs needs a model judge (openai, transformers "
+                                 "or scripted)")
         if self.pairwise and len(self.players) < 2:
             raise ValueError("pairwise: needs at least two players to compare")
         return self
