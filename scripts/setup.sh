@@ -9,10 +9,11 @@ PYTHON=${PYTHON:-python3}
 TORCH_VERSION=${TORCH_VERSION:-2.13.0}
 
 # System packages: fonts for text rendering, OCR engines, the WordNet database, a C compiler for generated kernels,
-# and an aarch64 cross compiler + qemu so the NEON kernels are tested on x86 machines too.
+# an aarch64 cross compiler + qemu so the NEON kernels are tested on x86 machines too, and headless OpenGL (EGL,
+# OSMesa) for face's pyrender renderer.
 APT_PACKAGES=(gcc fonts-dejavu-core fonts-noto-cjk fonts-wqy-zenhei tesseract-ocr tesseract-ocr-eng tesseract-ocr-chi-sim
               wordnet-base gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static
-              espeak-ng ffmpeg sox)
+              espeak-ng ffmpeg sox libegl1 libegl-mesa0 libgl1-mesa-dri libosmesa6)
 missing=()
 if command -v dpkg-query >/dev/null 2>&1; then
   for pkg in "${APT_PACKAGES[@]}"; do

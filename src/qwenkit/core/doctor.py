@@ -62,6 +62,8 @@ def default_checks() -> list[Check]:
         Check("fonts (Latin and CJK)", "fonts-dejavu-core fonts-wqy-zenhei fonts-noto-cjk", _fonts),
         Check("espeak-ng (speech and its library)", "espeak-ng", _espeak),
         Check("ffmpeg (H.264 + AAC)", "ffmpeg", _ffmpeg),
+        Check("pyrender offscreen on EGL (headless OpenGL)", "libegl1 libegl-mesa0 libgl1-mesa-dri; "
+              "pip install pyrender", _pyrender_egl),
     ]
 
 
@@ -155,3 +157,31 @@ def _ffmpeg() -> str:
     if missing:
         raise CheckFailed(f"ffmpeg has no {missing} encoder")
     return "libx264, aac"
+
+
+_PYRENDER_TRIANGLE = """
+import numpy as np, pyrender, trimesh
+mesh = trimesh.Trimesh([[-1, -1, 0], [1, -1, 0], [0, 1, 0]], [[0, 1, 2]], process=False)
+scene = pyrender.Scene(bg_color=[0, 0, 0, 1], ambient_light=[1, 1, 1])
+scene.add(pyrender.Mesh.from_trimesh(mesh, smooth=False))
+scene.add(pyrender.OrthographicCamera(xmag=1.5, ymag=1.5), pose=np.array(
+    [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 2], [0, 0, 0, 1]], dtype=float))
+renderer = pyrender.OffscreenRenderer(32, 32)
+color, _ = renderer.render(scene, flags=pyrender.RenderFlags.FLAT)
+renderer.delete()
+print(int((color.sum(axis=2) > 0).sum()))
+"""
+
+
+def _pyrender_egl() -> str:
+    """Render one triangle offscreen with pyrender on EGL (in a child: OpenGL's platform is fixed per process)."""
+    import os
+    import sys
+
+    if ctypes.util.find_library("EGL") is None:
+        raise CheckFailed("libEGL is not installed")
+    lit = int(_run([sys.executable, "-c", _PYRENDER_TRIANGLE], env={**os.environ, "PYOPENGL_PLATFORM": "egl"},
+                   ).stdout.strip().splitlines()[-1])
+    if lit < 100:
+        raise CheckFailed(f"the rendered triangle covers {lit} of 1,024 pixels; expected about a third")
+    return f"a 32x32 triangle: {lit} pixels lit"
