@@ -95,3 +95,24 @@ def test_gain_sd_is_over_paired_seeds():
 def test_registered_for_the_demo():
     repros = discover_repros()
     assert "sft-rationales" in repros and "sft-rationales-classify" in repros
+
+
+def test_a_study_started_again_repeats_only_unfinished_arms(tmp_path, monkeypatch):
+    import qwenkit.sft.pipeline
+
+    config = repro.arm_config("topic", {}, "answer", seed=0, steps=2, train_size=8, eval_size=3, size="nano",
+                              batch_size=4).model_dump(mode="json")
+    out = str(tmp_path / "arm")
+    first = repro.run_arm("topic", config, out)
+    calls = []
+    real = qwenkit.sft.pipeline.train_and_evaluate
+    monkeypatch.setattr(qwenkit.sft.pipeline, "train_and_evaluate",
+                        lambda *args, **kwargs: calls.append(kwargs) or real(*args, **kwargs))
+    def same(a, b):  # empty reliability bins hold NaN accuracies, which never compare equal
+        return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+
+    assert same(repro.run_arm("topic", config, out), first) and calls == []
+    # killed after training, before evaluation: no results.json, the final checkpoint is resumed, not retrained
+    (tmp_path / "arm" / "results.json").unlink()
+    again = repro.run_arm("topic", config, out)
+    assert calls[-1]["resume"] == "auto" and same(again, first)

@@ -48,8 +48,10 @@ def train_and_evaluate(config: SFTConfig, out: str | Path, *, resume: Any = Fals
     find_model_source(config.model.path, gguf_file=config.model.gguf_file)
     run = start_run(out, config, resume=resume, may_change=EVALUATION_FIELDS)
     result = train_records(config, train, out, resume=resume, quiet=quiet, run=run)
+    # the run's metrics log, not this call's history: a resumed run's earlier steps count too
+    _, losses = run.series("loss")
     summary: dict[str, Any] = {"target": config.target, "train_records": len(train), "dropped": result.dropped,
-                               "final_loss": result.history[-1]["loss"] if result.history else None}
+                               "final_loss": losses[-1] if losses else None}
     if evaluation:
         questions = evaluate_records(result.model, result.tokenizer, evaluation, config.target, config.evaluation)
         summary.update(summarize(questions, config.evaluation.n_bins))

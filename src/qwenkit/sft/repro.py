@@ -63,12 +63,27 @@ def arm_config(task: str, difficulty: dict[str, int], target: str, *, seed: int,
 
 
 def run_arm(label: str, config_data: dict[str, Any], out: str) -> dict[str, Any]:
-    """Train and evaluate one (task, target, seed) arm in its own run directory; returns its summary."""
+    """Train and evaluate one (task, target, seed) arm in its own run directory; returns its summary.
+
+    A study started again into the same directory repeats only unfinished arms: an arm whose directory holds
+    ``results.json`` written for this exact config is read back, and a killed arm resumes from its checkpoint.
+    """
+    from pathlib import Path
+
+    import yaml
+
     from qwenkit.sft.config import SFTConfig
     from qwenkit.sft.pipeline import train_and_evaluate
 
     config = SFTConfig.model_validate(config_data)
-    summary = train_and_evaluate(config, out, quiet=True, write_report=False)
+    results, saved = Path(out) / "results.json", Path(out) / "config.yaml"
+    if results.is_file() and saved.is_file() and \
+            yaml.safe_load(saved.read_text(encoding="utf-8")) == config.model_dump(mode="json"):
+        summary = json.loads(results.read_text(encoding="utf-8"))
+    else:
+        results.unlink(missing_ok=True)
+        resume = "auto" if (Path(out) / "checkpoints").is_dir() else False
+        summary = train_and_evaluate(config, out, resume=resume, quiet=True, write_report=False)
     return {"label": label, "target": config.target, "seed": config.trainer.seed, **summary}
 
 
