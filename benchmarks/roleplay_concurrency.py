@@ -22,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from fastapi import FastAPI, Request
+
 RESULTS = Path(__file__).parent / "results"
 
 
@@ -30,8 +32,6 @@ def delayed_app(delay_s: float):
     (``asyncio.sleep``: requests in flight overlap, as on a real batching server). Benchmark only: the body is read
     as the harness sends it, with no validation."""
     import asyncio
-
-    from fastapi import FastAPI, Request
 
     from qwenkit.roleplay.backends import ScriptedBackend
 
