@@ -34,11 +34,11 @@ def _cpu_seconds() -> float:
 
 
 def run_one(run, scratch: Path, target: Path, *, full: bool, threads: int) -> dict:
-    """One reproduction into ``scratch``; its report, plots and JSON copied to ``target`` with ``timing.json``."""
+    """One reproduction into ``scratch`` (started again into the same scratch, a study repeats only unfinished
+    arms); its report, plots and JSON copied to ``target`` with ``timing.json``."""
     from qwenkit.core.repro import ReproContext
     from qwenkit.core.runs import RunDir
 
-    shutil.rmtree(scratch, ignore_errors=True)
     load_before, cpu_before = os.getloadavg(), _cpu_seconds()
     started = time.perf_counter()
     line = run(ReproContext(run=RunDir(scratch), full=full, threads=threads))
