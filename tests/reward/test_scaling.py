@@ -61,3 +61,15 @@ def test_a_missing_cell_index_is_an_error(tmp_path):
     grid = load_config(ScalingGrid, GRID)
     with pytest.raises(IndexError, match="cells 0..3"):
         run_cell(grid, 4, tmp_path)
+
+
+def test_model_curve_uses_the_largest_data_size_every_model_has_finished():
+    def result(model, parameters, data_size, loss):
+        return {"model_size": model, "parameters": parameters, "data_size": data_size,
+                "by_category": {"adversarial": {"bt_loss": loss}}}
+
+    grid = load_config(ScalingGrid, {**GRID, "model_sizes": ["nano", "tiny"], "n_boot": 10})
+    results = [result("nano", 100, 8, 0.69), result("nano", 100, 16, 0.60), result("nano", 100, 32, 0.50),
+               result("tiny", 400, 8, 0.68), result("tiny", 400, 16, 0.55)]  # tiny has not finished D=32
+    (model_curve,) = [f for f in fit_grid(grid, results) if f.against == "model"]
+    assert model_curve.group == "D=16" and model_curve.x == [100.0, 400.0] and model_curve.y == [0.60, 0.55]

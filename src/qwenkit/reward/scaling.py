@@ -5,7 +5,7 @@ Ray job can run ``qwenkit reward scaling --config grid.yaml --out DIR --cell $i`
 writes ``DIR/cells/<name>/result.json`` atomically when it finishes; a finished cell is skipped, an unfinished one
 resumes from its checkpoint. ``--workers K`` runs the pending cells in K local processes. When every cell is done,
 :func:`fit_grid` fits ``L(D) = a D^-alpha + c`` per category and model size, and ``L(N) = b N^-beta + c`` per
-category at the largest data size (N = non-embedding parameters), each needing at least four points.
+category at the largest data size every model size has (N = non-embedding parameters), each needing four points.
 """
 
 from __future__ import annotations
@@ -189,7 +189,7 @@ def _mean_by(results: Sequence[dict], key, category: str) -> dict:
 
 def fit_grid(grid: ScalingGrid, results: Sequence[dict], *, seed: int = 0) -> list[CurveFit]:
     """Power-law fits of mean (over seeds) test BT loss per category: against D per model size, and against N at the
-    largest data size."""
+    largest data size that every model size has finished (an unfinished grid still gets an ``L(N)`` curve)."""
     from qwenkit.reward.scaling_fit import fit_power_law
 
     fits = []
@@ -199,11 +199,20 @@ def fit_grid(grid: ScalingGrid, results: Sequence[dict], *, seed: int = 0) -> li
             points = _mean_by([r for r in results if r["model_size"] == size], lambda r: r["data_size"], category)
             if points:
                 fits.append(_curve(category, "data", size, points, grid.n_boot, seed, fit_power_law))
-        largest = max(r["data_size"] for r in results)
+        largest = _largest_shared_data_size(results)
         points = _mean_by([r for r in results if r["data_size"] == largest], lambda r: r["parameters"], category)
         if points:
             fits.append(_curve(category, "model", f"D={largest}", points, grid.n_boot, seed, fit_power_law))
     return fits
+
+
+def _largest_shared_data_size(results: Sequence[dict]) -> int:
+    """The largest D that every model size in ``results`` has finished (the largest D of a complete grid)."""
+    sizes_by_model: dict[str, set[int]] = {}
+    for r in results:
+        sizes_by_model.setdefault(r["model_size"], set()).add(r["data_size"])
+    shared = set.intersection(*sizes_by_model.values())
+    return max(shared) if shared else max(r["data_size"] for r in results)
 
 
 def _curve(category, against, group, points, n_boot, seed, fitter) -> CurveFit:
