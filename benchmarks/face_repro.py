@@ -23,7 +23,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--full", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1, help="worker processes, one torch thread each")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per arm (arms run in parallel workers)")
     parser.add_argument("--keep", type=Path, default=None, help="run here and keep the run directory")
     args = parser.parse_args()
     name = "face_repro_full" if args.full else "face_repro"

@@ -63,16 +63,12 @@ def run_arm(plan: Plan, arm: str) -> dict:
             "model": str(run.path / "model")}
 
 
-def run_arms(plan: Plan, arms: list[str], workers: int = 2) -> list[dict]:
-    """Every arm in a pool of ``workers`` spawned processes (results in the order of ``arms``)."""
-    from concurrent.futures import ProcessPoolExecutor
-    from multiprocessing import get_context
+def run_arms(plan: Plan, arms: list[str], *, threads: int = 1, workers: int | None = None) -> list[dict]:
+    """Every arm in spawned worker processes of ``threads`` torch threads each (``workers`` defaults to as many as
+    the usable cores allow), results in the order of ``arms``."""
+    from qwenkit.core.parallel import run_in_processes
 
-    if workers <= 1:
-        return [run_arm(plan, arm) for arm in arms]
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-        futures = [pool.submit(run_arm, plan, arm) for arm in arms]
-        return [f.result() for f in futures]
+    return run_in_processes(run_arm, [(plan, arm) for arm in arms], workers=workers, threads=threads)
 
 
 def render_comparison(corpus: Path, models: dict[str, str], out: Path, size: int = 192) -> tuple[Path, Path]:

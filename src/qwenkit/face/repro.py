@@ -35,8 +35,11 @@ def run_face_style(ctx: ReproContext) -> str:
     make_synthetic(corpus_config, out / "corpus", quiet=True)
     corpus_s = time.perf_counter() - started
     plan = Plan(out / "corpus", out / "arms", sizes["steps"], ctx.seed)
-    workers = max(1, min(ctx.threads or 2, len(os.sched_getaffinity(0))))
-    results = run_arms(plan, list(ARMS), workers=workers)
+    from qwenkit.core.parallel import default_workers
+
+    threads = ctx.threads or 1
+    workers = default_workers(len(ARMS), threads)
+    results = run_arms(plan, list(ARMS), threads=threads, workers=workers)
     by_arm = {r["arm"]: r for r in results}
     video, strip = render_comparison(out / "corpus", {"ours": by_arm["ours"]["model"],
                                                       "one-hot": by_arm["one-hot"]["model"]}, out)
