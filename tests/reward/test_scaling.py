@@ -73,3 +73,11 @@ def test_model_curve_uses_the_largest_data_size_every_model_has_finished():
                result("tiny", 400, 8, 0.68), result("tiny", 400, 16, 0.55)]  # tiny has not finished D=32
     (model_curve,) = [f for f in fit_grid(grid, results) if f.against == "model"]
     assert model_curve.group == "D=16" and model_curve.x == [100.0, 400.0] and model_curve.y == [0.60, 0.55]
+
+
+def test_workers_give_the_same_cells_as_one_process(tmp_path):
+    grid = load_config(ScalingGrid, {**GRID, "data_sizes": [8, 16]})
+    alone = run_grid(grid, tmp_path / "one", quiet=True)
+    spread = run_grid(grid, tmp_path / "two", workers=2, quiet=True)
+    strip = [{k: v for k, v in r.items() if "time" not in k and not k.endswith("_s")} for r in alone + spread]
+    assert strip[:2] == strip[2:]

@@ -130,35 +130,19 @@ def run_cell(grid: ScalingGrid, index: int, out: str | Path, *, quiet: bool | No
     return result
 
 
-def _run_cell_in_worker(args: tuple[dict, int, str]) -> int:
-    from qwenkit.core.seeding import set_threads
-
-    grid_data, index, out = args
-    set_threads(1)
-    run_cell(ScalingGrid.model_validate(grid_data), index, out)
-    return index
-
-
 def run_grid(grid: ScalingGrid, out: str | Path, *, workers: int = 1, quiet: bool | None = None) -> list[dict]:
-    """Run every cell that has no result yet (in ``workers`` processes when > 1) and return all results."""
+    """Run every cell that has no result yet and return all results. With ``workers`` > 1 the cells run in that many
+    spawned processes of one torch thread each; with one, here, under the caller's thread count."""
+    import torch
+
+    from qwenkit.core.parallel import run_in_processes
     from qwenkit.core.progress import ProgressBar
 
     out = Path(out)
     pending = [c.index for c in cells(grid) if not result_path(out, c).is_file()]
     with ProgressBar(len(pending), "scaling cells", quiet=quiet) as bar:
-        if workers <= 1:
-            for index in pending:
-                run_cell(grid, index, out)
-                bar.update(1)
-        else:
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor
-
-            context = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-                jobs = [(grid.model_dump(mode="json"), i, str(out)) for i in pending]
-                for _ in pool.map(_run_cell_in_worker, jobs):
-                    bar.update(1)
+        run_in_processes(run_cell, [(grid, index, out) for index in pending], workers=workers,
+                         threads=1 if workers > 1 else torch.get_num_threads(), on_done=lambda *_: bar.update(1))
     return collect_results(grid, out)
 
 
