@@ -87,28 +87,6 @@ def run_arm(label: str, config_data: dict[str, Any], out: str) -> dict[str, Any]
     return {"label": label, "target": config.target, "seed": config.trainer.seed, **summary}
 
 
-def _run_arms(jobs: list[tuple[str, dict[str, Any], str]], threads: int) -> list[dict[str, Any]]:
-    """Arms in parallel worker processes, one per ``threads`` usable cores; results in the order of ``jobs``."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    from qwenkit.core.system import usable_cores
-
-    workers = max(1, min(len(jobs), usable_cores() // threads))
-    if workers == 1:
-        return [_run_in_worker(threads, *job) for job in jobs]
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(_run_in_worker, threads, *job) for job in jobs]
-        return [f.result() for f in futures]
-
-
-def _run_in_worker(threads: int, label: str, config_data: dict[str, Any], out: str) -> dict[str, Any]:
-    import torch
-
-    torch.set_num_threads(threads)
-    return run_arm(label, config_data, out)
-
-
 def gains(results: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     """Per task (averaged over seeds): accuracy and ECE of both arms, the gains of rationales, and the gains'
     standard deviation over seeds (0 with one seed; the two arms of one seed are paired)."""
@@ -194,10 +172,11 @@ def run_study(ctx: ReproContext, tasks, scale: dict[str, Any], *, title: str, wh
     """Every (task, target, seed) arm of ``tasks`` at ``scale``, the gain scatter with its line, the table, the
     reliability diagrams and (with ``smollm2``) the SmolLM2-135M LoRA arms; writes the report, ``arms.json`` and
     ``summary.json`` into ``ctx.run.path`` and returns the one-line summary."""
+    from qwenkit.core.parallel import run_in_processes
     from qwenkit.core.report import Report
     from qwenkit.sft.plots import gain_scatter, reliability_diagram
 
-    results = _run_arms(_study_jobs(ctx, tasks, scale, smollm2), threads=ctx.threads or 1)
+    results = run_in_processes(run_arm, _study_jobs(ctx, tasks, scale, smollm2), threads=ctx.threads or 1)
     (ctx.run.path / "arms.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
     by_task = gains([r for r in results if not r["label"].startswith("smollm2")])
     fit = fit_gain_line(by_task, ctx.seed)
