@@ -31,7 +31,8 @@ class Repro:
     title: str
     run: Callable[[ReproContext], str]
     quick_minutes: float = 1.0
-    """Expected wall time of the quick version on 2 CPU cores (the demo's whole budget is ~10 minutes)."""
+    """Measured wall time of the quick version on one idle core at one thread, as `make demo` runs it (one
+    reproduction per core); the demo schedules the longest first."""
     order: int = 100
     """Demo order; lower runs first."""
 

@@ -139,4 +139,4 @@ def _stage_ablation(fine_tune, evaluate, run_path, model_b) -> dict[str, dict]:
 
 
 REPROS = [Repro(name="embed", title="Qwen3 Embedding: InfoNCE fine-tune, slerp merge, Matryoshka (stdlib code)",
-                run=run, quick_minutes=4.5, order=50)]
+                run=run, quick_minutes=4.4, order=50)]

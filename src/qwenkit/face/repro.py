@@ -55,4 +55,4 @@ def run_face_style(ctx: ReproContext) -> str:
 
 
 REPROS = [Repro("face-style", "StyleSpeaker: speaking styles from a reference clip (synthetic talking faces)",
-                run_face_style, quick_minutes=2.0, order=80)]
+                run_face_style, quick_minutes=1.9, order=80)]

@@ -122,7 +122,7 @@ def _call(fn, args: tuple, kwargs: dict):
 
 REPROS = [
     Repro(name="image-text", title="Qwen-Image: a tiny MMDiT learns glyphs with and without the curriculum",
-          run=run_image_text, quick_minutes=1.3, order=60),
+          run=run_image_text, quick_minutes=3.5, order=60),
     Repro(name="image-edit", title="Qwen-Image editing: dual vs semantic vs VAE conditioning, the edit visible",
-          run=run_image_edit, quick_minutes=2.5, order=61),
+          run=run_image_edit, quick_minutes=4.3, order=61),
 ]

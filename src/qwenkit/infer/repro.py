@@ -73,7 +73,7 @@ REPROS = [
         name="infer-budget",
         title="Qwen3 thinking budget: accuracy against budget (exact budget, tiny trained Qwen3)",
         run=_quick,
-        quick_minutes=2.0,
+        quick_minutes=1.9,
         order=40,
     )
 ]

@@ -40,4 +40,4 @@ def run(ctx: ReproContext) -> str:
             f"{sweep_minimum_line(sweep)}; load {record['load_average_before'][0]:.1f}")
 
 
-REPROS = [Repro("permute", "SIMD tensor permutation vs NumPy (GenTT)", run, quick_minutes=1.0, order=60)]
+REPROS = [Repro("permute", "SIMD tensor permutation vs NumPy (GenTT)", run, quick_minutes=0.4, order=60)]

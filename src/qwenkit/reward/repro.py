@@ -130,7 +130,7 @@ REPROS = [
         name="reward-worldpm",
         title="WorldPM at toy scale: BT reward models, category scaling, style control",
         run=run_reward_repro,
-        quick_minutes=1.5,
+        quick_minutes=0.6,
         order=60,
     )
 ]

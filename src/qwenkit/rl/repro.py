@@ -289,7 +289,7 @@ REPROS = [
         name="rl-gspo-8020",
         title="RLVR: GRPO / GSPO / GSPO-token / 80-20 on tiny Qwen3 dense + MoE",
         run=run_rl_repro,
-        quick_minutes=2.0,
+        quick_minutes=1.7,
         order=30,
     ),
     Repro(

@@ -88,7 +88,7 @@ REPROS = [
         title="Role-play benchmark (RMTBench-style): SmolLM2 player, simulator and served logprob judge beside a "
               "rules judge",
         run=_run,
-        quick_minutes=1.5,
+        quick_minutes=1.7,
         order=60,
     )
 ]

@@ -270,8 +270,8 @@ def run_sft_classify_repro(ctx: ReproContext) -> str:
 
 REPROS = [
     Repro(name="sft-rationales", title="Rationales Are Not Silver Bullets: SFT with and without rationales over an "
-          "arithmetic difficulty sweep, accuracy and ECE gain", run=run_sft_repro, quick_minutes=1.5, order=80),
+          "arithmetic difficulty sweep, accuracy and ECE gain", run=run_sft_repro, quick_minutes=2.4, order=80),
     Repro(name="sft-rationales-classify", title="Rationales Are Not Silver Bullets: SFT with and without rationales "
-          "on classification-like tasks, accuracy and ECE gain", run=run_sft_classify_repro, quick_minutes=1.5,
+          "on classification-like tasks, accuracy and ECE gain", run=run_sft_classify_repro, quick_minutes=3.0,
           order=81),
 ]
