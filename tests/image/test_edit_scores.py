@@ -69,3 +69,16 @@ def test_grid_description_says_when_an_arm_shows_no_edit():
                        "by_kind": {"color": {"n": 4, "colour_applied": 0.9, "text_kept_ocr": 0.8}}}
     text = describe_edit_grid(worked, no_edit)
     assert "no color edit" not in text and "applied in 2 of the 2 shown (0.90 of 4" in text
+
+
+def test_grid_description_says_when_the_colour_is_only_approximate():
+    ground_truth = {"by_kind": {"color": {"glyph_colour_error": 12.0}}}
+    shown = [{"kind": "color", "colour_applied": 1.0, "text_kept_ocr": 1.0}] * 2
+
+    def arm(error):
+        return {"conditioning": "dual", "steps": 10, "shown_pairs": shown,
+                "by_kind": {"color": {"n": 4, "colour_applied": 1.0, "glyph_colour_error": error}}}
+
+    muddy = describe_edit_grid(arm(87.0), None, ground_truth)
+    assert "87 of 441 (rendered ground truth 12)" in muddy and "only approximately" in muddy
+    assert "only approximately" not in describe_edit_grid(arm(20.0), None, ground_truth)

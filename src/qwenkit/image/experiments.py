@@ -303,15 +303,18 @@ def add_edit_section(report, rows: list[dict], out: Path, *, reference: list[dic
                  f"consistency vs instruction followed on {main} edits, per conditioning (the `no edit` point is "
                  "what copying the source scores)")
     no_edit = next((r for r in reference if r["conditioning"] == "no edit"), None)
+    ground_truth = next((r for r in reference if r["conditioning"] == "ground truth"), None)
     for row in rows:
         report.image(out / "plots" / f"edit_{row['conditioning']}.png",
                      f"{row['conditioning']}: source | edited | ground truth (two pairs per row)")
-        report.text(describe_edit_grid(row, no_edit))
+        report.text(describe_edit_grid(row, no_edit, ground_truth))
 
 
-def describe_edit_grid(row: dict, no_edit: dict | None) -> str:
+def describe_edit_grid(row: dict, no_edit: dict | None, ground_truth: dict | None = None) -> str:
     """What an arm's grid shows, in words, from the metrics of the pairs it shows and of all held-out pairs; says
-    outright when the arm does not follow the instruction more often than copying the source does."""
+    outright when the arm does not follow the instruction more often than copying the source does, and, for colour
+    edits, when the colour is far from the instructed one although it is the nearest of the text colours (the
+    glyph colour error above three times the rendered ground truth's)."""
     shown = row["shown_pairs"]
     parts = []
     for kind in ("color", "word", "position"):
@@ -327,6 +330,13 @@ def describe_edit_grid(row: dict, no_edit: dict | None) -> str:
         if "text_kept_ocr" in row["by_kind"][kind]:
             sentence += (f"; the source text still read by OCR in {sum(p['text_kept_ocr'] for p in pairs):.0f} of "
                          f"{len(pairs)} ({row['by_kind'][kind]['text_kept_ocr']:.2f} overall)")
+        error = row["by_kind"][kind].get("glyph_colour_error")
+        exact = (ground_truth or {}).get("by_kind", {}).get(kind, {}).get("glyph_colour_error")
+        if error is not None and exact is not None:
+            sentence += (f"; mean RGB distance to the instructed colour inside the glyph {error:.0f} of 441 "
+                         f"(rendered ground truth {exact:.0f})")
+            if error > 3 * exact:
+                sentence += ", so the colour is only approximately the instructed one"
         baseline = no_edit["by_kind"][kind][followed] if no_edit and kind in no_edit["by_kind"] else 0.0
         if rate <= baseline + 0.05:
             sentence += (f". **This arm shows no {kind} edit**: it follows the instruction no more often than "
