@@ -150,10 +150,10 @@ def demo(
     unknown = [n for n in names if n not in repros]
     if unknown:
         raise typer.BadParameter(f"unknown reproduction(s) {unknown}; known: {list(repros)}", param_hint="--only")
-    if workers is None:
-        from qwenkit.core.system import usable_cores
+    from qwenkit.core.parallel import default_workers
 
-        workers = max(1, usable_cores() // threads) if threads else 1
+    if workers is None:
+        workers = default_workers(len(names), threads) if threads else 1
     failures = _run_repros([repros[n] for n in names], out, full=False, seed=seed, threads=threads, quiet=quiet,
                            workers=min(workers, len(names)))
     if failures:
