@@ -57,6 +57,7 @@ class PermutePlan:
                                       self.dtype.itemsize, isa=isa, threads=threads, cores=usable_cores())
         self._runners: list | None = None
         self._keep_alive: list = []
+        self._ffi = None
         self.tuning: dict | None = None
         self._delegates = self.plan.kind == "numpy"
 
@@ -113,10 +114,11 @@ class PermutePlan:
                              f"got {out.shape} and {out.strides}")
         elif out.dtype != self.dtype or not out.flags.writeable:
             _check_out(out, self.out_shape, self.dtype)
-        return self._run(view, out)
+        return self._run(view, out, a)
 
-    def _run(self, view: np.ndarray, out: np.ndarray) -> np.ndarray:
-        """Copy ``view`` (the transposed input) into ``out``, both already checked against this plan."""
+    def _run(self, view: np.ndarray, out: np.ndarray, source: np.ndarray | None = None) -> np.ndarray:
+        """Copy ``view`` (the transposed input) into ``out``, both already checked against this plan. ``source``,
+        when given, is the array ``view`` was transposed from (same data pointer)."""
         if self._delegates:
             out[...] = view
             return out
@@ -131,13 +133,13 @@ class PermutePlan:
         if runners is None:
             np.copyto(out, view)
             return out
-        address_a = view.__array_interface__["data"][0] + self.plan.offset_a
-        address_b = out.__array_interface__["data"][0] + self.plan.offset_b
+        pointer_a = _data_pointer(self._ffi, view if source is None else source, view, self.plan.offset_a)
+        pointer_b = _data_pointer(self._ffi, out, out, self.plan.offset_b)
         if len(runners) == 1:
-            runners[0](address_a, address_b)
+            runners[0](pointer_a, pointer_b)
         else:
-            pending = [_pool(self.plan.threads).submit(run, address_a, address_b) for run in runners[1:]]
-            runners[0](address_a, address_b)
+            pending = [_pool(self.plan.threads).submit(run, pointer_a, pointer_b) for run in runners[1:]]
+            runners[0](pointer_a, pointer_b)
             for future in pending:
                 future.result()
         return out
@@ -151,12 +153,13 @@ class PermutePlan:
                     self._runners = []
                 else:
                     self._runners, self._keep_alive = _bind_plan(self.plan, kernels)
+                    self._ffi = kernels.ffi
             return self._runners or None
 
 
 def _bind_plan(plan: Plan, kernels: Kernels) -> tuple[list, list]:
-    """``(runners, keep)``: one callable per thread chunk, and the arrays and cffi structs they point into (which
-    must live as long as the runners)."""
+    """``(runners, keep)``: one callable per thread chunk, taking the two cffi data pointers (``_data_pointer``),
+    and the arrays and cffi structs they point into (which must live as long as the runners)."""
     ffi, lib = kernels.ffi, kernels.lib
     keep: list = []
 
@@ -167,14 +170,12 @@ def _bind_plan(plan: Plan, kernels: Kernels) -> tuple[list, list]:
 
     nouter = len(plan.outer.shape)
     oshape, oa, ob = pointer(plan.outer.shape), pointer(plan.outer.sa), pointer(plan.outer.sb)
-    cast_a = functools.partial(ffi.cast, "const char *")
-    cast_b = functools.partial(ffi.cast, "char *")
     if plan.kind == "rows":
         def run(a, b, c):
-            lib.qk_rows(cast_a(a), cast_b(b), plan.row_bytes, nouter, oshape, oa, ob, c.o0, c.o1, int(plan.stream))
+            lib.qk_rows(a, b, plan.row_bytes, nouter, oshape, oa, ob, c.o0, c.o1, int(plan.stream))
     elif plan.kind == "strided":
         def run(a, b, c):
-            lib.qk_strided(cast_a(a), cast_b(b), plan.inner.shape[0], plan.inner.sa[0], plan.inner.sb[0],
+            lib.qk_strided(a, b, plan.inner.shape[0], plan.inner.sa[0], plan.inner.sb[0],
                            plan.row_bytes // plan.width, nouter, oshape, oa, ob, c.o0, c.o1)
     elif plan.kind in {"interleave", "deinterleave"}:
         args = ffi.new("qk_short_args *", {
@@ -184,7 +185,7 @@ def _bind_plan(plan: Plan, kernels: Kernels) -> tuple[list, list]:
         kernel = lib.qk_interleave if plan.kind == "interleave" else lib.qk_deinterleave
 
         def run(a, b, c):
-            kernel(cast_a(a), cast_b(b), args, c.o0, c.o1, c.p0, c.p1)
+            kernel(a, b, args, c.o0, c.o1, c.p0, c.p1)
     else:
         args = ffi.new("qk_tile_args *", {
             "np": plan.pb.size, "nq": plan.qa.size, "tp": plan.tp, "tq": plan.tq, "sp": plan.p_axes.sa[0],
@@ -193,10 +194,21 @@ def _bind_plan(plan: Plan, kernels: Kernels) -> tuple[list, list]:
             "dense": int(plan.dense)})
 
         def run(a, b, c):
-            lib.qk_tile(cast_a(a), cast_b(b), args, c.o0, c.o1, c.p0, c.p1)
+            lib.qk_tile(a, b, args, c.o0, c.o1, c.p0, c.p1)
     if plan.kind in {"interleave", "deinterleave", "tile"}:
         keep.append(args)
     return [functools.partial(run, c=chunk) for chunk in plan.chunks], keep
+
+
+def _data_pointer(ffi, array: np.ndarray, view: np.ndarray, offset: int):
+    """A ``char *`` to ``view``'s first byte plus ``offset``. ``array`` shares ``view``'s data pointer; when it is
+    C-contiguous, ``ffi.from_buffer`` gives the pointer (about 0.3 us, measured); else it comes from
+    ``__array_interface__`` (about 1.5 us: NumPy builds a dict of the whole layout)."""
+    try:
+        pointer = ffi.from_buffer(array)
+    except (ValueError, TypeError, BufferError):  # not C-contiguous, or a dtype without a buffer format
+        return ffi.cast("char *", view.__array_interface__["data"][0] + offset)
+    return pointer + offset if offset else pointer
 
 
 _POOLS: dict[int, ThreadPoolExecutor] = {}
@@ -309,12 +321,27 @@ def permute(a, axes=None, out: np.ndarray | None = None, *, threads: int | None 
     ``available_isas()`` names.
 
     Arrays under ``planner.MIN_KERNEL_BYTES`` take a short path straight to NumPy's copy: no plan, no ISA or
-    environment look-up, a few attribute checks more than NumPy itself (larger object arrays are planned as
-    ``numpy`` and copied the same way).
+    environment look-up. Its first tier (default ``threads`` and ``isa``, an ``out`` of exactly the permuted shape
+    and the identical dtype object, or no ``out``) costs a handful of attribute checks and then NumPy's cheapest
+    calls, ``out[...] = view`` (which skips ``np.copyto``'s argument parsing) or ``view.copy()``, so it stays
+    within NumPy's own call time (size sweep, docs/permute.md); everything else small takes the checked tier
+    below (larger object arrays are planned as ``numpy`` and copied the same way).
     """
     if type(a) is not np.ndarray:
         a = np.asarray(a)
     view = a.T if axes is None else a.transpose(axes)  # validates axes with NumPy's own exceptions
+    if a.nbytes < planner.MIN_KERNEL_BYTES and threads is None and isa == "auto":
+        if out is None:
+            if a.ndim:
+                return view.copy()  # C order, always a fresh array, as np.ascontiguousarray of a view
+        else:
+            try:
+                fits = out.shape == view.shape and out.dtype is a.dtype
+            except AttributeError:  # not an array: the checked tier raises the TypeError
+                fits = False
+            if fits:
+                out[...] = view  # NumPy's assignment: checks writeability, buffers overlapping operands
+                return out
     if threads is not None:
         threads = _check_threads(threads)
     if a.nbytes < planner.MIN_KERNEL_BYTES:
@@ -328,7 +355,7 @@ def permute(a, axes=None, out: np.ndarray | None = None, *, threads: int | None 
         if type(out) is not np.ndarray or out.shape != view.shape or (out.dtype is not a.dtype
                                                                       and out.dtype != a.dtype):
             _check_out(out, view.shape or (1,), a.dtype)  # raises, except for a 0-d input or an ndarray subclass
-        out[...] = view  # NumPy's assignment: checks writeability and buffers overlapping operands, as np.copyto
+        out[...] = view
         return out
     out_shape = view.shape or (1,)
     if out is None:
@@ -339,7 +366,7 @@ def permute(a, axes=None, out: np.ndarray | None = None, *, threads: int | None 
             np.copyto(out, view.reshape(out_shape))
             return out
     key_axes = axes if axes is None or type(axes) is tuple else tuple(axes)
-    return _cached_plan(a.shape, a.dtype, a.strides, key_axes, out.strides, threads, isa)._run(view, out)
+    return _cached_plan(a.shape, a.dtype, a.strides, key_axes, out.strides, threads, isa)._run(view, out, a)
 
 
 def _axes_of(a: np.ndarray, axes) -> tuple[int, ...]:

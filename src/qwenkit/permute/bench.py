@@ -532,8 +532,61 @@ def run_sweep(max_bytes: int = SWEEP_DEFAULT_MAX_BYTES, *, repeats: int = 5, sma
         ratios = sweep_ratios(entry)
         progress(f"{layout:16s} {a.size:>11d} elements  " + "  ".join(f"{k} {v:.2f}x" for k, v in ratios.items()))
         del a, out
+    from qwenkit.permute import planner
+
+    record["call_costs"] = call_costs()
+    record["min_kernel_bytes"] = planner.MIN_KERNEL_BYTES
     record["load_average_after"] = os.getloadavg()
     return record
+
+
+def _signature_only(a, axes=None, out=None, *, threads=None, isa="auto"):
+    return out
+
+
+def call_costs(repeats: int = SWEEP_SMALL_REPEATS) -> dict[str, float]:
+    """Seconds per call of the pieces a tiny transpose is made of (16 float32 elements, 4x4, axes (1, 0)) and of
+    the kernel path's per-call steps (a float32 transpose of ``planner.MIN_KERNEL_BYTES``, 128 columns), in
+    one interleaved loop: what NumPy's own call costs, what a Python function with ``permute``'s signature costs
+    before doing anything, and what each check and step of ours adds."""
+    from qwenkit.permute import api, permute
+
+    a = _filled((4, 4), "float32")
+    out = np.empty((4, 4), np.float32)
+    axes = (1, 0)
+    view = a.transpose(axes)
+    from qwenkit.permute import planner
+
+    rows = max(1, planner.MIN_KERNEL_BYTES // (4 * 128))
+    big = _filled((rows, 128), "float32")
+    big_out = np.empty((128, rows), np.float32)
+    permute(big, axes, out=big_out)
+    plan = api._cached_plan(big.shape, big.dtype, big.strides, axes, big_out.strides, None, "auto")
+    big_view = big.transpose(axes)
+    contenders = {
+        "tiny: NumPy's call np.copyto(out, a.transpose(axes))": lambda: np.copyto(out, a.transpose(axes)),
+        "tiny: NumPy's call np.ascontiguousarray(a.transpose(axes))": lambda: np.ascontiguousarray(a.transpose(axes)),
+        "tiny: a.transpose(axes)": lambda: a.transpose(axes),
+        "tiny: np.copyto(out, view)": lambda: np.copyto(out, view),
+        "tiny: out[...] = view": lambda: out.__setitem__(Ellipsis, view),
+        "tiny: view.copy()": view.copy,
+        "tiny: calling a Python function with permute's signature (no body)": lambda: _signature_only(a, axes,
+                                                                                                       out=out),
+        "tiny: out.shape == view.shape": lambda: out.shape == view.shape,
+        "tiny: out.dtype is a.dtype": lambda: out.dtype is a.dtype,
+        "tiny: permute(a, axes, out=out)": lambda: permute(a, axes, out=out),
+        "tiny: permute(a, axes)": lambda: permute(a, axes),
+        "kernel path: NumPy's call np.copyto(out, a.transpose(axes))": lambda: np.copyto(big_out, big.transpose(axes)),
+        "kernel path: permute(a, axes, out=out)": lambda: permute(big, axes, out=big_out),
+        "kernel path: plan look-up": lambda: api._cached_plan(big.shape, big.dtype, big.strides, axes, big_out.strides,
+                                                         None, "auto"),
+        "kernel path: plan._run (overlap check, pointers, kernel)": lambda: plan._run(big_view, big_out, big),
+        "kernel path: np.may_share_memory": lambda: np.may_share_memory(big_view, big_out),
+        "kernel path: data pointer by ffi.from_buffer": lambda: plan._ffi.from_buffer(big),
+        "kernel path: data pointer by __array_interface__": lambda: big.__array_interface__["data"][0],
+    }
+    seconds, _ = time_interleaved(contenders, repeats)
+    return seconds
 
 
 def _sweep_contenders(a: np.ndarray, axes, out: np.ndarray) -> dict[str, Callable[[], object]]:
@@ -601,6 +654,13 @@ def write_sweep_report(record: dict, directory: Path, *, name: str = "permute_sw
                 "transposed view, as a user's call does. Threads: permute's default (one per 4 MiB of output).")
     report.table(rows, _columns(rows), float_format="{:.3g}")
     report.image(chart, "Ratio to NumPy at every size (log-log); 1 = NumPy's speed")
+    if "call_costs" in record:
+        report.text("What one call costs, in one interleaved loop after the sweep (`bench.call_costs`): the pieces "
+                    "of a 4x4 float32 transpose, and the per-call steps of the kernel path on a float32 transpose of "
+                    "`planner.MIN_KERNEL_BYTES` (where the short path hands over to the kernels), "
+                    f"{record.get('min_kernel_bytes', 'its')} bytes.")
+        report.table([{"step": k, "ns per call": 1e9 * v} for k, v in record["call_costs"].items()],
+                     ["step", "ns per call"], float_format="{:.0f}")
     md_path, _ = report.write(directory, name=name)
     return md_path
 

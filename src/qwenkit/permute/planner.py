@@ -30,8 +30,11 @@ import numpy as np
 from qwenkit.permute import codegen
 from qwenkit.permute.isa import compiler_flags
 
-MIN_KERNEL_BYTES = 32 * 1024
-"""Below this, NumPy's call overhead is smaller than ours; the copy is delegated."""
+MIN_KERNEL_BYTES = 64 * 1024
+"""Below this, the copy is delegated to NumPy: the kernel path's fixed cost per call (plan look-up, overlap check,
+two data pointers, the cffi call; ``bench.call_costs``, in benchmarks/results/permute_sweep.md) is more than
+NumPy's whole transposed copy. At 32 KiB, the former threshold, a 64x128 float32 transpose ran slower by the kernels
+than by NumPy."""
 STREAM_MIN_BYTES = 8 * 1024 * 1024
 """Output size from which non-temporal stores pay off. Measured: at 4 MiB (20-D all-2) direct stores ran 6.7x NumPy
 against 5.4x streamed (the output stays in cache); from 16 MiB streaming won by 1.5-2.5x."""
