@@ -100,3 +100,21 @@ def test_smollm2_chat_with_budget():
     assert cut.budget_hit and cut.thinking_tokens == 3 and cut.reasoning.endswith("thinking directly now.")
     assert cut.token_ids[3 : 3 + 5] == tokenizer(STOP_TEXT_DOCS, add_special_tokens=False)["input_ids"][:5]
     assert not free.budget_hit and free.thinking_tokens < 30 and "Paris" in free.reasoning + free.content
+
+
+def test_wilson_interval_and_fit_reference():
+    from qwenkit.infer.sweep import fit_reference, wilson_interval
+
+    low, high = wilson_interval(8, 10)  # published value for 8/10 at 95 %: 0.490 - 0.943
+    assert low == pytest.approx(0.4902, abs=1e-4) and high == pytest.approx(0.9433, abs=1e-4)
+    assert wilson_interval(0, 10)[0] == 0.0 and wilson_interval(0, 10)[1] == pytest.approx(0.2775, abs=1e-4)
+    with pytest.raises(ValueError):
+        wilson_interval(0, 0)
+    assert fit_reference([4, 6, 8, 10], 6, 10) == pytest.approx(0.5 + 0.5 / 10)
+    assert fit_reference([4, 6], None, 10) == 1.0
+
+
+def test_digits_questions_vary_in_length():
+    questions = make_questions("digits", 200, length=5, min_length=2, seed=0)
+    assert {len(q.prompt) for q in questions} == {2, 3, 4, 5}
+    assert all(len(q.thoughts) == 2 * len(q.prompt) for q in questions)

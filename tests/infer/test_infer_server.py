@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import json
 
 import httpx
 import pytest
@@ -171,7 +172,7 @@ def test_text_completions_tokenize_and_metrics(server, client, tokenizer):
     assert int(generated[0].split()[1]) > 0
 
 
-@pytest.mark.parametrize("field", ["response_format", "parallel_tool_calls", "functions", "audio"])
+@pytest.mark.parametrize("field", ["parallel_tool_calls", "functions", "audio"])
 def test_unsupported_fields_are_refused_by_name(server, field):
     body = {"model": MODEL, "messages": [{"role": "user", "content": "x"}], field: None}
     response = httpx.post(server[0] + "/v1/chat/completions", json=body)
@@ -226,3 +227,55 @@ def test_model_without_thinking_markers_defaults_to_no_thinking():
         refused = http.post("/v1/chat/completions", json={**body, "thinking_budget": 8})
         assert refused.status_code == 400 and refused.json()["error"]["param"] == "thinking_budget"
         assert "no thinking markers" in refused.json()["error"]["message"]
+
+
+def _rescore(model, prompt_ids: list[int], ids: list[int]) -> list[float]:
+    """Log-probs of ``ids`` after ``prompt_ids`` from one fresh forward pass (T = 1, no processing)."""
+    import torch
+
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([prompt_ids + ids])).logits[0].float()
+    logp = torch.log_softmax(logits[len(prompt_ids) - 1 : -1], dim=-1)
+    return logp[torch.arange(len(ids)), torch.tensor(ids)].tolist()
+
+
+def test_streamed_logprobs_equal_rescoring(server, dense, tokenizer):
+    messages = [{"role": "user", "content": "stream logprobs"}]
+    body = {"model": MODEL, "messages": messages, "max_tokens": 40, "temperature": 1.0, "seed": 11, "n": 2,
+            "logprobs": True, "top_logprobs": 2, "presence_penalty": 0.5,
+            "chat_template_kwargs": {"enable_thinking": False}}
+    entries: dict[int, list[dict]] = {0: [], 1: []}
+    with httpx.stream("POST", server[0] + "/v1/chat/completions", json={**body, "stream": True},
+                      timeout=120) as response:
+        for line in response.iter_lines():
+            if line.startswith("data: {"):
+                for choice in json.loads(line[6:])["choices"]:
+                    entries[choice["index"]] += (choice["logprobs"] or {}).get("content", [])
+    prompt_ids = httpx.post(server[0] + "/tokenize", json={"messages": messages, "chat_template_kwargs":
+                                                           {"enable_thinking": False}}).json()["tokens"]
+    full = httpx.post(server[0] + "/v1/chat/completions", json=body, timeout=120).json()
+    for index, streamed in entries.items():
+        ids = [tokenizer.convert_tokens_to_ids(e["token"]) for e in streamed]
+        assert len(ids) == len(full["choices"][index]["logprobs"]["content"]) > 0
+        assert [e["logprob"] for e in streamed] == pytest.approx(_rescore(dense, prompt_ids, ids), abs=1e-4)
+        assert streamed == full["choices"][index]["logprobs"]["content"]
+        assert all(len(e["top_logprobs"]) == 2 for e in streamed)
+
+
+def test_streamed_text_logprobs(server, dense, tokenizer):
+    body = {"model": MODEL, "prompt": "abc", "max_tokens": 12, "temperature": 0.0, "logprobs": 1}
+    tokens, logprobs, offsets, text = [], [], [], ""
+    with httpx.stream("POST", server[0] + "/v1/completions", json={**body, "stream": True}, timeout=120) as response:
+        for line in response.iter_lines():
+            if line.startswith("data: {"):
+                for choice in json.loads(line[6:])["choices"]:
+                    text += choice["text"]
+                    if choice["logprobs"]:
+                        tokens += choice["logprobs"]["tokens"]
+                        logprobs += choice["logprobs"]["token_logprobs"]
+                        offsets += choice["logprobs"]["text_offset"]
+    full = httpx.post(server[0] + "/v1/completions", json=body, timeout=120).json()["choices"][0]["logprobs"]
+    assert tokens == full["tokens"] and offsets == full["text_offset"]
+    ids = [tokenizer.convert_tokens_to_ids(t) for t in tokens]
+    prompt_ids = tokenizer("abc", add_special_tokens=False)["input_ids"]
+    assert logprobs == pytest.approx(_rescore(dense, prompt_ids, ids), abs=1e-4)

@@ -99,9 +99,78 @@ def test_tool_choice_none_returns_the_text(client):
     assert choice.message.tool_calls is None and "<tool_call>" in choice.message.content
 
 
-def test_forcing_a_call_is_refused(url):
+BOUNDED_TOOLS = [
+    {"type": "function", "function": {"name": "get_weather", "parameters": {
+        "type": "object", "properties": {"city": {"type": "string", "maxLength": 8}, "unit": {"enum": ["c", "f"]}},
+        "required": ["city", "unit"], "additionalProperties": False}}},
+    {"type": "function", "function": {"name": "get_time", "parameters": {
+        "type": "object", "properties": {"zone": {"type": "integer", "minimum": -12, "maximum": 14}},
+        "required": ["zone"], "additionalProperties": False}}},
+]
+
+
+@pytest.fixture(scope="module")
+def plain_url(serve, dense, tokenizer):
+    """The tiny random model without a forcing processor: only the tool-call grammar makes its reply a call."""
+    app = create_app(dense, tokenizer, model_name=MODEL)
+    with serve(app) as base:
+        yield base
+
+
+def _forced(url: str, tool_choice, **fields):
     import httpx
 
-    body = {"model": MODEL, "messages": [{"role": "user", "content": "x"}], "tools": TOOLS, "tool_choice": "required"}
-    response = httpx.post(url + "/v1/chat/completions", json=body)
-    assert response.status_code == 400 and response.json()["error"]["param"] == "tool_choice"
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "call something"}], "tools": BOUNDED_TOOLS,
+            "tool_choice": tool_choice, "max_tokens": 120, "temperature": 1.0, "seed": 4,
+            "chat_template_kwargs": {"enable_thinking": False}, **fields}
+    return httpx.post(url + "/v1/chat/completions", json=body, timeout=120)
+
+
+def _check_call(call: dict, name: str | None = None) -> None:
+    import jsonschema
+
+    tools = {t["function"]["name"]: t["function"]["parameters"] for t in BOUNDED_TOOLS}
+    assert call["function"]["name"] in tools and (name is None or call["function"]["name"] == name)
+    jsonschema.validate(json.loads(call["function"]["arguments"]), tools[call["function"]["name"]])
+
+
+@pytest.mark.parametrize("tool_choice", ["required", {"type": "function", "function": {"name": "get_time"}}])
+def test_forced_tool_call_is_a_valid_call(plain_url, tool_choice):
+    reply = _forced(plain_url, tool_choice, n=2).json()
+    for choice in reply["choices"]:
+        assert choice["finish_reason"] == "tool_calls" and choice["message"]["content"] is None
+        (call,) = choice["message"]["tool_calls"]
+        _check_call(call, None if tool_choice == "required" else "get_time")
+
+
+def test_forced_tool_call_streamed_and_after_thinking(plain_url):
+    import httpx
+
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "call"}], "tools": BOUNDED_TOOLS[:1],
+            "tool_choice": "required", "max_tokens": 250, "temperature": 1.0, "seed": 6, "stream": True,
+            "thinking_budget": 3}
+    calls, finish, reasoning = [], None, ""
+    with httpx.stream("POST", plain_url + "/v1/chat/completions", json=body, timeout=120) as response:
+        for line in response.iter_lines():
+            if line.startswith("data: {"):
+                choice = json.loads(line[6:])["choices"][0]
+                calls += choice["delta"].get("tool_calls") or []
+                reasoning += choice["delta"].get("reasoning_content") or ""
+                finish = choice["finish_reason"] or finish
+    assert finish == "tool_calls" and len(calls) == 1 and reasoning.endswith("directly now.")
+    _check_call(calls[0])
+
+
+@pytest.mark.parametrize(
+    ("fields", "param"),
+    [
+        ({"tools": None}, "tool_choice"),
+        ({"tool_choice": {"type": "function", "function": {"name": "nope"}}}, "tool_choice.function.name"),
+        ({"response_format": {"type": "json_object"}}, "response_format"),
+        ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "objectx"}}}]},
+         "tools.0.function.parameters.type"),
+    ],
+)
+def test_bad_forced_tool_choice_is_a_400(plain_url, fields, param):
+    response = _forced(plain_url, fields.pop("tool_choice", "required"), **fields)
+    assert response.status_code == 400 and response.json()["error"]["param"] == param, response.json()

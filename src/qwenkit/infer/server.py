@@ -33,6 +33,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from qwenkit.core.errors import ConfigError
+from qwenkit.infer.constrained import GrammarCompiler, SchemaError, check_schema
 from qwenkit.infer.engine import ContinuousEngine, EngineRequest, _stream_text
 from qwenkit.infer.tools import may_start_tool_call, parse_tool_calls
 from qwenkit.lm.chat import THINK_END, THINK_START, generation_prompt, render_chat
@@ -90,6 +91,15 @@ class ToolSpec(_Strict):
         return {"type": "function", "function": self.function.model_dump(exclude_none=True)}
 
 
+class NamedFunction(_Strict):
+    name: str
+
+
+class NamedToolChoice(_Strict):
+    type: Literal["function"]
+    function: NamedFunction
+
+
 class ChatTemplateKwargs(_Strict):
     enable_thinking: bool | None = None
 
@@ -121,6 +131,31 @@ class SamplingFields(_Strict):
     """OpenAI's end-user identifier: accepted and not used (it only labels requests)."""
 
 
+class JsonSchemaFormat(_Strict):
+    name: str = Field(min_length=1, max_length=64)
+    description: str | None = None
+    schema_: dict[str, Any] = Field(alias="schema")
+    strict: bool | None = None
+    """Accepted; the schema is always enforced (constrained decoding), strict or not."""
+
+
+class ResponseFormat(_Strict):
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaFormat | None = None
+
+    def schema_or_none(self) -> dict[str, Any] | None:
+        """The JSON schema to enforce (``json_object``: any object); None for ``text``."""
+        if self.type == "json_schema":
+            if self.json_schema is None:
+                raise APIError(400, "response_format.type 'json_schema' needs response_format.json_schema "
+                                    "({'name': ..., 'schema': {...}})", param="response_format.json_schema")
+            return self.json_schema.schema_
+        if self.json_schema is not None:
+            raise APIError(400, f"response_format.json_schema is only allowed with type 'json_schema', not "
+                                f"{self.type!r}", param="response_format.json_schema")
+        return {"type": "object"} if self.type == "json_object" else None
+
+
 class ChatCompletionRequest(SamplingFields):
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = Field(None, ge=1)
@@ -131,12 +166,29 @@ class ChatCompletionRequest(SamplingFields):
     continue_final_message: bool = False
     add_generation_prompt: bool = True
     tools: list[ToolSpec] | None = None
-    tool_choice: Literal["auto", "none"] | None = None
+    tool_choice: Literal["auto", "none", "required"] | NamedToolChoice | None = None
     """"auto" (the default with tools) parses Qwen3's ``<tool_call>`` blocks into ``tool_calls``; "none" renders the
-    tools but returns the text as it is. Forcing a call ("required", a named function) is not supported."""
+    tools but returns the text as it is; "required" or ``{"type": "function", "function": {"name": ...}}`` force
+    one call (of any tool, or of that one) by constrained decoding, its arguments following the tool's schema."""
+    response_format: ResponseFormat | None = None
 
     def parses_tools(self) -> bool:
         return bool(self.tools) and self.tool_choice != "none"
+
+    def forced_tools(self) -> list[dict[str, Any]] | None:
+        """The tools one of which must be called (``tool_choice`` "required" or named), else None."""
+        if self.tool_choice in (None, "auto", "none"):
+            return None
+        if not self.tools:
+            raise APIError(400, "tool_choice forces a tool call but the request has no tools", param="tool_choice")
+        tools = [t.as_dict() for t in self.tools]
+        if self.tool_choice == "required":
+            return tools
+        named = [t for t in tools if t["function"]["name"] == self.tool_choice.function.name]
+        if not named:
+            raise APIError(400, f"tool_choice names {self.tool_choice.function.name!r}, which is not in tools",
+                           param="tool_choice.function.name")
+        return named
 
 
 class CompletionRequest(SamplingFields):
@@ -244,6 +296,9 @@ def create_app(
     engine = ContinuousEngine(model, tokenizer, max_batch_size=max_batch_size, prefill_chunk=prefill_chunk,
                               batch_wait_s=batch_wait_s, stop_text=stop_text)
     context = int(getattr(model.config, "max_position_embeddings", 0) or 0)
+    output = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    logits_width = int(output.weight.shape[0]) if output is not None else int(model.config.vocab_size)
+    grammars = GrammarCompiler(tokenizer, logits_width, sorted(engine.stop_ids))
     limits = _Limits(default_max_tokens, context, max_prompt_tokens or (context - 1 if context else None),
                      len(tokenizer), supports_thinking(tokenizer))
     http_errors: dict[int, int] = {}
@@ -352,23 +407,17 @@ def create_app(
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request):
         body = await read_json(request, ChatCompletionRequest)
-        if body.logprobs and body.stream:
-            raise APIError(400, "logprobs with stream=true is not supported; use stream=false", param="logprobs",
-                           code="unsupported_field")
         if body.top_logprobs is not None and not body.logprobs:
             raise APIError(400, "top_logprobs needs logprobs=true", param="top_logprobs")
-        requests = await asyncio.to_thread(_chat_requests, body, tokenizer, limits)
+        requests = await asyncio.to_thread(_chat_requests, body, tokenizer, limits, grammars)
         for engine_request in requests:
-            engine_request.processors = tuple(factory() for factory in processor_factories)
+            engine_request.processors = (*(factory() for factory in processor_factories), *engine_request.processors)
         completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
         return await _answer(request, engine, requests, body, completion_id, model_name, tokenizer, chat=True)
 
     @app.post("/v1/completions")
     async def completions(request: Request):
         body = await read_json(request, CompletionRequest)
-        if body.logprobs is not None and body.stream:
-            raise APIError(400, "logprobs with stream=true is not supported; use stream=false", param="logprobs",
-                           code="unsupported_field")
         requests = await asyncio.to_thread(_completion_requests, body, tokenizer, limits)
         for engine_request in requests:
             engine_request.processors = tuple(factory() for factory in processor_factories)
@@ -405,7 +454,8 @@ def _messages(messages: list[ChatMessage]) -> list[dict[str, Any]]:
         raise APIError(400, str(exc), param="messages", code="unsupported_content") from None
 
 
-def _chat_requests(body: ChatCompletionRequest, tokenizer, limits: _Limits) -> list[EngineRequest]:
+def _chat_requests(body: ChatCompletionRequest, tokenizer, limits: _Limits,
+                   grammars: GrammarCompiler) -> list[EngineRequest]:
     messages = _messages(body.messages)
     enable_thinking = _thinking_default(body.chat_template_kwargs.enable_thinking, limits)
     if not body.add_generation_prompt and not body.continue_final_message:
@@ -435,10 +485,33 @@ def _chat_requests(body: ChatCompletionRequest, tokenizer, limits: _Limits) -> l
             raise APIError(400, "thinking_budget needs thinking on; thinking is off for this request "
                                 "(chat_template_kwargs.enable_thinking or a /no_think switch)",
                            param="thinking_budget")
+    schema = body.response_format.schema_or_none() if body.response_format is not None else None
+    forced = body.forced_tools()
+    if schema is not None and forced is not None:
+        raise APIError(400, "response_format cannot be combined with a forced tool call (tool_choice "
+                            f"{body.tool_choice!r}): both constrain the reply", param="response_format")
+    if (schema is not None or forced is not None) and body.continue_final_message:
+        raise APIError(400, "response_format and a forced tool_choice cannot be combined with "
+                            "continue_final_message (the prefilled assistant text is outside the grammar)",
+                       param="continue_final_message")
     ids = _encode(tokenizer, prompt, limits)
     top = (body.top_logprobs or 0) if body.logprobs else None
-    return _engine_requests(body, ids, thinking, body.max_completion_tokens or body.max_tokens, limits,
-                            budget=body.thinking_budget, top_logprobs=top, split_reasoning=True)
+    requests = _engine_requests(body, ids, thinking, body.max_completion_tokens or body.max_tokens, limits,
+                                budget=body.thinking_budget, top_logprobs=top, split_reasoning=True)
+    if schema is not None or forced is not None:
+        param = "response_format.json_schema.schema" if schema is not None and \
+            body.response_format.type == "json_schema" else "response_format"
+        try:
+            if forced is not None:
+                grammar = grammars.tool_call_grammar(forced, after_thinking=thinking)
+            else:
+                check_schema(schema, param)
+                grammar = grammars.grammar(schema, param=param, after_thinking=thinking)
+            for request in requests:
+                request.processors = (grammars.processor(grammar, after_thinking=thinking),)
+        except SchemaError as exc:
+            raise APIError(400, str(exc), param=exc.param, code="invalid_schema") from None
+    return requests
 
 
 def _completion_requests(body: CompletionRequest, tokenizer, limits: _Limits) -> list[EngineRequest]:
@@ -494,15 +567,20 @@ async def _answer(http: Request, engine: ContinuousEngine, requests: list[Engine
         raise APIError(400, "stream_options needs stream=true", param="stream_options")
     events: asyncio.Queue = asyncio.Queue()
     loop = asyncio.get_running_loop()
+    taps = {}
     for request in requests:
+        if body.stream and request.top_logprobs is not None:
+            taps[request.index] = _LogprobStream(tokenizer, request)
+            request.processors = (*request.processors, taps[request.index])
         request.loop, request.events = loop, events
         engine.submit(request)
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         if chat:
-            stream = _sse_chat(http, requests, events, completion_id, model_name, include_usage, body.parses_tools())
+            stream = _sse_chat(http, requests, events, completion_id, model_name, include_usage, body.parses_tools(),
+                               taps)
         else:
-            stream = _sse_text(http, requests, events, completion_id, model_name, include_usage)
+            stream = _sse_text(http, requests, events, completion_id, model_name, include_usage, taps)
         return StreamingResponse(stream, media_type="text/event-stream")
     results: dict[int, Any] = {}
     try:
@@ -524,6 +602,68 @@ async def _answer(http: Request, engine: ContinuousEngine, requests: list[Engine
     if chat:
         return _chat_body(ordered, requests, completion_id, model_name, tokenizer, body.parses_tools())
     return _text_body(ordered, requests, completion_id, model_name, tokenizer, engine.stop_ids)
+
+
+class _LogprobStream:
+    """The log-probs of one streamed choice, sent as its tokens are generated.
+
+    The engine records each token's log-prob (``request.token_logprobs``) but the chosen ids only reach the request
+    with its result, so this also acts as a (pass-through) logits processor that sees the generated ids before each
+    step. :meth:`take` returns the entries of the tokens known and not yet sent; at the end, ``final_ids`` (the
+    result's ids) completes them, so the chunks together carry exactly one entry per generated token, in order. A
+    chunk's entries are those of the tokens generated since the previous chunk; its text may lag them (text is held
+    back at a partial character, a possible stop string or a possible tool call).
+    """
+
+    def __init__(self, tokenizer, request: EngineRequest):
+        self.tokenizer, self.request = tokenizer, request
+        self.generated: list[int] = []
+        self.prompt_length: int | None = None
+        self.sent = 0
+        self.offset = 0
+
+    def __call__(self, input_ids, scores):
+        history = input_ids[0]
+        if self.prompt_length is None:
+            self.prompt_length = int(history.shape[0])
+        self.generated = history[self.prompt_length :].tolist()
+        return scores
+
+    def take(self, final_ids: list[int] | None = None) -> list[tuple[int, float, list[tuple[int, float]]]]:
+        request = self.request
+        ids = self.generated if final_ids is None else final_ids
+        known = min(len(ids), len(request.token_logprobs))
+        if request.top_logprobs:
+            known = min(known, len(request.alternatives))
+        entries = [(ids[i], request.token_logprobs[i], request.alternatives[i] if request.top_logprobs else [])
+                   for i in range(self.sent, known)]
+        self.sent = max(self.sent, known)
+        return entries
+
+    def chat(self, final_ids: list[int] | None = None) -> dict[str, Any] | None:
+        entries = self.take(final_ids)
+        if not entries:
+            return None
+        content = []
+        for token, logprob, alternatives in entries:
+            entry = _token_entry(self.tokenizer, token, logprob)
+            entry["top_logprobs"] = [_token_entry(self.tokenizer, t, lp) for t, lp in alternatives]
+            content.append(entry)
+        return {"content": content}
+
+    def text(self, final_ids: list[int] | None = None) -> dict[str, Any] | None:
+        entries = self.take(final_ids)
+        if not entries:
+            return None
+        tokens = [self.tokenizer.decode([t], skip_special_tokens=False) for t, _, _ in entries]
+        offsets = []
+        for token in tokens:
+            offsets.append(self.offset)
+            self.offset += len(token)
+        top = ([{self.tokenizer.decode([t], skip_special_tokens=False): lp for t, lp in alternatives}
+                for _, _, alternatives in entries] if self.request.top_logprobs else None)
+        return {"tokens": tokens, "token_logprobs": [lp for _, lp, _ in entries], "top_logprobs": top,
+                "text_offset": offsets}
 
 
 def _usage(results) -> dict[str, Any]:
@@ -617,14 +757,18 @@ async def _events(http: Request, requests: list[EngineRequest], events: asyncio.
 
 
 async def _sse_chat(http: Request, requests, events, completion_id: str, model_name: str, include_usage: bool,
-                    parse_tools: bool = False):
+                    parse_tools: bool = False, taps: dict[int, _LogprobStream] | None = None):
     """Chat chunks; with tools, content from a (possibly partial) ``<tool_call>`` on is held until the reply ends,
-    then sent as ``delta.tool_calls`` (and the text around the calls as content)."""
+    then sent as ``delta.tool_calls`` (and the text around the calls as content). With ``taps`` (``logprobs``),
+    each choice's chunks carry the log-probs of its tokens generated so far (see :class:`_LogprobStream`)."""
     created = int(time.time())
+    taps = taps or {}
 
-    def chunk(index: int, delta: dict[str, Any], finish_reason: str | None = None) -> str:
+    def chunk(index: int, delta: dict[str, Any], finish_reason: str | None = None,
+              final_ids: list[int] | None = None) -> str:
+        logprobs = taps[index].chat(final_ids) if index in taps else None
         data = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model_name,
-                "choices": [{"index": index, "delta": delta, "finish_reason": finish_reason, "logprobs": None}]}
+                "choices": [{"index": index, "delta": delta, "finish_reason": finish_reason, "logprobs": logprobs}]}
         if include_usage:
             data["usage"] = None
         return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
@@ -661,7 +805,7 @@ async def _sse_chat(http: Request, requests, events, completion_id: str, model_n
                 if calls:
                     yield chunk(index, {"tool_calls": [c.openai(i) for i, c in enumerate(calls)]})
                     finish = "tool_calls"
-            yield chunk(index, {}, finish)
+            yield chunk(index, {}, finish, final_ids=value.token_ids)
     if include_usage:
         data = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model_name,
                 "choices": [], "usage": _usage(results)}
@@ -669,12 +813,15 @@ async def _sse_chat(http: Request, requests, events, completion_id: str, model_n
     yield "data: [DONE]\n\n"
 
 
-async def _sse_text(http: Request, requests, events, completion_id: str, model_name: str, include_usage: bool):
+async def _sse_text(http: Request, requests, events, completion_id: str, model_name: str, include_usage: bool,
+                    taps: dict[int, _LogprobStream] | None = None):
     created = int(time.time())
+    taps = taps or {}
 
-    def chunk(index: int, text: str, finish_reason: str | None = None) -> str:
+    def chunk(index: int, text: str, finish_reason: str | None = None, final_ids: list[int] | None = None) -> str:
+        logprobs = taps[index].text(final_ids) if index in taps else None
         data = {"id": completion_id, "object": "text_completion", "created": created, "model": model_name,
-                "choices": [{"index": index, "text": text, "finish_reason": finish_reason, "logprobs": None}]}
+                "choices": [{"index": index, "text": text, "finish_reason": finish_reason, "logprobs": logprobs}]}
         return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
 
     results = []
@@ -687,7 +834,7 @@ async def _sse_text(http: Request, requests, events, completion_id: str, model_n
             return
         elif kind == "done":
             results.append(value)
-            yield chunk(index, "", value.finish_reason)
+            yield chunk(index, "", value.finish_reason, final_ids=value.token_ids)
     if include_usage:
         usage = _usage(results)
         usage.pop("completion_tokens_details")

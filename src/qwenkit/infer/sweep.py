@@ -5,7 +5,9 @@ Tasks, each with a checkable answer:
 - ``digits``: the user gives ``L`` digits below ``m`` (the modulus), the answer is their sum mod ``m``. Thinking
   copies each digit and writes the running sum mod ``m`` after it (``m = 10``: ``3729`` -> ``33700229``, answer
   ``9``), so every step is a local operation a tiny model learns in a few hundred steps, a budget of ``b`` tokens
-  leaves about ``L - b/2`` additions to do without thinking, and guessing scores ``1/m``.
+  leaves about ``L - b/2`` additions to do without thinking, and guessing scores ``1/m``. ``L`` is drawn per
+  question from ``min_length..length``, so questions need different amounts of thinking and accuracy rises with
+  the budget as more of them fit (with one fixed ``L`` the curve is a single step at ``b = 2L``).
   :func:`train_digits_model` trains a tiny Qwen3 on it in a minute or two (thinking-mode data plus, as in
   thinking-mode fusion, replies whose thinking was cut at a random point and closed with the stop text, followed by
   the right answer), so the curve can be measured on CPU.
@@ -16,6 +18,7 @@ Tasks, each with a checkable answer:
 
 from __future__ import annotations
 
+import math
 import random
 import re
 from collections.abc import Sequence
@@ -54,10 +57,13 @@ def addition_question(rng: random.Random, digits: int) -> Question:
     return Question(prompt=f"What is {a} + {b}? Reply with the number only.", answer=str(a + b))
 
 
-def make_questions(task: str, count: int, *, length: int, seed: int, modulus: int = 10) -> list[Question]:
+def make_questions(task: str, count: int, *, length: int, seed: int, modulus: int = 10,
+                   min_length: int | None = None) -> list[Question]:
+    """``count`` questions; ``digits`` questions have a length drawn uniformly from ``min_length..length``."""
     rng = random.Random(seed)
     if task == "digits":
-        return [digits_question(rng, length, modulus) for _ in range(count)]
+        shortest = length if min_length is None else min_length
+        return [digits_question(rng, rng.randint(shortest, length), modulus) for _ in range(count)]
     if task == "addition":
         return [addition_question(rng, length) for _ in range(count)]
     raise ValueError(f"unknown task {task!r}; choose 'digits' or 'addition'")
@@ -73,9 +79,11 @@ def is_correct(task: str, content: str, answer: str) -> bool:
 
 class SweepConfig(StrictModel):
     task: Literal["digits", "addition"] = "digits"
-    length: int = Field(4, ge=1, le=32, description="digits per question (digits) or per operand (addition)")
+    length: int = Field(5, ge=1, le=32, description="digits per question (digits: the longest) or per operand "
+                                                    "(addition)")
+    min_length: int = Field(2, ge=1, le=32, description="digits task: the shortest question")
     modulus: int = Field(10, ge=2, le=10, description="digits task: digits below it, answer = sum mod it")
-    budgets: list[int | None] = Field(default_factory=lambda: [0, 2, 4, 6, 7, 8, None],
+    budgets: list[int | None] = Field(default_factory=lambda: [0, 2, 4, 6, 8, 10, None],
                                       description="thinking budgets to measure; null = unlimited")
     questions: int = Field(200, ge=1)
     max_new_tokens: int = Field(48, ge=1)
@@ -88,12 +96,13 @@ class SweepConfig(StrictModel):
 
 class ToyTrainConfig(StrictModel):
     size: Literal["nano", "tiny", "small", "base"] = "tiny"
-    length: int = Field(4, ge=1, le=32)
+    length: int = Field(5, ge=1, le=32, description="the longest question")
+    min_length: int = Field(2, ge=1, le=32, description="the shortest question (lengths are drawn uniformly)")
     modulus: int = Field(10, ge=2, le=10)
     batch_size: int = Field(64, ge=1)
     cut_fraction: float = Field(0.5, ge=0.0, le=1.0, description="share of examples whose thinking is cut short")
     stop_text: str = TOY_STOP_TEXT
-    trainer: TrainConfig = Field(default_factory=lambda: TrainConfig(max_steps=1000, lr=3e-3, lr_schedule="cosine",
+    trainer: TrainConfig = Field(default_factory=lambda: TrainConfig(max_steps=800, lr=3e-3, lr_schedule="cosine",
                                                                      warmup_steps=20, min_lr_ratio=0.05))
 
 
@@ -113,7 +122,8 @@ def toy_batch(tokenizer, config: ToyTrainConfig, step: int, seed: int) -> dict[s
     rng = random.Random(seed * 1_000_003 + step)
     rows, labels = [], []
     for _ in range(config.batch_size):
-        question = digits_question(rng, config.length, config.modulus)
+        question = digits_question(rng, rng.randint(min(config.min_length, config.length), config.length),
+                                   config.modulus)
         cut = rng.randrange(len(question.thoughts) + 1) if rng.random() < config.cut_fraction else None
         prompt, completion = _toy_texts(question, cut, config.stop_text)
         prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
@@ -147,10 +157,38 @@ def train_digits_model(config: ToyTrainConfig, *, run=None, seed: int = 0, quiet
     return model, tokenizer, result
 
 
+def wilson_interval(successes: int, trials: int, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson score interval for a binomial proportion (Wilson 1927; z = 1.96: 95 %).
+
+    With ``p = successes / n``: ``(p + z^2 / 2n -+ z sqrt(p (1 - p) / n + z^2 / 4n^2)) / (1 + z^2 / n)``. Unlike the
+    normal approximation it stays inside [0, 1] and is not degenerate at p = 0 or 1.
+    """
+    if trials < 1:
+        raise ValueError("the Wilson interval needs at least one trial")
+    p = successes / trials
+    scale = 1 + z * z / trials
+    centre = (p + z * z / (2 * trials)) / scale
+    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / scale
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def fit_reference(thinking_lengths: Sequence[int], budget: int | None, modulus: int) -> float:
+    """Accuracy of a model that solves exactly the questions whose full thinking fits the budget and guesses the
+    rest: ``fits + (1 - fits) / m`` with ``fits`` the share of questions with thinking length <= budget (ours)."""
+    fits = sum(budget is None or length <= budget for length in thinking_lengths) / len(thinking_lengths)
+    return fits + (1 - fits) / modulus
+
+
 @dataclass
 class SweepPoint:
     budget: int | None
     accuracy: float
+    correct: int
+    questions: int
+    interval: tuple[float, float]
+    """The 95 % Wilson interval of the accuracy."""
+    reference: float | None
+    """``digits``: :func:`fit_reference` (solve what fits, guess the rest); None for other tasks."""
     mean_thinking_tokens: float
     max_thinking_tokens: int
     budget_hit_rate: float
@@ -164,7 +202,8 @@ def budget_sweep(model, tokenizer, config: SweepConfig, *, quiet: bool | None = 
     from qwenkit.infer.generate import generate_chat
 
     questions = make_questions(config.task, config.questions, length=config.length, seed=config.seed + 1,
-                               modulus=config.modulus)
+                               modulus=config.modulus, min_length=min(config.min_length, config.length))
+    lengths = [len(tokenizer(q.thoughts, add_special_tokens=False)["input_ids"]) for q in questions]
     points = []
     for budget in track(config.budgets, "budget sweep", quiet=quiet):
         results = []
@@ -180,7 +219,10 @@ def budget_sweep(model, tokenizer, config: SweepConfig, *, quiet: bool | None = 
         exact = budget is None or (all(t <= budget for t in tokens)
                                    and all(r.thinking_tokens == budget for r in results if r.budget_hit))
         points.append(SweepPoint(
-            budget=budget, accuracy=sum(correct) / len(correct), mean_thinking_tokens=sum(tokens) / len(tokens),
+            budget=budget, accuracy=sum(correct) / len(correct), correct=sum(correct), questions=len(correct),
+            interval=wilson_interval(sum(correct), len(correct)),
+            reference=fit_reference(lengths, budget, config.modulus) if config.task == "digits" else None,
+            mean_thinking_tokens=sum(tokens) / len(tokens),
             max_thinking_tokens=max(tokens), budget_hit_rate=sum(r.budget_hit for r in results) / len(results),
             exact=exact,
         ))
@@ -194,15 +236,27 @@ def sweep_report(points: Sequence[SweepPoint], run, *, title: str, intro: str) -
 
     finite = [p for p in points if p.budget is not None]
     unlimited = [p for p in points if p.budget is None]
-    series = {"accuracy": ([p.budget for p in finite], [p.accuracy for p in finite])}
+    budgets = [p.budget for p in finite]
+    series = {"accuracy (95 % Wilson band)": (budgets, [p.accuracy for p in finite])}
+    bands = {"accuracy (95 % Wilson band)": ([p.interval[0] for p in finite], [p.interval[1] for p in finite])}
+    if all(p.reference is not None for p in finite):
+        series["solve the questions that fit, guess the rest"] = (budgets, [p.reference for p in finite])
     plot = line_plot(run.plot_path("budget_curve"), series, title="accuracy against thinking budget",
-                     xlabel="thinking budget (tokens)", ylabel="accuracy")
-    rows = [{"budget": "unlimited" if p.budget is None else p.budget, "accuracy": p.accuracy,
-             "mean thinking tokens": p.mean_thinking_tokens, "max thinking tokens": p.max_thinking_tokens,
-             "budget hit rate": p.budget_hit_rate, "exact budget": p.exact} for p in points]
+                     xlabel="thinking budget (tokens)", ylabel="accuracy", bands=bands,
+                     styles={"solve the questions that fit, guess the rest": "--"})
+    rows = []
+    for p in points:
+        row = {"budget": "unlimited" if p.budget is None else p.budget, "accuracy": p.accuracy,
+               "95 % interval": f"{p.interval[0]:.3f}-{p.interval[1]:.3f}", "correct": f"{p.correct}/{p.questions}"}
+        if p.reference is not None:
+            row["fits-or-guess reference"] = round(p.reference, 3)
+        row.update({"mean thinking tokens": p.mean_thinking_tokens, "max thinking tokens": p.max_thinking_tokens,
+                    "budget hit rate": p.budget_hit_rate, "exact budget": p.exact})
+        rows.append(row)
     for p in points:
         run.log(-1 if p.budget is None else p.budget,
-                {"accuracy": p.accuracy, "mean_thinking_tokens": p.mean_thinking_tokens})
+                {"accuracy": p.accuracy, "accuracy_low": p.interval[0], "accuracy_high": p.interval[1],
+                 "mean_thinking_tokens": p.mean_thinking_tokens})
     report = Report(title).text(intro)
     if unlimited:
         report.text(f"Unlimited thinking: accuracy **{unlimited[0].accuracy:.3f}**.")
