@@ -8,10 +8,18 @@ import math
 from typer.testing import CliRunner
 
 from qwenkit.permute.bench import (
+    HUGE_PAGES_LABEL,
+    ORDINARY_WRITE_LABEL,
+    PROBE_READS_LABEL,
+    PROBE_WRITES_LABEL,
+    SMALL_PAGES_LABEL,
+    STREAM_READ_LABEL,
+    STREAM_WRITE_LABEL,
     SWEEP_FULL_MAX_BYTES,
     Case,
     diagnose_case,
     findings,
+    limit_verdict,
     lowest_ratio,
     run_benchmark,
     run_sweep,
@@ -98,13 +106,36 @@ def test_size_sweep_covers_16_elements_to_the_limit_and_reports_the_minimum(tmp_
     assert "Minimum ratio to NumPy over the size sweep" in md_path.read_text()
 
 
-def test_limit_diagnosis_times_every_variant_and_both_halves_of_the_traffic(tmp_path):
+def test_limit_diagnosis_times_every_variant_and_both_halves_of_the_traffic(tmp_path, forced_kernels):
     entry = diagnose_case(Case("small 2-D", (128, 96), "float32", (1, 0), "2-D"), repeats=1)
     assert entry["variants"] and all(label in entry["seconds_min"] for label in entry["variants"])
-    for key in ("qwenkit 2 threads", "copy: np.copyto", "copy: qwenkit 2 threads", "read only (input, memory order)",
-                "write only (output fill)"):
+    assert entry["probed"]
+    for key in ("qwenkit 2 threads", "copy: np.copyto", "copy: np.copyto 2 threads", "copy: qwenkit 2 threads",
+                "read only (input, memory order)", "write only (output fill)", PROBE_READS_LABEL,
+                PROBE_WRITES_LABEL, STREAM_READ_LABEL, STREAM_WRITE_LABEL, ORDINARY_WRITE_LABEL, SMALL_PAGES_LABEL,
+                HUGE_PAGES_LABEL):
         assert entry["GB/s"][key] > 0
+    assert set(entry["verdict"]) == {"1 thread", "2 threads"}
     assert entry["best variant % of copy"] >= entry["default % of copy"]
     md = write_diagnosis_report([entry], tmp_path, {"started": "now", "load_average_before": (0.0, 0.0, 0.0),
                                                     "load_average_after": (0.0, 0.0, 0.0)})
-    assert "small 2-D" in md.read_text()
+    assert "small 2-D" in md.read_text() and "limited by" in md.read_text()
+
+
+def _diagnosis(kernel, reads, writes, small_pages, huge_pages, kernel_2t, copy_2t):
+    return {"variants": ["variant 0: outer (), streaming whole-line tiles"], "huge_pages_obtained_bytes": 2**21,
+            "seconds_min": {"variant 0: outer (), streaming whole-line tiles": kernel, PROBE_READS_LABEL: reads,
+                            PROBE_WRITES_LABEL: writes, STREAM_READ_LABEL: 1.0, STREAM_WRITE_LABEL: 1.0,
+                            ORDINARY_WRITE_LABEL: 2.0, SMALL_PAGES_LABEL: small_pages, HUGE_PAGES_LABEL: huge_pages},
+            "kernel 2T/1T": kernel_2t, "copy 2T/1T": copy_2t, "np.copyto 2T/1T": copy_2t}
+
+
+def test_limit_verdict_names_the_resource_from_the_numbers():
+    loads = limit_verdict(_diagnosis(10.0, 8.0, 3.0, 10.0, 10.0, 1.1, 1.0))
+    assert loads["1 thread"].startswith("loads") and "80 %" in loads["1 thread"]
+    assert loads["2 threads"].startswith("the memory system")
+    stores_tlb = limit_verdict(_diagnosis(10.0, 2.0, 7.0, 12.0, 10.0, 1.2, 1.9))
+    assert stores_tlb["1 thread"].startswith("stores (the scattered writes), with TLB misses")
+    assert stores_tlb["2 threads"].startswith("per-core work")
+    neither = limit_verdict(_diagnosis(10.0, 5.0, 4.0, 10.0, 10.0, 1.7, 1.0))
+    assert neither["1 thread"].startswith("neither half") and neither["2 threads"].startswith("meets 1.6x")

@@ -17,7 +17,7 @@ CROSS_CC = shutil.which("aarch64-linux-gnu-gcc")
 QEMU = shutil.which("qemu-aarch64-static") or shutil.which("qemu-aarch64")
 pytestmark = pytest.mark.skipif(CROSS_CC is None or QEMU is None, reason="no aarch64 cross compiler or qemu")
 
-_SYMBOLS = ("qk_tile", "qk_rows", "qk_strided", "qk_micro_p", "qk_micro_q")
+_SYMBOLS = ("qk_tile", "qk_rows", "qk_strided", "qk_micro_p", "qk_micro_q", "qk_probe_read", "qk_probe_write")
 
 _DRIVER = r"""
 #include <stdint.h>
@@ -26,6 +26,7 @@ _DRIVER = r"""
 #include <string.h>
 typedef struct { int64_t np, nq, tp, tq; int64_t sp; int32_t column_order; const int64_t *pb; const int64_t *qa;
                  int32_t nouter; const int64_t *oshape; const int64_t *oa; const int64_t *ob; int32_t stream;
+                 int32_t dense; int32_t probe;
 } qk_tile_args;
 #define DECLARE(prefix) \
   void prefix##_qk_tile(const char *, char *, const qk_tile_args *, int64_t, int64_t, int64_t, int64_t); \

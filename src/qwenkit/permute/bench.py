@@ -665,18 +665,78 @@ def write_sweep_report(record: dict, directory: Path, *, name: str = "permute_sw
     return md_path
 
 
-def diagnose_case(case: Case, repeats: int = 3) -> dict:
-    """Measure what limits one case, in one interleaved loop (this VM exposes no hardware counters, so the limits
-    are separated by experiments, not read from counters):
+PROBE_READS_LABEL = "gather reads alone (the kernel's loads and shuffles, no output stores)"
+PROBE_WRITES_LABEL = "scattered writes alone (the kernel's output stores, no input loads)"
+STREAM_READ_LABEL = "streaming read of the same bytes (memory order)"
+STREAM_WRITE_LABEL = "streaming write of the same bytes (non-temporal stores)"
+ORDINARY_WRITE_LABEL = "ordinary write of the same bytes (each line read for ownership)"
+SMALL_PAGES_LABEL = "kernel, input and output on 4 KiB pages (madvise NOHUGEPAGE)"
+HUGE_PAGES_LABEL = "kernel, input and output on 2 MiB pages (madvise HUGEPAGE)"
+PAGES_MAX_BYTES = 256 * 2**20
+"""The page-size experiment makes two more copies of input and output; above this it is skipped (memory)."""
 
-    - the planner's variants (``plan_variants``): the outer loop orders (locality, input, output order: TLB and
-      cache-line reuse) and streaming stores on/off (write-allocate: an ordinary store reads the line first);
-    - 2 threads against 1 for the kernel and for the best plain copy: a kernel that scales while the copy does not
-      is limited by one core (load latency, shuffles, store issue), not by the memory system;
-    - a read-only pass over the input in memory order (``np.bitwise_or.reduce`` of its bytes as uint64) and a
-      write-only pass over the output (``out.fill``): the bandwidths one core gets for each half of the traffic.
-    """
+
+def _anon_huge_bytes() -> int:
+    """This process's anonymous memory backed by transparent huge pages (``/proc/self/smaps_rollup``), bytes."""
+    try:
+        for line in Path("/proc/self/smaps_rollup").read_text().splitlines():
+            if line.startswith("AnonHugePages:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def _paged_copy(array: np.ndarray, huge: bool) -> tuple[np.ndarray, object]:
+    """A copy of ``array`` in its own private anonymous mapping (shared ones are shmem, outside anonymous THP),
+    2 MiB-aligned, advised to use huge pages or not to;
+    returns the array and the mapping (which must outlive it)."""
+    import mmap
+
+    size = array.nbytes
+    mapping = mmap.mmap(-1, size + 2 * 2**20, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    advice = getattr(mmap, "MADV_HUGEPAGE" if huge else "MADV_NOHUGEPAGE", None)
+    raw = np.frombuffer(mapping, dtype=np.uint8)
+    start = -raw.ctypes.data % (2 * 2**20)
+    if advice is not None:
+        mapping.madvise(advice, start, size)
+    copy = raw[start:start + size].view(array.dtype).reshape(array.shape)
+    copy[...] = array
+    return copy, mapping
+
+
+def _two_thread_copyto(dst: np.ndarray, src: np.ndarray) -> Callable[[], None]:
+    """``np.copyto`` of the two halves on two threads (NumPy releases the GIL while it copies)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(max_workers=1)
+    half = src.size // 2
+
+    def run() -> None:
+        pending = pool.submit(np.copyto, dst[half:], src[half:])
+        np.copyto(dst[:half], src[:half])
+        pending.result()
+
+    return run
+
+
+def diagnose_case(case: Case, repeats: int = 3) -> dict:
+    """Measure what limits one case, in one interleaved loop. This VM exposes no hardware counters, so each
+    resource is isolated by an experiment on the same bytes:
+
+    - the kernel's own access pattern split in two halves (``Plan.probe``, streaming tile plans): its gather reads
+      and shuffles alone, and its scattered (streamed) writes alone;
+    - a pure streaming read and a pure streaming write of the same bytes, and an ordinary write (write-allocate:
+      each line is read before it is written): the best each half of the traffic can do on one core;
+    - the kernel on input and output placed on 4 KiB pages and on 2 MiB pages (``madvise``): what TLB misses cost;
+    - the planner's variants (loop orders, streaming on/off);
+    - 2 threads against 1 for the kernel, for ``np.copyto`` (two halves on two threads) and for qwenkit's
+      streaming copy: whether the memory system lets a second core add bandwidth at all on this VM.
+    ``limit_verdict`` turns the numbers into the limiting resource."""
+    import dataclasses
+
     from qwenkit.permute import empty_aligned, make_plan
+    from qwenkit.permute.build import load_kernels
     from qwenkit.permute.planner import STREAM_MODES, plan_variants
 
     a = _filled(case.shape, case.dtype)
@@ -692,25 +752,107 @@ def diagnose_case(case: Case, repeats: int = 3) -> dict:
         label = f"variant {index}: outer {variant.outer.shape}, streaming {mode}"
         labels.append(label)
         contenders[label] = functools.partial(candidate, a, out)
+    probed = base.plan.kind == "tile" and bool(base.plan.stream or base.plan.dense)
+    if probed:
+        for probe, label in ((1, PROBE_READS_LABEL), (2, PROBE_WRITES_LABEL)):
+            candidate = make_plan(a, case.axes, out, threads=1)
+            candidate._use(dataclasses.replace(base.plan, probe=probe))
+            contenders[label] = functools.partial(candidate, a, out)
     two = make_plan(a, case.axes, out, threads=2)
     contenders["qwenkit 2 threads"] = functools.partial(two, a, out)
     flat_src, flat_dst = a.reshape(-1), out.reshape(-1)
     copies = {threads: make_plan(flat_src, None, flat_dst, threads=threads) for threads in (1, 2)}
     contenders["copy: np.copyto"] = functools.partial(np.copyto, flat_dst, flat_src)
+    contenders["copy: np.copyto 2 threads"] = _two_thread_copyto(flat_dst, flat_src)
     contenders["copy: qwenkit 1 thread"] = functools.partial(copies[1], flat_src, flat_dst)
     contenders["copy: qwenkit 2 threads"] = functools.partial(copies[2], flat_src, flat_dst)
-    words = a.reshape(-1).view(np.uint8)[: a.nbytes // 8 * 8].view(np.uint64)
-    contenders["read only (input, memory order)"] = functools.partial(np.bitwise_or.reduce, words)
+    kernels = load_kernels(base.isa, 1)
+    if kernels is not None:
+        pointer_a, pointer_b = kernels.ffi.from_buffer(a), kernels.ffi.from_buffer(out)
+        contenders[STREAM_READ_LABEL] = functools.partial(kernels.lib.qk_probe_read, pointer_a, a.nbytes)
+        contenders[STREAM_WRITE_LABEL] = functools.partial(kernels.lib.qk_probe_write, pointer_b, a.nbytes, 1)
+        contenders[ORDINARY_WRITE_LABEL] = functools.partial(kernels.lib.qk_probe_write, pointer_b, a.nbytes, 0)
+    contenders["read only (input, memory order)"] = functools.partial(
+        np.bitwise_or.reduce, a.reshape(-1).view(np.uint8)[: a.nbytes // 8 * 8].view(np.uint64))
     contenders["write only (output fill)"] = functools.partial(out.fill, 0)
+    keep = []
+    huge_obtained = None
+    if a.nbytes <= PAGES_MAX_BYTES:
+        before = _anon_huge_bytes()
+        for huge, label in ((False, SMALL_PAGES_LABEL), (True, HUGE_PAGES_LABEL)):
+            paged_a, map_a = _paged_copy(a, huge)
+            paged_out, map_out = _paged_copy(out, huge)
+            keep += [map_a, map_out]
+            plan = make_plan(paged_a, case.axes, paged_out, threads=1)
+            contenders[label] = functools.partial(plan, paged_a, paged_out)
+        huge_obtained = _anon_huge_bytes() - before
     seconds, _ = time_interleaved(contenders, repeats)
-    gbs = {k: (2 if not k.startswith(("read", "write")) else 1) * case.nbytes / v / 1e9 for k, v in seconds.items()}
+    contenders.clear()
+    del keep
+    one_sided = (STREAM_READ_LABEL, STREAM_WRITE_LABEL, ORDINARY_WRITE_LABEL, "read only", "write only")
+    gbs = {k: (1 if k.startswith(one_sided) else 2) * case.nbytes / v / 1e9 for k, v in seconds.items()}
     default = seconds[labels[0]]
     best_copy = min(seconds["copy: np.copyto"], seconds["copy: qwenkit 1 thread"])
-    return {"case": asdict(case), "bytes": case.nbytes, "seconds_min": seconds, "GB/s": gbs, "variants": labels,
-            "default % of copy": 100 * best_copy / default,
-            "best variant % of copy": 100 * best_copy / min(seconds[k] for k in labels),
-            "kernel 2T/1T": default / seconds["qwenkit 2 threads"],
-            "copy 2T/1T": seconds["copy: qwenkit 1 thread"] / seconds["copy: qwenkit 2 threads"]}
+    entry = {"case": asdict(case), "bytes": case.nbytes, "seconds_min": seconds, "GB/s": gbs, "variants": labels,
+             "plan": base.describe(), "probed": probed, "huge_pages_obtained_bytes": huge_obtained,
+             "default % of copy": 100 * best_copy / default,
+             "default % of np.copyto": 100 * seconds["copy: np.copyto"] / default,
+             "best variant % of copy": 100 * best_copy / min(seconds[k] for k in labels),
+             "kernel 2T/1T": default / seconds["qwenkit 2 threads"],
+             "copy 2T/1T": seconds["copy: qwenkit 1 thread"] / seconds["copy: qwenkit 2 threads"],
+             "np.copyto 2T/1T": seconds["copy: np.copyto"] / seconds["copy: np.copyto 2 threads"]}
+    entry["verdict"] = limit_verdict(entry)
+    return entry
+
+
+def limit_verdict(entry: dict) -> dict[str, str]:
+    """From ``diagnose_case``'s times: the resource that limits one thread (``"1 thread"``) and what limits two
+    (``"2 threads"``), each a sentence with the measured numbers. The rules (ours): the half of the traffic
+    whose kernel-pattern run alone takes the larger share of the kernel's time is the limit when that share is
+    at least 60 %; 2 MiB pages that speed the kernel up by 10 % or more name the TLB; an ordinary write slower
+    than a streaming one names write-allocate for kernels that store ordinarily; a second thread is limited by
+    the memory system when a plain copy itself gains less than 1.6x from it."""
+    t = entry["seconds_min"]
+    kernel = t[entry["variants"][0]]
+    parts = []
+    limit = None
+    if PROBE_READS_LABEL in t and PROBE_WRITES_LABEL in t:
+        reads, writes = t[PROBE_READS_LABEL] / kernel, t[PROBE_WRITES_LABEL] / kernel
+        sides = (f"gather reads alone take {100 * reads:.0f} % of the kernel's time, its writes alone "
+                 f"{100 * writes:.0f} %")
+        if STREAM_READ_LABEL in t:
+            sides += (f" (a streaming read of the same bytes {100 * t[STREAM_READ_LABEL] / kernel:.0f} %, "
+                      f"a streaming write {100 * t[STREAM_WRITE_LABEL] / kernel:.0f} %)")
+        parts.append(sides)
+        if max(reads, writes) >= 0.6:
+            limit = "loads (the gather reads)" if reads >= writes else "stores (the scattered writes)"
+        else:
+            limit = "neither half alone: the loads and stores together (per-core issue and their overlap)"
+    else:
+        parts.append("no probe split (not a streaming tile plan)")
+    if SMALL_PAGES_LABEL in t and HUGE_PAGES_LABEL in t:
+        gain = t[SMALL_PAGES_LABEL] / t[HUGE_PAGES_LABEL]
+        obtained = entry.get("huge_pages_obtained_bytes") or 0
+        parts.append(f"2 MiB pages run it {gain:.2f}x as fast as 4 KiB pages ({obtained / 2**20:.0f} MiB of huge "
+                     "pages obtained)")
+        if gain >= 1.1:
+            limit = f"{limit}, with TLB misses" if limit else "TLB misses"
+    if ORDINARY_WRITE_LABEL in t:
+        allocate = t[ORDINARY_WRITE_LABEL] / t[STREAM_WRITE_LABEL]
+        parts.append(f"an ordinary write costs {allocate:.2f}x a streaming one (write-allocate)")
+        if allocate >= 1.1 and "streaming off" in entry["variants"][0]:
+            limit = f"{limit}, and write-allocate" if limit else "write-allocate"
+    one = f"{limit or 'not isolated'}: " + "; ".join(parts)
+    copy_gain = max(entry["copy 2T/1T"], entry["np.copyto 2T/1T"])
+    two = (f"kernel 2T/1T {entry['kernel 2T/1T']:.2f}x; np.copyto 2T/1T {entry['np.copyto 2T/1T']:.2f}x, "
+           f"qwenkit copy 2T/1T {entry['copy 2T/1T']:.2f}x")
+    if entry["kernel 2T/1T"] >= 1.6:
+        two = "meets 1.6x: " + two
+    elif copy_gain < 1.6:
+        two = "the memory system (a plain copy itself gains less than 1.6x from a second core): " + two
+    else:
+        two = "per-core work that does not split well (the copy scales, the kernel does not): " + two
+    return {"1 thread": one, "2 threads": two}
 
 
 def write_diagnosis_report(entries: list[dict], directory: Path, record_info: dict,
@@ -720,26 +862,41 @@ def write_diagnosis_report(entries: list[dict], directory: Path, record_info: di
 
     directory.mkdir(parents=True, exist_ok=True)
     atomic_write_text(directory / f"{name}.json", json.dumps({**record_info, "cases": entries}, indent=1))
-    report = Report("qwenkit.permute: what limits the cases below 75 % of copy")
+    report = Report("qwenkit.permute: what limits the cases below the bandwidth and threading targets")
     report.text(f"Load average before {_fmt_load(record_info['load_average_before'])}, after "
                 f"{_fmt_load(record_info['load_average_after'])}; run {record_info['started']} under `qk-cpu "
-                "quiet`. GB/s count bytes read plus written (read-only and write-only passes: their one side). "
-                "This VM exposes no hardware performance counters (no PMU in `/sys/bus/event_source`), so the "
-                "limits are separated by experiments in one interleaved loop (`bench.diagnose_case`).")
+                "quiet`. GB/s count bytes read plus written (the one-sided probes: their one side). "
+                "This VM exposes no hardware performance counters (no PMU in `/sys/bus/event_source`), so each "
+                "resource is isolated by an experiment on the same bytes in one interleaved loop "
+                "(`bench.diagnose_case`; the verdict's rules: `bench.limit_verdict`). Cases: those of 8 MiB or more "
+                f"below {BANDWIDTH_TARGET_PERCENT:.0f} % of np.copyto or below 1.6x with 2 threads in permute.json.")
     rows = []
     for entry in entries:
         g = entry["GB/s"]
-        rows.append({"case": entry["case"]["name"], "MiB": entry["bytes"] / 2**20,
-                     "default GB/s": g[entry["variants"][0]], "best variant GB/s": max(g[k] for k in entry["variants"]),
-                     "copy GB/s (1T)": max(g["copy: np.copyto"], g["copy: qwenkit 1 thread"]),
-                     "default % of copy": entry["default % of copy"],
-                     "best variant % of copy": entry["best variant % of copy"],
-                     "read-only GB/s": g["read only (input, memory order)"],
-                     "write-only GB/s": g["write only (output fill)"],
-                     "kernel 2T/1T": entry["kernel 2T/1T"], "copy 2T/1T": entry["copy 2T/1T"]})
+        row = {"case": entry["case"]["name"], "MiB": entry["bytes"] / 2**20,
+               "kernel GB/s": g[entry["variants"][0]], "% of np.copyto": entry["default % of np.copyto"],
+               "best variant % of copy": entry["best variant % of copy"]}
+        t = entry["seconds_min"]
+        kernel = t[entry["variants"][0]]
+        for label, column in ((PROBE_READS_LABEL, "reads alone % of kernel time"),
+                              (PROBE_WRITES_LABEL, "writes alone % of kernel time")):
+            row[column] = 100 * t[label] / kernel if label in t else "-"
+        for label, column in ((STREAM_READ_LABEL, "stream read GB/s"), (STREAM_WRITE_LABEL, "stream write GB/s"),
+                              (ORDINARY_WRITE_LABEL, "ordinary write GB/s")):
+            row[column] = g.get(label, "-")
+        row["2 MiB / 4 KiB pages"] = (t[SMALL_PAGES_LABEL] / t[HUGE_PAGES_LABEL] if HUGE_PAGES_LABEL in t else "-")
+        row["kernel 2T/1T"] = entry["kernel 2T/1T"]
+        row["np.copyto 2T/1T"] = entry["np.copyto 2T/1T"]
+        row["qwenkit copy 2T/1T"] = entry["copy 2T/1T"]
+        rows.append(row)
     report.table(rows, _columns(rows), float_format="{:.3g}")
     for entry in entries:
+        verdict = entry["verdict"]
+        report.text(f"**{entry['case']['name']}** — 1 thread, limited by {verdict['1 thread']}. "
+                    f"2 threads: {verdict['2 threads']}.")
+    for entry in entries:
         g = entry["GB/s"]
-        report.text(f"**{entry['case']['name']}**: " + "; ".join(f"{k} {g[k]:.2f} GB/s" for k in entry["variants"]))
+        report.text(f"{entry['case']['name']} variants: "
+                    + "; ".join(f"{k} {g[k]:.2f} GB/s" for k in entry["variants"]))
     md_path, _ = report.write(directory, name=name)
     return md_path

@@ -50,6 +50,7 @@ typedef struct {
     const int64_t *ob;
     int32_t stream;
     int32_t dense;
+    int32_t probe;
 } qk_tile_args;
 void qk_tile(const char *a, char *b, const qk_tile_args *t, int64_t o0, int64_t o1, int64_t p0, int64_t p1);
 void qk_rows(const char *a, char *b, int64_t row_bytes, int32_t nouter, const int64_t *oshape,
@@ -58,6 +59,8 @@ void qk_strided(const char *a, char *b, int64_t n, int64_t sa, int64_t sb, int64
                 const int64_t *oshape, const int64_t *oa, const int64_t *ob, int64_t o0, int64_t o1);
 int32_t qk_micro_p(void);
 int32_t qk_micro_q(void);
+uint64_t qk_probe_read(const char *a, int64_t bytes);
+void qk_probe_write(char *b, int64_t bytes, int32_t stream);
 typedef struct {
     int32_t k;
     const int64_t *rows;
@@ -387,6 +390,35 @@ _COMMON_C = r"""
 int32_t qk_micro_p(void) { return MP; }
 int32_t qk_micro_q(void) { return MQ; }
 
+/* Diagnosis only (qk_tile_args.probe, benchmark --diagnose): PROBE_READS runs a streaming tile kernel's loads and
+   shuffles into its buffer and never stores to the output; PROBE_WRITES stores the buffer to the output without
+   reading the input. Either half alone shows what the other costs. */
+#define PROBE_READS 1
+#define PROBE_WRITES 2
+
+/* Diagnosis only: a sequential read of every byte (XOR-folded so that the loads are kept), and a sequential write
+   of zeros with streaming stores (stream) or ordinary ones (each line read for ownership before it is written). */
+uint64_t qk_probe_read(const char *a, int64_t bytes)
+{
+    uint64_t acc[8] = {0};
+    int64_t k = 0;
+    for (; k + 64 <= bytes; k += 64)
+        for (int j = 0; j < 8; ++j) { uint64_t v; memcpy(&v, a + k + 8 * j, 8); acc[j] ^= v; }
+    for (; k < bytes; ++k) acc[0] ^= (uint8_t)a[k];
+    return acc[0] ^ acc[1] ^ acc[2] ^ acc[3] ^ acc[4] ^ acc[5] ^ acc[6] ^ acc[7];
+}
+
+void qk_probe_write(char *b, int64_t bytes, int32_t stream)
+{
+    _Alignas(64) static const char zeros[4096];
+    for (int64_t k = 0; k < bytes; k += 4096) {
+        const int64_t n = bytes - k < 4096 ? bytes - k : 4096;
+        if (stream && HAVE_STREAM) stream_row_unaligned(b + k, zeros, n);
+        else memcpy(b + k, zeros, (size_t)n);
+    }
+    if (stream && HAVE_STREAM) stream_fence();
+}
+
 /* Odometer over the outer axes (last fastest): set the index and byte offsets of flat position o. */
 static inline void outer_seek(int32_t n, const int64_t *shape, const int64_t *sa, const int64_t *sb, int64_t o,
                               int64_t *idx, int64_t *off_a, int64_t *off_b)
@@ -501,8 +533,9 @@ static inline void prefetch_rows(const char *a, const int64_t *qa, int64_t j0, i
 static inline void buffered_tile(const char *a_rows, const qk_tile_args *t, char *b, const int64_t *pb,
                                  int64_t rows, int64_t jq, int64_t cols, char *buf, const int64_t *pbuf)
 {
-    transpose_block(a_rows, t->sp, t->qa + jq, buf, pbuf, rows, cols);
-    for (int64_t i = 0; i < rows; ++i) stream_row(b + pb[i] + jq * W, buf + i * t->tq * W, cols * W);
+    if (t->probe != PROBE_WRITES) transpose_block(a_rows, t->sp, t->qa + jq, buf, pbuf, rows, cols);
+    if (t->probe != PROBE_READS)
+        for (int64_t i = 0; i < rows; ++i) stream_row(b + pb[i] + jq * W, buf + i * t->tq * W, cols * W);
 }
 
 /* Output rows that are not cache-line aligned alike, or too short for a whole-line tile: a strip of whole output
@@ -516,7 +549,8 @@ static void plane_whole_rows(const char *a, char *b, const qk_tile_args *t, int6
         const int64_t rows = p1 - ip < rows_fit ? p1 - ip : rows_fit;
         /* the strip sits in the buffer at the output's offset within a cache line: aligned loads feed the stores */
         char *strip = buf + ((uintptr_t)(b + t->pb[ip]) & 63);
-        transpose_block(a + ip * t->sp, t->sp, t->qa, strip, prow, rows, t->nq);
+        if (t->probe != PROBE_WRITES) transpose_block(a + ip * t->sp, t->sp, t->qa, strip, prow, rows, t->nq);
+        if (t->probe == PROBE_READS) continue;
         for (int64_t i = 0; i < rows;) {
             int64_t k = i + 1;
             while (k < rows && t->pb[ip + k] == t->pb[ip + k - 1] + row) ++k;
@@ -532,8 +566,8 @@ static void plane_whole_rows(const char *a, char *b, const qk_tile_args *t, int6
 static void plane_dense(const char *a, char *b, const qk_tile_args *t, char *buf)
 {
     char *block = buf + ((uintptr_t)b & 63);
-    transpose_block(a, t->sp, t->qa, block, t->pb, t->np, t->nq);
-    stream_row_unaligned(b, block, t->np * t->nq * W);
+    if (t->probe != PROBE_WRITES) transpose_block(a, t->sp, t->qa, block, t->pb, t->np, t->nq);
+    if (t->probe != PROBE_READS) stream_row_unaligned(b, block, t->np * t->nq * W);
 }
 
 /* One plane, output rows [p0, p1), streaming: the columns before the first cache-line-aligned output column and
