@@ -172,7 +172,7 @@ def test_text_completions_tokenize_and_metrics(server, client, tokenizer):
     assert int(generated[0].split()[1]) > 0
 
 
-@pytest.mark.parametrize("field", ["parallel_tool_calls", "functions", "audio"])
+@pytest.mark.parametrize("field", ["functions", "audio", "echo"])
 def test_unsupported_fields_are_refused_by_name(server, field):
     body = {"model": MODEL, "messages": [{"role": "user", "content": "x"}], field: None}
     response = httpx.post(server[0] + "/v1/chat/completions", json=body)

@@ -136,7 +136,7 @@ def _check_call(call: dict, name: str | None = None) -> None:
 
 @pytest.mark.parametrize("tool_choice", ["required", {"type": "function", "function": {"name": "get_time"}}])
 def test_forced_tool_call_is_a_valid_call(plain_url, tool_choice):
-    reply = _forced(plain_url, tool_choice, n=2).json()
+    reply = _forced(plain_url, tool_choice, n=2, parallel_tool_calls=False).json()
     for choice in reply["choices"]:
         assert choice["finish_reason"] == "tool_calls" and choice["message"]["content"] is None
         (call,) = choice["message"]["tool_calls"]
@@ -167,6 +167,7 @@ def test_forced_tool_call_streamed_and_after_thinking(plain_url):
         ({"tools": None}, "tool_choice"),
         ({"tool_choice": {"type": "function", "function": {"name": "nope"}}}, "tool_choice.function.name"),
         ({"response_format": {"type": "json_object"}}, "response_format"),
+        ({"tool_choice": "auto", "parallel_tool_calls": False}, "parallel_tool_calls"),
         ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "objectx"}}}]},
          "tools.0.function.parameters.type"),
     ],

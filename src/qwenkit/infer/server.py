@@ -5,8 +5,10 @@ Routes: ``/v1/chat/completions`` and ``/v1/completions`` (streamed or not), ``/v
 
 Request fields beyond OpenAI's: ``chat_template_kwargs.enable_thinking`` (Qwen3's hard switch, as vLLM/SGLang take
 it), ``thinking_budget`` (exact: Qwen's stop text forced after N thinking tokens), ``top_k``, ``min_p``,
-``repetition_penalty``, ``stop_token_ids`` and vLLM's ``continue_final_message``/``add_generation_prompt``. Responses
-carry ``reasoning_content`` next to ``content`` (``delta.reasoning_content`` when streaming) and
+``repetition_penalty``, ``stop_token_ids`` and vLLM's ``continue_final_message``/``add_generation_prompt``.
+``response_format`` (``json_object``, ``json_schema``) and a forced ``tool_choice`` (``"required"``, a named function)
+are enforced by constrained decoding (:mod:`qwenkit.infer.constrained`, llguidance). ``logprobs`` work streamed and
+not. Responses carry ``reasoning_content`` next to ``content`` (``delta.reasoning_content`` when streaming) and
 ``usage.completion_tokens_details.reasoning_tokens``.
 
 The boundary: the body is read up to ``max_request_bytes`` (413 beyond), parsed with a nesting limit, checked for
@@ -171,6 +173,9 @@ class ChatCompletionRequest(SamplingFields):
     tools but returns the text as it is; "required" or ``{"type": "function", "function": {"name": ...}}`` force
     one call (of any tool, or of that one) by constrained decoding, its arguments following the tool's schema."""
     response_format: ResponseFormat | None = None
+    parallel_tool_calls: bool | None = None
+    """True/None: every parsed call is returned. False needs a forced ``tool_choice``, whose grammar makes exactly
+    one call; with "auto" the model may write several, which this server does not cut."""
 
     def parses_tools(self) -> bool:
         return bool(self.tools) and self.tool_choice != "none"
@@ -487,6 +492,10 @@ def _chat_requests(body: ChatCompletionRequest, tokenizer, limits: _Limits,
                            param="thinking_budget")
     schema = body.response_format.schema_or_none() if body.response_format is not None else None
     forced = body.forced_tools()
+    if body.parallel_tool_calls is False and body.parses_tools() and forced is None:
+        raise APIError(400, "parallel_tool_calls=false is only supported with a forced tool_choice (\"required\" or "
+                            "a named function: exactly one call); with \"auto\" the model may write several calls",
+                       param="parallel_tool_calls")
     if schema is not None and forced is not None:
         raise APIError(400, "response_format cannot be combined with a forced tool call (tool_choice "
                             f"{body.tool_choice!r}): both constrain the reply", param="response_format")
