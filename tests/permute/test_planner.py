@@ -122,3 +122,23 @@ def test_explicit_threads_are_capped_at_the_usable_cores(forced_kernels):
     assert _plan(a, (1, 0), threads=1000, cores=2).threads == 2
     assert _plan(a, (1, 0), threads=1000, cores=1).threads == 1
     assert _plan(a, (1, 0), threads=None, cores=2).threads <= 2
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_short_output_runs_without_masks_copy_along_the_long_input_run(dtype):
+    """NCHW->NHWC with 3 channels on an ISA without masked stores: element copies along the input's unit-stride
+    axis (W*H), the channel axis an outer loop; the reverse layout with short input runs of bytes stays with
+    NumPy."""
+    from qwenkit.permute import available_isas, make_plan
+
+    a = np.arange(4 * 3 * 96 * 64).astype(dtype).reshape(4, 3, 96, 64)
+    plan = _plan(a, (0, 2, 3, 1), isa="sse2")
+    assert plan.kind == "strided" and plan.inner.shape == (96 * 64,)
+    assert plan.inner.sa == (a.itemsize,) and plan.inner.sb == (3 * a.itemsize,) and plan.outer.shape == (4, 3)
+    if a.itemsize == 1:  # 3 bytes fill at most half of a 16-byte vector
+        assert _plan(np.ascontiguousarray(a.transpose(0, 2, 3, 1)), (0, 3, 1, 2), isa="sse2").kind == "numpy"
+    want = np.ascontiguousarray(a.transpose(0, 2, 3, 1))
+    for isa in set(available_isas()) & {"sse2", "avx2", "neon"}:
+        for threads in (1, 2):
+            run = make_plan(a, (0, 2, 3, 1), isa=isa, threads=threads)
+            assert run.plan.kind == "strided" and np.array_equal(run(a), want)

@@ -324,11 +324,15 @@ def _plan_tile(axes: Axes, p: int, n_threads: int, common: dict) -> Plan:
     if short is not None:
         return short
     if not codegen.ISA_SPECS[isa].masked and axes.sa[p] == width:
-        # Without masked loads/stores, short runs go through buffers element by element; measured 0.5-0.8x NumPy
-        # for output runs shorter than a 16-byte lane and for input runs filling at most half a vector.
+        # Without masked loads/stores, short runs would go through the tile buffers element by element (measured
+        # 0.5-0.8x NumPy). Short output runs (NCHW->NHWC with 3 channels): each element is copied along the long
+        # input run instead, so the input streams and the short axis becomes an outer loop (NumPy's own loop runs
+        # the 3 channels innermost). Short input runs (NHWC->NCHW): that is NumPy's own loop order already; it keeps
+        # them.
         if n_q < mq and isa != "scalar":
-            return Plan("numpy", f"output runs of {n_q} elements are shorter than a vector lane and this ISA has "
-                        "no masked stores", **common)
+            return _plan_strided(axes.take([k for k in range(ndim) if k != p] + [p]), width, n_threads, common,
+                                 f"output runs of {n_q} elements are shorter than a vector lane and this ISA has no "
+                                 "masked stores: element copies along the input's unit-stride axis")
         if 2 * n_p <= mp:
             return Plan("numpy", f"input runs of {n_p} elements fill at most half a vector and this ISA has no "
                         "masked loads", **common)
