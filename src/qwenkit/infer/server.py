@@ -517,7 +517,8 @@ def _chat_requests(body: ChatCompletionRequest, tokenizer, limits: _Limits,
                 check_schema(schema, param)
                 grammar = grammars.grammar(schema, param=param, after_thinking=thinking)
             for request in requests:
-                request.processors = (grammars.processor(grammar, after_thinking=thinking),)
+                request.processors = (grammars.processor(grammar, after_thinking=thinking,
+                                                         param="tool_choice" if forced else param),)
         except SchemaError as exc:
             raise APIError(400, str(exc), param=exc.param, code="invalid_schema") from None
     return requests

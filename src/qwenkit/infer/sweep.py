@@ -22,7 +22,7 @@ import math
 import random
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import Field
@@ -194,6 +194,8 @@ class SweepPoint:
     budget_hit_rate: float
     exact: bool
     """Every row that hit the budget thought exactly ``budget`` tokens (and no row thought more)."""
+    by_length: dict[int, float] = field(default_factory=dict)
+    """``digits``: accuracy per question length (digits); empty for other tasks."""
 
 
 def budget_sweep(model, tokenizer, config: SweepConfig, *, quiet: bool | None = None) -> list[SweepPoint]:
@@ -224,9 +226,16 @@ def budget_sweep(model, tokenizer, config: SweepConfig, *, quiet: bool | None = 
             reference=fit_reference(lengths, budget, config.modulus) if config.task == "digits" else None,
             mean_thinking_tokens=sum(tokens) / len(tokens),
             max_thinking_tokens=max(tokens), budget_hit_rate=sum(r.budget_hit for r in results) / len(results),
-            exact=exact,
+            exact=exact, by_length=_accuracy_by_length(questions, correct) if config.task == "digits" else {},
         ))
     return points
+
+
+def _accuracy_by_length(questions: Sequence[Question], correct: Sequence[bool]) -> dict[int, float]:
+    totals: dict[int, list[int]] = {}
+    for question, ok in zip(questions, correct, strict=True):
+        totals.setdefault(len(question.prompt), []).append(int(ok))
+    return {length: sum(v) / len(v) for length, v in sorted(totals.items())}
 
 
 def sweep_report(points: Sequence[SweepPoint], run, *, title: str, intro: str) -> str:
@@ -260,7 +269,20 @@ def sweep_report(points: Sequence[SweepPoint], run, *, title: str, intro: str) -
     report = Report(title).text(intro)
     if unlimited:
         report.text(f"Unlimited thinking: accuracy **{unlimited[0].accuracy:.3f}**.")
-    report.table(rows, caption="budget sweep (same questions at every budget)").image(plot, "the budget curve")
+    report.table(rows, caption="budget sweep (same questions at every budget)")
+    if all(p.by_length for p in points):
+        lengths = sorted(points[0].by_length)
+        report.table([{"budget": "unlimited" if p.budget is None else p.budget,
+                       **{f"{n} digits ({2 * n} thinking tokens)": p.by_length[n] for n in lengths}} for p in points],
+                     caption="accuracy by question length (a question of n digits writes 2n thinking tokens)")
+    explanation = ("The curve is the accuracy at each budget; the shaded band is its 95 % Wilson interval over the "
+                   f"{points[0].questions} questions.")
+    if all(p.reference is not None for p in finite):
+        explanation += (" The dashed line is what a model would score that solves exactly the questions whose whole "
+                        "thinking fits the budget and guesses the others (1 in m): accuracy above it means the model "
+                        "also answers some cut-off questions right, finishing the missing sums after the stop text "
+                        "without writing them out.")
+    report.text(explanation).image(plot, "accuracy against thinking budget, 95 % Wilson band, fits-or-guess line")
     report.write(run.path)
     first, last = points[0], points[-1]
     label = "unlimited" if last.budget is None else f"budget {last.budget}"
