@@ -202,8 +202,8 @@ def _bind_plan(plan: Plan, kernels: Kernels) -> tuple[list, list]:
 
 def _data_pointer(ffi, array: np.ndarray, view: np.ndarray, offset: int):
     """A ``char *`` to ``view``'s first byte plus ``offset``. ``array`` shares ``view``'s data pointer; when it is
-    C-contiguous, ``ffi.from_buffer`` gives the pointer (about 0.3 us, measured); else it comes from
-    ``__array_interface__`` (about 1.5 us: NumPy builds a dict of the whole layout)."""
+    C-contiguous, ``ffi.from_buffer`` gives the pointer, else it comes from ``__array_interface__``, several times
+    slower (NumPy builds a dict of the whole layout; both are timed in the size sweep's call-cost table)."""
     try:
         pointer = ffi.from_buffer(array)
     except (ValueError, TypeError, BufferError):  # not C-contiguous, or a dtype without a buffer format
@@ -323,9 +323,10 @@ def permute(a, axes=None, out: np.ndarray | None = None, *, threads: int | None 
     Arrays under ``planner.MIN_KERNEL_BYTES`` take a short path straight to NumPy's copy: no plan, no ISA or
     environment look-up. Its first tier (default ``threads`` and ``isa``, an ``out`` of exactly the permuted shape
     and the identical dtype object, or no ``out``) costs a handful of attribute checks and then NumPy's cheapest
-    calls, ``out[...] = view`` (which skips ``np.copyto``'s argument parsing) or ``view.copy()``, so it stays
-    within NumPy's own call time (size sweep, docs/permute.md); everything else small takes the checked tier
-    below (larger object arrays are planned as ``numpy`` and copied the same way).
+    calls, ``out[...] = view`` (which skips ``np.copyto``'s argument parsing) or ``view.copy()``, which win back
+    part of what the Python call and the checks cost (measured per piece in the size sweep, docs/permute.md);
+    everything else small takes the checked tier below (larger object arrays are planned as ``numpy`` and copied
+    the same way).
     """
     if type(a) is not np.ndarray:
         a = np.asarray(a)
