@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -109,3 +112,37 @@ def test_prompts_from_the_model_directory(qwen3_like, tmp_path):
     finally:
         config["default_prompt_name"] = None
         (qwen3_like / "config_sentence_transformers.json").write_text(json.dumps(config))
+
+
+class _OverlapProbe:
+    """Wraps a tokenizer and records how many calls run at once (each call lingers so that overlaps show)."""
+
+    def __init__(self, tokenizer):
+        self.inner, self.running, self.most_at_once = tokenizer, 0, 0
+        self._count = threading.Lock()
+
+    def __call__(self, *args, **kwargs):
+        with self._count:
+            self.running += 1
+            self.most_at_once = max(self.most_at_once, self.running)
+        time.sleep(0.002)
+        try:
+            return self.inner(*args, **kwargs)
+        finally:
+            with self._count:
+                self.running -= 1
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+def test_concurrent_tokenize_calls_never_share_the_tokenizer(qwen3_like):
+    """A fast tokenizer keeps its truncation setting on one shared object: a server's concurrent truncating and
+    non-truncating requests must not run inside it at once (they got each other's setting: spurious 400s)."""
+    embedder = Embedder.from_pretrained(qwen3_like)
+    expected = {cut: embedder.tokenize(TEXTS, truncate=cut) for cut in (True, False)}
+    probe = embedder.tokenizer = _OverlapProbe(embedder.tokenizer)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        got = list(pool.map(lambda i: (i % 2 == 0, embedder.tokenize(TEXTS, truncate=i % 2 == 0)), range(16)))
+    assert probe.most_at_once == 1
+    assert all(ids == expected[cut] for cut, ids in got)

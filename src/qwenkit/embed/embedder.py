@@ -8,6 +8,7 @@ encoders (BERT-like, e.g. all-MiniLM-L6-v2) read their pooling from the sentence
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -87,6 +88,9 @@ class Embedder:
             raise ValueError(f"default_prompt_name {default_prompt_name!r} is not one of the prompts "
                              f"{sorted(self.prompts)}")
         self.default_prompt_name = default_prompt_name
+        # a fast tokenizer keeps its truncation settings on the shared Rust object, so two threads tokenizing with
+        # different settings (a server's concurrent requests) can get each other's: every call holds this lock
+        self._tokenizer_lock = threading.Lock()
         self.append_token_id = self._resolve_append_token(append_token)
         pad = tokenizer.pad_token_id
         self.pad_token_id = int(pad) if pad is not None else (self.append_token_id or 0)
@@ -97,7 +101,8 @@ class Embedder:
         tokenizer since QwenLM/Qwen3-Embedding #54)."""
         if token_id is None:
             return False
-        probes = self.tokenizer(["a", "b c"])["input_ids"]
+        with self._tokenizer_lock:
+            probes = self.tokenizer(["a", "b c"])["input_ids"]
         return all(ids and ids[-1] == token_id for ids in probes)
 
     def _resolve_append_token(self, append_token: str | None | bool) -> int | None:
@@ -207,17 +212,14 @@ class Embedder:
         truncated text keeps exactly ``max_length`` tokens. A tokenizer without that post-processor (older
         Qwen3-Embedding revisions, SmolLM2) gets the end token appended here after the same cut, so both kinds give
         identical ids. Without an end token (encoders) it is the tokenizer's own truncation, as in
-        sentence-transformers.
+        sentence-transformers. Thread-safe: concurrent calls with different truncation never see each other's.
         """
         max_length = max_length or self.max_length
-        if self.append_token_id is None or self.tokenizer_appends_end:
-            if not truncate:
-                return self.tokenizer(list(texts))["input_ids"]
-            return self.tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
-        if not truncate:
-            return [[*ids, self.append_token_id] for ids in self.tokenizer(list(texts))["input_ids"]]
-        encoded = self.tokenizer(list(texts), truncation=True, max_length=max_length - 1)["input_ids"]
-        return [[*ids, self.append_token_id] for ids in encoded]
+        appends_here = self.append_token_id is not None and not self.tokenizer_appends_end
+        cut = {"truncation": True, "max_length": max_length - 1 if appends_here else max_length} if truncate else {}
+        with self._tokenizer_lock:
+            encoded = self.tokenizer(list(texts), **cut)["input_ids"]
+        return [[*ids, self.append_token_id] for ids in encoded] if appends_here else encoded
 
     def collate(self, batch_ids: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         """Pad to the longest row on the tokenizer's padding side; returns ``(input_ids, attention_mask)``."""

@@ -262,12 +262,7 @@ def embedding_token_ids(embedder: Any, request: EmbeddingRequest, *, truncate: b
         except ValueError as exc:
             given = next((k for k, v in prompt_args.items() if v is not None), None)
             raise ApiError(400, str(exc), param=given) from None
-        token_ids = embedder.tokenize(texts, truncate=False)
-        if truncate:
-            cut = [i for i, ids in enumerate(token_ids) if len(ids) > embedder.max_length]
-            if cut:  # re-tokenize with truncation: the end token must stay last
-                for i, ids in zip(cut, embedder.tokenize([texts[i] for i in cut]), strict=True):
-                    token_ids[i] = ids
+        token_ids = embedder.tokenize(texts, truncate=truncate)  # once; truncation keeps the end token last
     else:
         token_ids = [list(raw)] if raw and isinstance(raw[0], int) else [list(ids) for ids in raw]
         given = [k for k, v in prompt_args.items() if v is not None]
