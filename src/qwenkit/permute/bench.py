@@ -455,6 +455,11 @@ def write_report(record: dict, directory: Path, *, name: str = "permute", title:
                                    "load_average_after": record["load_average_after"]}]
     report = Report(title)
     report.text("\n".join(f"- {line}" for line in findings(rows)))
+    sweep_path = directory / f"{name}_sweep.json"
+    if sweep_path.exists():
+        sweep = json.loads(sweep_path.read_text())
+        report.text(f"{sweep_minimum_line(sweep)} (`{sweep_path.stem}.md`, run {sweep['started']}, load "
+                    f"{_fmt_load(sweep['load_average_before'])} / {_fmt_load(sweep['load_average_after'])})")
     report.text(
         f"Machine: {env['cpu']} ({env['cores']} usable cores), ISA `{env['isa']}`, NumPy {env['numpy']}, "
         f"torch {env['torch']}, numba {env['numba']}, JAX {env.get('jax')} (CPU, single-threaded XLA). Minimum of "
