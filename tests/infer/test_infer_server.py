@@ -279,3 +279,33 @@ def test_streamed_text_logprobs(server, dense, tokenizer):
     ids = [tokenizer.convert_tokens_to_ids(t) for t in tokens]
     prompt_ids = tokenizer("abc", add_special_tokens=False)["input_ids"]
     assert logprobs == pytest.approx(_rescore(dense, prompt_ids, ids), abs=1e-4)
+
+
+def test_text_completions_take_token_ids_and_batches_of_prompts(server, tokenizer):
+    def complete(prompt, **fields):
+        body = {"model": MODEL, "prompt": prompt, "max_tokens": 6, "temperature": 0.0, **fields}
+        return httpx.post(server[0] + "/v1/completions", json=body, timeout=120)
+
+    alone = [complete(p).json() for p in ("abc", "hello")]
+    batch = complete(["abc", "hello"], n=2).json()
+    assert [c["index"] for c in batch["choices"]] == [0, 1, 2, 3]
+    assert [c["text"] for c in batch["choices"]] == [alone[0]["choices"][0]["text"]] * 2 + \
+        [alone[1]["choices"][0]["text"]] * 2
+    assert batch["usage"]["prompt_tokens"] == 3 + 5
+    assert batch["usage"]["completion_tokens"] == 2 * sum(a["usage"]["completion_tokens"] for a in alone)
+    ids = tokenizer("hello", add_special_tokens=False)["input_ids"]
+    assert complete(ids).json()["choices"][0]["text"] == alone[1]["choices"][0]["text"]
+    assert complete([ids, ids]).json()["usage"]["prompt_tokens"] == 10
+    streamed = {}
+    with httpx.stream("POST", server[0] + "/v1/completions", timeout=120,
+                      json={"model": MODEL, "prompt": ["abc", "hello"], "max_tokens": 6, "temperature": 0.0,
+                            "stream": True}) as response:
+        for line in response.iter_lines():
+            if line.startswith("data: {"):
+                for choice in json.loads(line[6:])["choices"]:
+                    streamed[choice["index"]] = streamed.get(choice["index"], "") + choice["text"]
+    assert streamed == {0: alone[0]["choices"][0]["text"], 1: alone[1]["choices"][0]["text"]}
+    for prompt, param in [([], "prompt"), ([[1, 2], [10**6]], "prompt.1"), (["abc", ""], "prompt.1"),
+                          (["a"] * 20, "prompt")]:
+        error = complete(prompt, n=4).json()["error"]
+        assert error["param"] == param, error

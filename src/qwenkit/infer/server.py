@@ -197,7 +197,8 @@ class ChatCompletionRequest(SamplingFields):
 
 
 class CompletionRequest(SamplingFields):
-    prompt: str
+    prompt: str | list[str] | list[int] | list[list[int]]
+    """A text, token ids, or a list of either (a batch: choice ``p * n + j`` answers prompt ``p``)."""
     logprobs: int | None = Field(None, ge=0, le=20)
     echo: Literal[False] = False
 
@@ -524,12 +525,49 @@ def _chat_requests(body: ChatCompletionRequest, tokenizer, limits: _Limits,
     return requests
 
 
+MAX_CHOICES = 64
+"""Most choices one request may ask for (prompts x n)."""
+
+
+def _prompt_ids(body: CompletionRequest, tokenizer, limits: _Limits) -> list[list[int]]:
+    """The token ids of every prompt of a completion request (text is tokenized; ids are range-checked)."""
+    prompt = body.prompt
+    if isinstance(prompt, str) or (prompt and isinstance(prompt[0], int)):
+        prompt = [prompt]
+    if not prompt:
+        raise APIError(400, "prompt is an empty list", param="prompt")
+    if len(prompt) * body.n > MAX_CHOICES:
+        raise APIError(400, f"{len(prompt)} prompts x n={body.n} asks for more than {MAX_CHOICES} choices",
+                       param="prompt")
+    batch = []
+    for p, item in enumerate(prompt):
+        where = "prompt" if len(prompt) == 1 else f"prompt.{p}"
+        if isinstance(item, str):
+            ids = _encode(tokenizer, item, limits)
+        else:
+            bad = [t for t in item if not 0 <= t < limits.vocab]
+            if bad:
+                raise APIError(400, f"{where}: {bad[0]} is not a token id of this model (0..{limits.vocab - 1})",
+                               param=where)
+            if limits.max_prompt_tokens is not None and len(item) > limits.max_prompt_tokens:
+                raise APIError(400, f"{where} has {len(item)} tokens; this server accepts at most "
+                                    f"{limits.max_prompt_tokens} (--max-prompt-tokens)", param=where,
+                               code="context_length_exceeded")
+            ids = list(item)
+        if not ids:
+            raise APIError(400, f"{where} is empty", param=where)
+        batch.append(ids)
+    return batch
+
+
 def _completion_requests(body: CompletionRequest, tokenizer, limits: _Limits) -> list[EngineRequest]:
-    ids = _encode(tokenizer, body.prompt, limits)
-    if not ids:
-        raise APIError(400, "the prompt is empty", param="prompt")
-    return _engine_requests(body, ids, False, body.max_tokens, limits, budget=None, top_logprobs=body.logprobs,
-                            split_reasoning=False)
+    requests = []
+    for p, ids in enumerate(_prompt_ids(body, tokenizer, limits)):
+        for request in _engine_requests(body, ids, False, body.max_tokens, limits, budget=None,
+                                        top_logprobs=body.logprobs, split_reasoning=False):
+            request.index += p * body.n
+            requests.append(request)
+    return requests
 
 
 def _engine_requests(body: SamplingFields, ids: list[int], thinking: bool, max_tokens: int | None, limits: _Limits,
@@ -590,7 +628,7 @@ async def _answer(http: Request, engine: ContinuousEngine, requests: list[Engine
             stream = _sse_chat(http, requests, events, completion_id, model_name, include_usage, body.parses_tools(),
                                taps)
         else:
-            stream = _sse_text(http, requests, events, completion_id, model_name, include_usage, taps)
+            stream = _sse_text(http, requests, events, completion_id, model_name, include_usage, taps, body.n)
         return StreamingResponse(stream, media_type="text/event-stream")
     results: dict[int, Any] = {}
     try:
@@ -611,7 +649,7 @@ async def _answer(http: Request, engine: ContinuousEngine, requests: list[Engine
     ordered = [results[i] for i in range(len(requests))]
     if chat:
         return _chat_body(ordered, requests, completion_id, model_name, tokenizer, body.parses_tools())
-    return _text_body(ordered, requests, completion_id, model_name, tokenizer, engine.stop_ids)
+    return _text_body(ordered, requests, completion_id, model_name, tokenizer, engine.stop_ids, body.n)
 
 
 class _LogprobStream:
@@ -676,8 +714,9 @@ class _LogprobStream:
                 "text_offset": offsets}
 
 
-def _usage(results) -> dict[str, Any]:
-    prompt = results[0].usage.get("prompt_tokens", 0)
+def _usage(results, choices_per_prompt: int = 1) -> dict[str, Any]:
+    """Token counts of a reply; every prompt was answered ``choices_per_prompt`` (``n``) times and counts once."""
+    prompt = sum(r.usage.get("prompt_tokens", 0) for r in results) // choices_per_prompt
     completion = sum(r.usage.get("completion_tokens", len(r.token_ids)) for r in results)
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
             "completion_tokens_details": {"reasoning_tokens": sum(r.thinking_tokens or 0 for r in results)}}
@@ -715,11 +754,12 @@ def _chat_body(results, requests, completion_id: str, model_name: str, tokenizer
         choices.append({"index": i, "finish_reason": finish, "message": message,
                         "logprobs": _chat_logprobs(tokenizer, result, request)})
     return {"id": completion_id, "object": "chat.completion", "created": int(time.time()), "model": model_name,
-            "choices": choices, "usage": _usage(results),
+            "choices": choices, "usage": _usage(results, len(results)),
             "thinking_budget_hit": any(r.budget_hit for r in results)}
 
 
-def _text_body(results, requests, completion_id: str, model_name: str, tokenizer, stop_ids: set[int]) -> dict[str, Any]:
+def _text_body(results, requests, completion_id: str, model_name: str, tokenizer, stop_ids: set[int],
+               n: int = 1) -> dict[str, Any]:
     choices = []
     for i, (result, request) in enumerate(zip(results, requests, strict=True)):
         text = _stream_text(tokenizer, result, set(request.stop_token_ids) | stop_ids, request.stop)
@@ -735,7 +775,7 @@ def _text_body(results, requests, completion_id: str, model_name: str, tokenizer
                                          for alts in request.alternatives] if request.top_logprobs else None,
                         "text_offset": offsets}
         choices.append({"index": i, "text": text, "finish_reason": result.finish_reason, "logprobs": logprobs})
-    usage = _usage(results)
+    usage = _usage(results, n)
     usage.pop("completion_tokens_details")
     return {"id": completion_id, "object": "text_completion", "created": int(time.time()), "model": model_name,
             "choices": choices, "usage": usage}
@@ -818,13 +858,13 @@ async def _sse_chat(http: Request, requests, events, completion_id: str, model_n
             yield chunk(index, {}, finish, final_ids=value.token_ids)
     if include_usage:
         data = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model_name,
-                "choices": [], "usage": _usage(results)}
+                "choices": [], "usage": _usage(results, len(results))}
         yield f"data: {json.dumps(data)}\n\n"
     yield "data: [DONE]\n\n"
 
 
 async def _sse_text(http: Request, requests, events, completion_id: str, model_name: str, include_usage: bool,
-                    taps: dict[int, _LogprobStream] | None = None):
+                    taps: dict[int, _LogprobStream] | None = None, n: int = 1):
     created = int(time.time())
     taps = taps or {}
 
@@ -846,7 +886,7 @@ async def _sse_text(http: Request, requests, events, completion_id: str, model_n
             results.append(value)
             yield chunk(index, "", value.finish_reason, final_ids=value.token_ids)
     if include_usage:
-        usage = _usage(results)
+        usage = _usage(results, n)
         usage.pop("completion_tokens_details")
         data = {"id": completion_id, "object": "text_completion", "created": created, "model": model_name,
                 "choices": [], "usage": usage}
