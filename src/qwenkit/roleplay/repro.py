@@ -8,9 +8,8 @@ content-free reply (:mod:`qwenkit.roleplay.logprob_judge`), since SmolLM2 never 
 The rules judge scores the same replies beside it, and the report gives the agreement of the two.
 
 Quick: 4 dialogues (English and Chinese, scripted and simulated) cut to 2 rounds, scored on EE, EC, CU and (where it
-applies) CM. ``--full``: all 42 dialogues of the shipped dataset (both languages, all five scenarios), first round
-only, on EC, CU and the scenario's own dimension (CM, SEC or UPA), sized to about 40 minutes on the shared machine:
-whole dialogues on every dimension would take about 12x as long. The numbers are whatever a 135M model produces.
+applies) CM. ``--full``: the whole shipped dataset: all 42 dialogues (both languages, all five scenarios), every
+round, every dimension that applies. The numbers are whatever a 135M model produces.
 """
 
 from __future__ import annotations
@@ -20,8 +19,6 @@ from qwenkit.core.repro import Repro, ReproContext
 QUICK_IDS = ["en-cm-01", "en-sim-01", "zh-cu-01", "zh-sim-01"]
 QUICK_DIMENSIONS = ["EE", "EC", "CU", "CM"]
 QUICK_ROUNDS = 2
-FULL_ROUNDS = 1
-FULL_DIMENSIONS = ["EC", "CU", "CM", "SEC", "UPA"]
 
 
 def run_config(url: str, *, full: bool, seed: int) -> dict:
@@ -33,12 +30,9 @@ def run_config(url: str, *, full: bool, seed: int) -> dict:
         "judges": {"smollm2": {**served, "score_from": "logprobs", "calibrate": True},
                    "rules": {"kind": "rules"}},
         "seed": seed, "concurrency": 8, "bootstrap_reps": 1000, "context_rounds": 1,
-        "select": {"max_rounds": FULL_ROUNDS if full else QUICK_ROUNDS},
     }
-    if full:
-        config["dimensions"] = FULL_DIMENSIONS
-    else:
-        config["select"]["ids"] = QUICK_IDS
+    if not full:
+        config["select"] = {"ids": QUICK_IDS, "max_rounds": QUICK_ROUNDS}
         config["dimensions"] = QUICK_DIMENSIONS
     return config
 
@@ -69,8 +63,8 @@ def _run(ctx: ReproContext) -> str:
         "next-token distribution after `{\"score\": ` (the argmax over the scale's digits, calibrated against a "
         "content-free reply), not from generated text. The rules judge (surface features, no model) scores the "
         "same replies. "
-        + (f"All {len(read_jsonl(ctx.run.path / 'transcripts.jsonl'))} dialogues of the shipped dataset, at most "
-           f"{FULL_ROUNDS} round each, dimensions {', '.join(FULL_DIMENSIONS)} where they apply." if ctx.full else
+        + (f"The whole shipped dataset: all {len(read_jsonl(ctx.run.path / 'transcripts.jsonl'))} dialogues, every "
+           "round, every dimension that applies." if ctx.full else
            f"Quick slice: dialogues {', '.join(QUICK_IDS)}, at most {QUICK_ROUNDS} rounds each, dimensions "
            f"{', '.join(QUICK_DIMENSIONS)}.")
         + " A 135M model is far too small to judge role-play: read these numbers as a test of the pipeline and of "
