@@ -227,6 +227,15 @@ def test_model_without_thinking_markers_defaults_to_no_thinking():
         refused = http.post("/v1/chat/completions", json={**body, "thinking_budget": 8})
         assert refused.status_code == 400 and refused.json()["error"]["param"] == "thinking_budget"
         assert "no thinking markers" in refused.json()["error"]["message"]
+        schema = {"type": "object", "properties": {"answer": {"type": "string", "maxLength": 12}},
+                  "required": ["answer"], "additionalProperties": False}
+        constrained = http.post("/v1/chat/completions", json={
+            **body, "max_tokens": 40, "response_format": {"type": "json_schema",
+                                                          "json_schema": {"name": "a", "schema": schema}}}).json()
+        import jsonschema
+
+        assert constrained["choices"][0]["finish_reason"] == "stop"
+        jsonschema.validate(json.loads(constrained["choices"][0]["message"]["content"]), schema)
 
 
 def _rescore(model, prompt_ids: list[int], ids: list[int]) -> list[float]:
