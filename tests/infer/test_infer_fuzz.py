@@ -101,3 +101,49 @@ def test_tiny_sampling_values_are_exact_greedy(url, field):
         big_seed = client.post("/v1/chat/completions", json={**GOOD, "seed": 2**64 - 1})
     assert tiny["choices"][0]["message"] == greedy["choices"][0]["message"]
     assert big_seed.status_code == 200
+
+
+def _schema(schema) -> dict:
+    return {**GOOD, "chat_template_kwargs": {"enable_thinking": False},
+            "response_format": {"type": "json_schema", "json_schema": {"name": "s", "schema": schema}}}
+
+
+HOSTILE_STRUCTURED = [
+    ("/v1/chat/completions", _schema({"$ref": "http://example.com/x"})),
+    ("/v1/chat/completions", _schema({"$ref": "#/definitions/nope"})),
+    ("/v1/chat/completions", _schema({"type": "integer", "minimum": 5, "maximum": 2})),
+    ("/v1/chat/completions", _schema({"not": {"type": "string"}})),
+    ("/v1/chat/completions", _schema({"allOf": [{"type": "string"}, {"type": "integer"}]})),
+    ("/v1/chat/completions", _schema({"type": "string", "pattern": "a{100000}"})),
+    ("/v1/chat/completions", _schema({"enum": list(range(5000))})),
+    ("/v1/chat/completions", _schema({"type": "array", "minItems": 5000})),
+    ("/v1/chat/completions", _schema({"type": "object", "properties": {"a": {"$ref": "#"}}})),
+    ("/v1/chat/completions", _schema(True)),
+    ("/v1/chat/completions", _schema([])),
+    ("/v1/chat/completions", {**GOOD, "response_format": {"type": "json_schema", "json_schema": None}}),
+    ("/v1/chat/completions", {**GOOD, "response_format": "json"}),
+    ("/v1/chat/completions", {**GOOD, "tool_choice": {"type": "function"}}),
+    ("/v1/chat/completions", {**GOOD, "tool_choice": {"type": "function", "function": {"name": 3}}}),
+    ("/v1/chat/completions", {**GOOD, "tool_choice": "required"}),
+    ("/v1/chat/completions", {**GOOD, "parallel_tool_calls": "no"}),
+    ("/v1/chat/completions", {**GOOD, "stream": True, "logprobs": True, "top_logprobs": 99}),
+    ("/v1/completions", {"model": MODEL, "prompt": [[]], "max_tokens": 3}),
+    ("/v1/completions", {"model": MODEL, "prompt": [-1], "max_tokens": 3}),
+    ("/v1/completions", {"model": MODEL, "prompt": [1, "a"], "max_tokens": 3}),
+    ("/v1/completions", {"model": MODEL, "prompt": [[1], "a"], "max_tokens": 3}),
+    ("/v1/completions", {"model": MODEL, "prompt": [[[1]]], "max_tokens": 3}),
+    ("/v1/completions", {"model": MODEL, "prompt": [5] * 300, "max_tokens": 3}),
+    ("/v1/completions", {"model": MODEL, "prompt": ["a"] * 65, "max_tokens": 3}),
+    ("/v1/completions", {"model": MODEL, "prompt": [2**70], "max_tokens": 3}),
+    ("/v1/completions", {"model": MODEL, "prompt": "a", "max_tokens": 3, "stream": True, "logprobs": 21}),
+]
+
+
+def test_hostile_structured_output_and_prompt_forms_never_500(url):
+    with httpx.Client(base_url=url, timeout=120) as client:
+        for path, body in HOSTILE_STRUCTURED:
+            response = client.post(path, json=body)
+            assert response.status_code < 500, (body, response.text[:300])
+            if response.status_code >= 400:
+                assert response.json()["error"]["type"] == "invalid_request_error", body
+        assert client.post("/v1/chat/completions", json=GOOD).status_code == 200
