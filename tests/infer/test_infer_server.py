@@ -318,3 +318,24 @@ def test_text_completions_take_token_ids_and_batches_of_prompts(server, tokenize
                           (["a"] * 20, "prompt")]:
         error = complete(prompt, n=4).json()["error"]
         assert error["param"] == param, error
+
+
+def test_text_completion_echo(server, tokenizer):
+    def complete(**fields):
+        body = {"model": MODEL, "prompt": "abc", "max_tokens": 5, "temperature": 0.0, **fields}
+        return httpx.post(server[0] + "/v1/completions", json=body, timeout=120)
+
+    plain = complete().json()["choices"][0]["text"]
+    assert complete(echo=True).json()["choices"][0]["text"] == "abc" + plain
+    ids = tokenizer("abc", add_special_tokens=False)["input_ids"]
+    assert complete(prompt=ids, echo=True).json()["choices"][0]["text"] == "abc" + plain
+    streamed = ""
+    with httpx.stream("POST", server[0] + "/v1/completions", timeout=120,
+                      json={"model": MODEL, "prompt": "abc", "max_tokens": 5, "temperature": 0.0, "echo": True,
+                            "stream": True}) as response:
+        for line in response.iter_lines():
+            if line.startswith("data: {"):
+                streamed += "".join(c["text"] for c in json.loads(line[6:])["choices"])
+    assert streamed == "abc" + plain
+    refused = complete(echo=True, logprobs=1)
+    assert refused.status_code == 400 and refused.json()["error"]["param"] == "echo"

@@ -200,7 +200,9 @@ class CompletionRequest(SamplingFields):
     prompt: str | list[str] | list[int] | list[list[int]]
     """A text, token ids, or a list of either (a batch: choice ``p * n + j`` answers prompt ``p``)."""
     logprobs: int | None = Field(None, ge=0, le=20)
-    echo: Literal[False] = False
+    echo: bool = False
+    """Prepend each prompt's text to its choices (as OpenAI); with ``logprobs`` it is refused (prompt log-probs are
+    not computed)."""
 
 
 class TokenizeRequest(_Strict):
@@ -424,11 +426,16 @@ def create_app(
     @app.post("/v1/completions")
     async def completions(request: Request):
         body = await read_json(request, CompletionRequest)
-        requests = await asyncio.to_thread(_completion_requests, body, tokenizer, limits)
+        if body.echo and body.logprobs is not None:
+            raise APIError(400, "echo with logprobs needs the prompt's log-probs, which this server does not compute; "
+                                "drop logprobs or echo", param="echo", code="unsupported_field")
+        requests, prompts = await asyncio.to_thread(_completion_requests, body, tokenizer, limits)
         for engine_request in requests:
             engine_request.processors = tuple(factory() for factory in processor_factories)
         completion_id = f"cmpl-{uuid.uuid4().hex[:24]}"
-        return await _answer(request, engine, requests, body, completion_id, model_name, tokenizer, chat=False)
+        echoes = {r.index: prompts[r.index // body.n] for r in requests} if body.echo else {}
+        return await _answer(request, engine, requests, body, completion_id, model_name, tokenizer, chat=False,
+                             echoes=echoes)
 
     return app
 
@@ -529,8 +536,9 @@ MAX_CHOICES = 64
 """Most choices one request may ask for (prompts x n)."""
 
 
-def _prompt_ids(body: CompletionRequest, tokenizer, limits: _Limits) -> list[list[int]]:
-    """The token ids of every prompt of a completion request (text is tokenized; ids are range-checked)."""
+def _prompt_ids(body: CompletionRequest, tokenizer, limits: _Limits) -> list[tuple[list[int], str]]:
+    """(token ids, text) of every prompt of a completion request (text is tokenized; ids are range-checked and
+    decoded)."""
     prompt = body.prompt
     if isinstance(prompt, str) or (prompt and isinstance(prompt[0], int)):
         prompt = [prompt]
@@ -556,18 +564,21 @@ def _prompt_ids(body: CompletionRequest, tokenizer, limits: _Limits) -> list[lis
             ids = list(item)
         if not ids:
             raise APIError(400, f"{where} is empty", param=where)
-        batch.append(ids)
+        batch.append((ids, item if isinstance(item, str) else tokenizer.decode(ids, skip_special_tokens=False)))
     return batch
 
 
-def _completion_requests(body: CompletionRequest, tokenizer, limits: _Limits) -> list[EngineRequest]:
-    requests = []
-    for p, ids in enumerate(_prompt_ids(body, tokenizer, limits)):
+def _completion_requests(body: CompletionRequest, tokenizer,
+                         limits: _Limits) -> tuple[list[EngineRequest], list[str]]:
+    """The engine requests (``n`` per prompt, choice ``p * n + j``) and the prompts' texts."""
+    requests, texts = [], []
+    for p, (ids, text) in enumerate(_prompt_ids(body, tokenizer, limits)):
+        texts.append(text)
         for request in _engine_requests(body, ids, False, body.max_tokens, limits, budget=None,
                                         top_logprobs=body.logprobs, split_reasoning=False):
             request.index += p * body.n
             requests.append(request)
-    return requests
+    return requests, texts
 
 
 def _engine_requests(body: SamplingFields, ids: list[int], thinking: bool, max_tokens: int | None, limits: _Limits,
@@ -610,7 +621,7 @@ def _engine_requests(body: SamplingFields, ids: list[int], thinking: bool, max_t
 
 
 async def _answer(http: Request, engine: ContinuousEngine, requests: list[EngineRequest], body, completion_id: str,
-                  model_name: str, tokenizer, *, chat: bool):
+                  model_name: str, tokenizer, *, chat: bool, echoes: dict[int, str] | None = None):
     if body.stream_options is not None and not body.stream:
         raise APIError(400, "stream_options needs stream=true", param="stream_options")
     events: asyncio.Queue = asyncio.Queue()
@@ -628,7 +639,8 @@ async def _answer(http: Request, engine: ContinuousEngine, requests: list[Engine
             stream = _sse_chat(http, requests, events, completion_id, model_name, include_usage, body.parses_tools(),
                                taps)
         else:
-            stream = _sse_text(http, requests, events, completion_id, model_name, include_usage, taps, body.n)
+            stream = _sse_text(http, requests, events, completion_id, model_name, include_usage, taps, body.n,
+                               echoes or {})
         return StreamingResponse(stream, media_type="text/event-stream")
     results: dict[int, Any] = {}
     try:
@@ -649,7 +661,7 @@ async def _answer(http: Request, engine: ContinuousEngine, requests: list[Engine
     ordered = [results[i] for i in range(len(requests))]
     if chat:
         return _chat_body(ordered, requests, completion_id, model_name, tokenizer, body.parses_tools())
-    return _text_body(ordered, requests, completion_id, model_name, tokenizer, engine.stop_ids, body.n)
+    return _text_body(ordered, requests, completion_id, model_name, tokenizer, engine.stop_ids, body.n, echoes or {})
 
 
 class _LogprobStream:
@@ -759,10 +771,11 @@ def _chat_body(results, requests, completion_id: str, model_name: str, tokenizer
 
 
 def _text_body(results, requests, completion_id: str, model_name: str, tokenizer, stop_ids: set[int],
-               n: int = 1) -> dict[str, Any]:
+               n: int = 1, echoes: dict[int, str] | None = None) -> dict[str, Any]:
     choices = []
     for i, (result, request) in enumerate(zip(results, requests, strict=True)):
-        text = _stream_text(tokenizer, result, set(request.stop_token_ids) | stop_ids, request.stop)
+        text = (echoes or {}).get(i, "") + _stream_text(tokenizer, result, set(request.stop_token_ids) | stop_ids,
+                                                        request.stop)
         logprobs = None
         if request.top_logprobs is not None:
             tokens = [tokenizer.decode([t], skip_special_tokens=False) for t in result.token_ids]
@@ -864,7 +877,8 @@ async def _sse_chat(http: Request, requests, events, completion_id: str, model_n
 
 
 async def _sse_text(http: Request, requests, events, completion_id: str, model_name: str, include_usage: bool,
-                    taps: dict[int, _LogprobStream] | None = None, n: int = 1):
+                    taps: dict[int, _LogprobStream] | None = None, n: int = 1,
+                    echoes: dict[int, str] | None = None):
     created = int(time.time())
     taps = taps or {}
 
@@ -874,6 +888,8 @@ async def _sse_text(http: Request, requests, events, completion_id: str, model_n
                 "choices": [{"index": index, "text": text, "finish_reason": finish_reason, "logprobs": logprobs}]}
         return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
 
+    for index, prompt in sorted((echoes or {}).items()):
+        yield chunk(index, prompt)
     results = []
     async for index, kind, value in _events(http, requests, events):
         if kind in ("reasoning", "content"):
