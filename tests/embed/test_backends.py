@@ -49,6 +49,11 @@ def test_packed_forward_matches_transformers(tiny_bert, pooling):
     packed = PackedBert(model)(embedder.tokenize(TEXTS), pooling)
     reference = _hf_reference(embedder, TEXTS, pooling)
     assert torch.allclose(packed, reference, atol=1e-5), (packed - reference).abs().max()
+    # rows of one length (one text; same-length texts) take the path without a padded layout
+    for same_length in (TEXTS[2:3], ["x y z", "a b c", "d e f"]):
+        packed = PackedBert(model)(embedder.tokenize(same_length), pooling)
+        reference = _hf_reference(embedder, same_length, pooling)
+        assert torch.allclose(packed, reference, atol=1e-5), (packed - reference).abs().max()
 
 
 def test_packed_runner_follows_weight_updates(tiny_bert):

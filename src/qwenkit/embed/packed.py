@@ -104,6 +104,8 @@ class PackedBert:
         flat_ids = torch.tensor([t for ids in batch_ids for t in ids], dtype=torch.long, device=device)
         positions = torch.cat([torch.arange(n) for n in lengths.tolist()]).to(device)
         rows = torch.repeat_interleave(torch.arange(batch), lengths).to(device)
+        # rows of one length (a single text, or a server batch of same-length texts) need no padded layout at all
+        ragged = batch * width != len(flat_ids)
         slots = rows * width + positions  # where each real token sits in the padded (batch * width) layout
         key_mask = (torch.arange(width).unsqueeze(0) < lengths.unsqueeze(1)).to(device)[:, None, None, :]
 
@@ -113,12 +115,14 @@ class PackedBert:
         x = F.layer_norm(x, x.shape[-1:], embeddings.LayerNorm.weight, embeddings.LayerNorm.bias,
                          embeddings.LayerNorm.eps)
         hidden = x.shape[-1]
-        padded = x.new_zeros(batch * width, 3 * hidden)  # pad slots stay zero in every layer
+        padded = x.new_zeros(batch * width, 3 * hidden) if ragged else None  # pad slots stay zero in every layer
         for layer in self.layers:
-            padded[slots] = layer.qkv(x)
-            q, k, v = padded.view(batch, width, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
-            attended = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask)
-            attended = attended.transpose(1, 2).reshape(batch * width, hidden)[slots]
+            qkv = padded.index_copy_(0, slots, layer.qkv(x)) if ragged else layer.qkv(x)
+            q, k, v = qkv.view(batch, width, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
+            attended = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask if ragged else None)
+            attended = attended.transpose(1, 2).reshape(batch * width, hidden)
+            if ragged:
+                attended = attended.index_select(0, slots)
             norm = layer.attention_norm
             projected = layer.attention_out(attended)
             x = F.layer_norm(projected + x, (hidden,), norm.weight, norm.bias, norm.eps)

@@ -35,6 +35,7 @@ from qwenkit.embed.pooling import check_dim
 
 MAX_INPUTS = 2048
 MAX_BATCH_TOKENS = 512
+INLINE_TOKENIZE_CHARS = 8192  # requests up to this size are tokenized on the event loop, larger ones in a thread
 
 
 class ApiError(Exception):
@@ -226,6 +227,13 @@ class TokenBudgetScheduler:
                     job.future.set_result(job.vectors)
 
 
+def _text_size(raw: str | list) -> int:
+    """Characters of a text input (token-id inputs count one per id)."""
+    if isinstance(raw, str):
+        return len(raw)
+    return sum(len(item) if isinstance(item, str | list) else 1 for item in raw)
+
+
 def _matryoshka_rows(vectors: np.ndarray, dim: int | None) -> np.ndarray:
     cut = vectors if dim is None else vectors[:, :dim]
     return (cut / np.maximum(np.linalg.norm(cut, axis=1, keepdims=True), 1e-12)).astype(np.float32)
@@ -344,7 +352,10 @@ def create_app(embedder: Any, reranker: Any = None, *, max_batch: int = 64, max_
             except ValueError as exc:
                 raise ApiError(400, f"dimensions: {exc}", param="dimensions") from None
         cut = truncate if request.truncate is None else request.truncate
-        token_ids = await asyncio.to_thread(embedding_token_ids, embedder, request, truncate=cut)
+        if _text_size(request.input) <= INLINE_TOKENIZE_CHARS:  # ~1 ms: a thread hand-off would cost more
+            token_ids = embedding_token_ids(embedder, request, truncate=cut)
+        else:
+            token_ids = await asyncio.to_thread(embedding_token_ids, embedder, request, truncate=cut)
         vectors = _matryoshka_rows(await app.state.scheduler.embed(token_ids), request.dimensions)
         data = []
         for index, vector in enumerate(vectors):
