@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
 import statistics
 import subprocess
 import sys
@@ -34,6 +35,15 @@ RESULTS = ROOT / "benchmarks" / "results"
 VENV = Path(sys.executable).parent
 
 
+def code_state() -> dict:
+    """The commit measured and the files under src/qwenkit/infer that differed from it (uncommitted edits)."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+
+    return {"commit": git("rev-parse", "--short", "HEAD"),
+            "uncommitted": git("status", "--porcelain", "--", "src/qwenkit/infer").splitlines()}
+
+
 def save_models(directory: Path, aliases: list[str]) -> dict[str, Path]:
     from qwenkit.lm.loading import resolve_model
 
@@ -47,7 +57,19 @@ def save_models(directory: Path, aliases: list[str]) -> dict[str, Path]:
     return paths
 
 
+def port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        return probe.connect_ex(("127.0.0.1", port)) != 0
+
+
 def start_server(kind: str, model_dir: Path, port: int, threads: int) -> tuple[subprocess.Popen, str]:
+    """Start one server and wait for its /health; refuses a port another process still answers on (the previous
+    server's), so every row is measured on the server it names."""
+    deadline = time.monotonic() + 30
+    while not port_is_free(port):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"port {port} is still in use; cannot start {kind}")
+        time.sleep(0.5)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "HF_HUB_OFFLINE": "1"}
     if kind == "qwenkit":
         command = [str(VENV / "qwenkit"), "infer", "serve", "--model", str(model_dir), "--port", str(port),
@@ -95,13 +117,16 @@ class Driver:
         path, body = self.body(text, max_tokens, False)
         started = time.perf_counter()
         response = httpx.post(self.url + path, json=body, timeout=600)
-        response.raise_for_status()
+        if response.status_code != 200:
+            raise ValueError(f"{path} answered {response.status_code}: {response.text[:300]}")
         return time.perf_counter() - started, int(response.json()["usage"]["completion_tokens"])
 
     def first_token(self, text: str, max_tokens: int) -> float:
         path, body = self.body(text, max_tokens, True)
         started = time.perf_counter()
         with httpx.stream("POST", self.url + path, json=body, timeout=600) as response:
+            if response.status_code != 200:
+                raise ValueError(f"{path} (stream) answered {response.status_code}: {response.read()[:300]!r}")
             for line in response.iter_lines():
                 if not line.startswith("data: ") or line == "data: [DONE]":
                     continue
@@ -153,7 +178,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8931)
     parser.add_argument("--name", default="infer_serving", help="results file stem in benchmarks/results")
     args = parser.parse_args()
-    load = os.getloadavg()
+    load, code = os.getloadavg(), code_state()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         paths = save_models(Path(tmp), args.models)
@@ -172,13 +197,21 @@ def main() -> None:
                     process.wait(timeout=30)
                 rows.append({"model": alias, "server": kind, **measured})
                 print(json.dumps(rows[-1]), flush=True)
-    report = {"load_average_at_start": load, "load_average_at_end": os.getloadavg(), "threads": args.threads,
+    report = {"load_average_at_start": load, "load_average_at_end": os.getloadavg(), "code": code,
+              "threads": args.threads,
               "short_max_tokens": args.short,
               "long_max_tokens": args.long, "rows": rows}
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{args.name}.json").write_text(json.dumps(report, indent=2) + "\n")
     (RESULTS / f"{args.name}.md").write_text(markdown(report))
     print(markdown(report))
+
+
+def _code_line(code: dict | None) -> str:
+    if not code:
+        return ""
+    dirty = f"; uncommitted then: {', '.join(code['uncommitted'])}" if code["uncommitted"] else ""
+    return f"Code: commit {code['commit']}{dirty}."
 
 
 def markdown(report: dict) -> str:
@@ -188,11 +221,13 @@ def markdown(report: dict) -> str:
     loads = [", ".join(f"{x:.2f}" for x in report.get(k, ())) for k in ("load_average_at_start", "load_average_at_end")]
     lines = [f"Shared machine (other engineers' jobs ran beside it): load average {loads[0]} at start, "
              f"{loads[1] or 'not recorded'} at end; {report['threads']} threads per server, "
-             f"short = {report['short_max_tokens']} tokens, long = {report['long_max_tokens']} tokens, greedy.", "",
+             f"short = {report['short_max_tokens']} tokens, long = {report['long_max_tokens']} tokens, greedy.",
+             _code_line(report.get("code")), "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in report["rows"]:
         if "error" in row:
-            lines.append(f"| {row['model']} | {row['server']} | failed: {row['error']} |")
+            error = " ".join(row["error"].split()).replace("|", "/")
+            lines.append(f"| {row['model']} | {row['server']} | failed: {error} |")
             continue
         tput = [str(row["throughput"][n]["tokens_per_s"]) for n in clients]
         ttft, side = row["ttft_8_clients"], row["short_beside_long"]

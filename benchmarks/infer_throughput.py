@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
+import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -27,6 +29,16 @@ import torch
 from transformers import SuppressTokensLogitsProcessor
 
 RESULTS = Path(__file__).parent / "results"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def code_state() -> dict:
+    """The commit measured and the files under src/qwenkit/infer that differed from it (uncommitted edits)."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+
+    return {"commit": git("rev-parse", "--short", "HEAD"),
+            "uncommitted": git("status", "--porcelain", "--", "src/qwenkit/infer").splitlines()}
 
 
 def local_generation(model, tokenizer, *, batch: int, new_tokens: int, repeats: int) -> list[dict]:
@@ -125,6 +137,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--requests", type=int, default=32)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    load, code = os.getloadavg(), code_state()
     from qwenkit.core.system import cpu_model
     from qwenkit.lm import build_synthetic_tokenizer, tiny_qwen3_for
 
@@ -135,11 +148,16 @@ def main(argv: list[str] | None = None) -> None:
                                 clients=[1, 8, 32])
     meta = {"model": f"tiny Qwen3 {args.size} (random weights, synthetic tokenizer)", "threads": args.threads,
             "cpu": cpu_model(), "torch": torch.__version__, "batch": args.batch, "new_tokens": args.new_tokens,
-            "repeats": args.repeats}
+            "repeats": args.repeats, "load_average_at_start": load, "load_average_at_end": os.getloadavg(),
+            "code": code}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "infer_throughput.json").write_text(json.dumps({"meta": meta, "local": local, "serving": serving},
                                                               indent=2))
+    loads = [", ".join(f"{x:.2f}" for x in meta[k]) for k in ("load_average_at_start", "load_average_at_end")]
+    dirty = f"; uncommitted then: {', '.join(code['uncommitted'])}" if code["uncommitted"] else ""
     lines = [f"# qwenkit.infer throughput ({meta['model']}, {args.threads} thread(s), {meta['cpu']})", "",
+             f"Shared machine: load average {loads[0]} at start, {loads[1]} at end. Code: commit "
+             f"{code['commit']}{dirty}.", "",
              f"Local generation: batch {args.batch}, {args.new_tokens} new tokens per row, greedy, median of "
              f"{args.repeats}; budget = {args.new_tokens // 4} thinking tokens.", "",
              "| variant | tokens | median s | tokens/s | ratio vs hf_generate |", "|---|---|---|---|---|"]

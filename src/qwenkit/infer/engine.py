@@ -4,12 +4,14 @@ One worker thread owns the model and runs a loop of *steps* (Orca, Yu et al. 202
 
 1. new requests are admitted, cancelled ones (client gone, :meth:`EngineRequest.cancel`) are dropped wherever they
    are (waiting, prefilling or decoding): a cancelled request frees its batch slot at the next step;
-2. **prefill** under a token budget per step (``prefill_chunk``): waiting prompts that fit are prefilled together
-   (left-padded), a longer prompt is prefilled alone ``prefill_chunk`` tokens per step, so a long prompt never stalls
-   the running decodes for its whole length;
-3. **decode**: one forward pass over every running request (one new token each), then every request is processed
-   and sampled on its own (penalties, ``logit_bias``, the thinking budget, temperature / top-k / top-p / min-p, its
-   own seed) and leaves the batch at once when it finishes.
+2. **prefill**: waiting prompts of at most ``prefill_chunk`` tokens are prefilled together (left-padded), up to
+   ``prefill_budget`` prompt tokens per step; a longer prompt is prefilled alone, ``prefill_chunk`` tokens per step,
+   so a long prompt never stalls the running decodes for its whole length;
+3. **decode**: one forward pass over every running request (one new token each), then the rows are sampled: rows
+   with plain greedy settings (temperature 0, no penalties, bias, processors, budget or log-probs) by one batched
+   ``argmax``, every other row on its own (penalties, ``logit_bias``, the thinking budget, temperature / top-k /
+   top-p / min-p, its own seed); a row leaves the batch at once when it finishes. A row whose processing raises
+   (e.g. a processor that masks every token) fails alone, not the batch.
 
 The running batch keeps one KV cache (a transformers ``DynamicCache``), left-padded to the longest live row; rows
 that leave are removed from it and padding columns no row needs are cut, so the cache follows the live requests,
@@ -146,6 +148,11 @@ class _Row:
         self.tokenizer = engine.tokenizer
         self.cache = None
         self.max_stop_chars = max((len(s) for s in request.stop), default=0)
+        self.plain_greedy = (request.temperature == 0 and self.budget is None and not request.processors
+                             and not request.logit_bias and request.top_logprobs is None
+                             and request.repetition_penalty == 1.0 and not request.presence_penalty
+                             and not request.frequency_penalty)
+        """True when the next token is just ``argmax`` of the raw logits, so the row can be sampled in a batch."""
 
     @property
     def position(self) -> int:
@@ -321,18 +328,24 @@ class EngineStats:
 class ContinuousEngine:
     """Owns a model and tokenizer; :meth:`submit` queues a request, :meth:`start`/:meth:`stop` run the worker.
 
-    ``max_batch_size``: most requests decoding together; ``prefill_chunk``: prompt tokens prefilled per step;
-    ``batch_wait_s``: when idle, how long the first request waits for others to arrive before the first step.
+    ``max_batch_size``: most requests decoding together; ``prefill_chunk``: the longest prompt prefilled in one
+    step (longer ones are prefilled alone, this many tokens per step); ``prefill_budget``: prompt tokens of short
+    prompts prefilled together in one step (at least ``prefill_chunk``; a prompt of at most ``prefill_chunk`` tokens
+    is always admitted whole); ``batch_wait_s``: when idle, how long the first request waits for others to arrive
+    before the first step.
     """
 
     def __init__(self, model, tokenizer, *, max_batch_size: int = 32, prefill_chunk: int = 256,
-                 batch_wait_s: float = 0.0, stop_text: str | None = None):
+                 prefill_budget: int = 2048, batch_wait_s: float = 0.0, stop_text: str | None = None):
         if max_batch_size < 1:
             raise ConfigError(f"--max-batch-size must be >= 1, got {max_batch_size}")
         if prefill_chunk < 1:
             raise ConfigError(f"--prefill-chunk must be >= 1, got {prefill_chunk}")
+        if prefill_budget < 1:
+            raise ConfigError(f"--prefill-budget must be >= 1, got {prefill_budget}")
         self.model, self.tokenizer = model, tokenizer
         self.max_batch_size, self.prefill_chunk, self.batch_wait_s = max_batch_size, prefill_chunk, batch_wait_s
+        self.prefill_budget = max(prefill_budget, prefill_chunk)
         self.stop_text = stop_text
         self.stop_ids = set(chat_stop_token_ids(tokenizer))
         self.device = next(model.parameters()).device
@@ -461,7 +474,7 @@ class ContinuousEngine:
         return out.logits[:, -1, :].float().cpu()
 
     def _prefill(self) -> None:
-        """Spend at most ``prefill_chunk`` prompt tokens: continue a long prompt, or prefill short prompts together."""
+        """Continue a long prompt by ``prefill_chunk`` tokens, or prefill short prompts together."""
         if self._prefilling is None:
             if not self._waiting or self._room() <= 0:
                 return
@@ -472,7 +485,8 @@ class ContinuousEngine:
             else:
                 group, tokens = [], 0
                 while (self._waiting and len(group) < self._room()
-                       and tokens + len(self._waiting[0].ids) <= self.prefill_chunk):
+                       and len(self._waiting[0].ids) <= self.prefill_chunk
+                       and tokens + len(self._waiting[0].ids) <= self.prefill_budget):
                     row = self._waiting.popleft()
                     group.append(row)
                     tokens += len(row.ids)
@@ -504,7 +518,7 @@ class ContinuousEngine:
 
     def _join(self, batch: _Batch, logits: torch.Tensor) -> None:
         """Sample the first token of freshly prefilled rows; the unfinished ones join the running batch."""
-        keep = [b for b, row in enumerate(batch.rows) if not self._advance(row, logits[b])]
+        keep = self._advance_all(batch.rows, logits)
         if not keep:
             return
         batch.keep(keep)
@@ -514,12 +528,33 @@ class ContinuousEngine:
             self._batch.extend(batch)
         self.stats.largest_batch = max(self.stats.largest_batch, len(self._batch.rows))
 
-    def _advance(self, row: _Row, logits: torch.Tensor) -> bool:
-        """Sample, record, and answer the request if it finished; True when it did."""
-        if row.request.cancelled:
-            self.stats.cancelled += 1
-            return True
-        token = row.process_and_sample(logits)
+    def _advance_all(self, rows: list[_Row], logits: torch.Tensor) -> list[int]:
+        """Sample every row's next token (``logits[b]`` is row ``b``'s); the indices of the rows still running.
+
+        Plain greedy rows take one batched ``argmax`` (the same first maximal index ``sample_token`` picks); the
+        others are processed one by one. A row whose processing raises is answered with an error on its own.
+        """
+        greedy = [b for b, row in enumerate(rows) if row.plain_greedy and not row.request.cancelled]
+        tokens: dict[int, int] = {}
+        if greedy:
+            tokens = dict(zip(greedy, logits[greedy].argmax(-1).tolist(), strict=True))
+        keep = []
+        for b, row in enumerate(rows):
+            if row.request.cancelled:
+                self.stats.cancelled += 1
+                continue
+            try:
+                finished = self._advance(row, tokens[b] if b in tokens else row.process_and_sample(logits[b]))
+            except Exception as exc:  # this request's own processing failed: answer it, keep its neighbours
+                self.stats.failed += 1
+                row.request.emit(("error", f"{type(exc).__name__}: {exc}"))
+                continue
+            if not finished:
+                keep.append(b)
+        return keep
+
+    def _advance(self, row: _Row, token: int) -> bool:
+        """Record a sampled token, and answer the request if it finished; True when it did."""
         self.stats.generated_tokens += 1
         if len(row.generated) == 0:
             self.stats.ttft_seconds.append(time.monotonic() - row.request.submitted_at)
@@ -546,8 +581,7 @@ class ContinuousEngine:
         logits = self._forward(ids, batch.mask, positions, batch.cache)
         for row in rows:
             row.next_input = None
-        keep = [b for b, row in enumerate(rows) if not self._advance(row, logits[b])]
-        self._remove_from_batch(keep)
+        self._remove_from_batch(self._advance_all(rows, logits))
 
 
 def _stream_text(tokenizer, result: ChatResult, stop_ids: set[int], stop: tuple[str, ...]) -> str:
