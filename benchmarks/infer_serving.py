@@ -167,6 +167,108 @@ def measure(driver: Driver, clients: list[int], short: int, long: int) -> dict:
     return result
 
 
+def engine_cpu(alias: str, clients: int, max_tokens: int, repeats: int) -> dict:
+    """CPU seconds of the engines alone, in this process at one torch thread: our ``ContinuousEngine`` and
+    transformers' ``ContinuousBatchingManager`` (the engine of ``transformers serve --continuous-batching``, same KV
+    cache size) on the same prompts, all submitted at once, greedy; interleaved repeats. CPU time, not wall time, so
+    other jobs on the shared machine inflate it less."""
+    import asyncio
+
+    import torch
+    from transformers import GenerationConfig
+    from transformers.generation.configuration_utils import ContinuousBatchingConfig
+
+    from qwenkit.infer.engine import ContinuousEngine, EngineRequest
+    from qwenkit.lm.loading import resolve_model
+
+    torch.set_num_threads(1)
+    resolved = resolve_model(alias)
+    model, tokenizer = resolved.model, resolved.tokenizer
+    texts = [f"Write one sentence about the sea. ({i})" for i in range(clients)]
+    if alias == "tiny-qwen3":
+        prompts = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+    else:
+        prompts = [tokenizer.apply_chat_template([{"role": "user", "content": t}], add_generation_prompt=True,
+                                                 tokenize=True, return_dict=True)["input_ids"] for t in texts]
+    ours = ContinuousEngine(model, tokenizer)
+
+    async def run_ours() -> int:
+        loop = asyncio.get_running_loop()
+        requests = [EngineRequest(prompt_ids=list(p), thinking=False, max_tokens=max_tokens, temperature=0.0)
+                    for p in prompts]
+        for request in requests:
+            request.loop, request.events = loop, asyncio.Queue()
+            ours.submit(request)
+        tokens = 0
+        for request in requests:
+            while True:
+                _, kind, value = await request.events.get()
+                if kind == "done":
+                    tokens += len(value.token_ids)
+                    break
+                if kind == "error":
+                    raise RuntimeError(value)
+        return tokens
+
+    config = GenerationConfig(max_new_tokens=max_tokens, do_sample=False, eos_token_id=sorted(ours.stop_ids),
+                              pad_token_id=tokenizer.pad_token_id)
+    manager = model.init_continuous_batching(
+        generation_config=config, continuous_batching_config=ContinuousBatchingConfig(num_blocks=256, block_size=32))
+
+    def run_theirs() -> int:
+        ids = [manager.add_request(list(p), max_new_tokens=max_tokens) for p in prompts]
+        tokens = 0
+        for request_id in ids:
+            output = None
+            while output is None or not output.is_finished():
+                output = manager.get_result(request_id, timeout=600)
+            tokens += len(output.generated_tokens)
+        return tokens
+
+    def timed(fn) -> tuple[int, float, float]:
+        wall, cpu = time.perf_counter(), time.process_time()
+        tokens = fn()
+        return tokens, time.perf_counter() - wall, time.process_time() - cpu
+
+    ours.start()
+    manager.start()
+    try:
+        asyncio.run(run_ours())
+        run_theirs()  # warm-up
+        rows: dict[str, list] = {"qwenkit": [], "transformers-cb": []}
+        for _ in range(repeats):
+            rows["qwenkit"].append(timed(lambda: asyncio.run(run_ours())))
+            rows["transformers-cb"].append(timed(run_theirs))
+    finally:
+        manager.stop(block=True)
+        ours.stop()
+    summary = {}
+    for name, runs in rows.items():
+        cpu = statistics.median(r[2] for r in runs)
+        tokens = runs[0][0]
+        summary[name] = {"tokens": tokens, "cpu_s_median": round(cpu, 3), "tokens_per_cpu_s": round(tokens / cpu, 1),
+                         "runs": [{"tokens": t, "wall_s": round(w, 3), "cpu_s": round(c, 3)} for t, w, c in runs]}
+    return {"model": alias, "clients": clients, "max_tokens": max_tokens, "prompt_tokens": [len(p) for p in prompts],
+            **summary}
+
+
+def engine_markdown(report: dict) -> str:
+    loads = [", ".join(f"{x:.2f}" for x in report[k]) for k in ("load_average_at_start", "load_average_at_end")]
+    lines = [f"Engines alone, in one process at 1 torch thread (shared machine: load average {loads[0]} at start, "
+             f"{loads[1]} at end); {_code_line(report['code'])} All prompts submitted at once, greedy, each engine's "
+             "CPU seconds (median of the repeats).", "",
+             "| model | requests x max tokens | engine | tokens | CPU s | tokens per CPU s | ratio |",
+             "|---|---|---|---|---|---|---|"]
+    for row in report["rows"]:
+        base = row["transformers-cb"]["tokens_per_cpu_s"]
+        for name in ("qwenkit", "transformers-cb"):
+            cell = row[name]
+            lines.append(f"| {row['model']} | {row['clients']} x {row['max_tokens']} | {name} | {cell['tokens']} | "
+                         f"{cell['cpu_s_median']} | {cell['tokens_per_cpu_s']} | "
+                         f"{cell['tokens_per_cpu_s'] / base:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["smollm2", "tiny-qwen3"])
@@ -177,8 +279,19 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--port", type=int, default=8931)
     parser.add_argument("--name", default="infer_serving", help="results file stem in benchmarks/results")
+    parser.add_argument("--engine-only", action="store_true",
+                        help="compare the engines alone (CPU seconds, in-process) instead of the servers")
+    parser.add_argument("--repeats", type=int, default=3, help="repeats of --engine-only")
     args = parser.parse_args()
     load, code = os.getloadavg(), code_state()
+    if args.engine_only:
+        rows = [engine_cpu(alias, max(args.clients), args.short, args.repeats) for alias in args.models]
+        report = {"load_average_at_start": load, "load_average_at_end": os.getloadavg(), "code": code, "rows": rows}
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / f"{args.name}.json").write_text(json.dumps(report, indent=2) + "\n")
+        (RESULTS / f"{args.name}.md").write_text(engine_markdown(report))
+        print(engine_markdown(report))
+        return
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         paths = save_models(Path(tmp), args.models)
