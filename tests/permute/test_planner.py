@@ -132,9 +132,12 @@ def test_short_output_runs_without_masks_copy_along_the_long_input_run(dtype):
     from qwenkit.permute import available_isas, make_plan
 
     a = np.arange(4 * 3 * 96 * 64).astype(dtype).reshape(4, 3, 96, 64)
+    assert planner.STRIDED_MIN_INPUT_RUN <= 96 * 64
     plan = _plan(a, (0, 2, 3, 1), isa="sse2")
     assert plan.kind == "strided" and plan.inner.shape == (96 * 64,)
     assert plan.inner.sa == (a.itemsize,) and plan.inner.sb == (3 * a.itemsize,) and plan.outer.shape == (4, 3)
+    short_run = np.empty((16, 3, 4, 8), dtype)  # input runs of 32 elements: too short to copy along
+    assert _plan(short_run, (0, 2, 3, 1), isa="sse2").kind == "numpy"
     if a.itemsize == 1:  # 3 bytes fill at most half of a 16-byte vector
         assert _plan(np.ascontiguousarray(a.transpose(0, 2, 3, 1)), (0, 3, 1, 2), isa="sse2").kind == "numpy"
     want = np.ascontiguousarray(a.transpose(0, 2, 3, 1))

@@ -59,6 +59,11 @@ STREAM_TILES, STREAM_WHOLE_ROWS = 1, 2
 STREAM_MODES = {0: "off", STREAM_TILES: "whole-line tiles",
                 STREAM_WHOLE_ROWS: "whole rows, their unaligned ends stored normally"}
 DENSE_MODE = "the whole block as one contiguous run (any alignment)"
+STRIDED_MIN_INPUT_RUN = 256
+"""On ISAs without masked stores, blocks with output runs shorter than a vector lane are copied element by element
+along the input's unit-stride axis only when that axis has at least this many elements. Measured in this session's
+benchmark runs: NCHW->NHWC with 3 channels, a run of 50176 pixels, beat NumPy; the 6-D random uint8 layout, whose
+input run is 8 elements, ran slower than NumPy that way. The threshold between the two is not measured."""
 WHOLE_ROW_MIN_BYTES = 256
 """Output rows that are not line-aligned alike are streamed whole when at least this long (the two partial lines at
 their ends are written with ordinary stores)."""
@@ -329,10 +334,13 @@ def _plan_tile(axes: Axes, p: int, n_threads: int, common: dict) -> Plan:
         # input run instead, so the input streams and the short axis becomes an outer loop (NumPy's own loop runs
         # the 3 channels innermost). Short input runs (NHWC->NCHW): that is NumPy's own loop order already; it keeps
         # them.
-        if n_q < mq and isa != "scalar":
+        if n_q < mq and isa != "scalar" and axes.shape[p] >= STRIDED_MIN_INPUT_RUN:
             return _plan_strided(axes.take([k for k in range(ndim) if k != p] + [p]), width, n_threads, common,
                                  f"output runs of {n_q} elements are shorter than a vector lane and this ISA has no "
                                  "masked stores: element copies along the input's unit-stride axis")
+        if n_q < mq and isa != "scalar":
+            return Plan("numpy", f"output runs of {n_q} elements are shorter than a vector lane and this ISA has "
+                        f"no masked stores; the input's runs ({axes.shape[p]}) are too short to copy along", **common)
         if 2 * n_p <= mp:
             return Plan("numpy", f"input runs of {n_p} elements fill at most half a vector and this ISA has no "
                         "masked loads", **common)
