@@ -82,10 +82,15 @@ def run_repro(name: str, out: Path, *, full: bool, seed: int, threads: int | Non
     import time
     import traceback
 
+    from qwenkit.core.seeding import seed_everything
+
     item = discover_repros()[name]
     # a reproduction's directory is regenerated output: start it clean so old metrics never mix in
     shutil.rmtree(out / item.name, ignore_errors=True)
     run = RunDir(out / item.name)
+    # the demo runs several reproductions in one worker process: seed every global generator so that a result never
+    # depends on which reproductions ran before it
+    seed_everything(seed)
     started = time.perf_counter()
     try:
         summary = item.run(ReproContext(run=run, full=full, seed=seed, threads=threads))
