@@ -73,3 +73,23 @@ def test_demo_workers_run_reproductions_in_pinned_processes(tmp_path):
     assert started == ["smoke"] and [e["name"] for e in done] == ["smoke"]
     assert entries[0]["status"] == "ok" and entries[0]["summary"].startswith("copy-task exact match")
     assert (tmp_path / "smoke" / "report.md").is_file()
+
+
+def test_a_reproduction_does_not_depend_on_the_generators_left_by_earlier_ones(tmp_path, monkeypatch):
+    import random
+
+    import numpy as np
+    import torch
+
+    from qwenkit.core import repro as repro_module
+    from qwenkit.core.repro import Repro, run_repro
+
+    def draw(ctx):
+        return f"{random.random()} {np.random.rand()} {torch.rand(1).item()}"
+
+    monkeypatch.setattr(repro_module, "discover_repros", lambda: {"draw": Repro(name="draw", title="draw", run=draw)})
+    first = run_repro("draw", tmp_path, full=False, seed=3, threads=1)["summary"]
+    random.random(), np.random.rand(), torch.rand(5)  # what an earlier reproduction in the same process leaves behind
+    again = run_repro("draw", tmp_path, full=False, seed=3, threads=1)["summary"]
+    assert again == first
+    assert run_repro("draw", tmp_path, full=False, seed=4, threads=1)["summary"] != first
