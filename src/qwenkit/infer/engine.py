@@ -71,6 +71,9 @@ class EngineRequest:
     events: asyncio.Queue | None = None
     """Receives (index, "reasoning" | "content", text) pieces while streaming, then (index, "done", ChatResult) or
     (index, "error", message)."""
+    logprob_token_ids: list[int] = field(default_factory=list)
+    """Per generated token (with ``top_logprobs`` set): its id, recorded with its log-prob, so a stream can send
+    both as the token is generated."""
     token_logprobs: list[float] = field(default_factory=list)
     """Per generated token: log-probability under the model's unmodified distribution (``log softmax`` at T=1)."""
     alternatives: list[list[tuple[int, float]]] = field(default_factory=list)
@@ -189,10 +192,11 @@ class _Row:
         token = sample_token(scores, request.temperature, request.top_k, request.top_p, request.min_p,
                              self.generator)
         if request.top_logprobs is not None:
-            request.token_logprobs.append(float(logp[token]))
             if request.top_logprobs:
                 values, ids = torch.topk(logp, request.top_logprobs)
                 request.alternatives.append(list(zip(ids.tolist(), values.tolist(), strict=True)))
+            request.token_logprobs.append(float(logp[token]))
+            request.logprob_token_ids.append(token)
         return token
 
     def accept(self, token: int) -> bool:

@@ -400,7 +400,7 @@ def create_app(
 
         def run():
             if body.prompt is not None:
-                return _encode(tokenizer, body.prompt, limits)
+                return _encode(tokenizer, body.prompt, limits, param="prompt")
             thinking = _thinking_default(body.chat_template_kwargs.enable_thinking, limits)
             messages = _messages(body.messages)
             prompt = (generation_prompt(messages, tokenizer=tokenizer, enable_thinking=thinking)[0]
@@ -447,13 +447,18 @@ class _Limits:
         self.vocab, self.thinks = vocab, thinks
 
 
-def _encode(tokenizer, text: str, limits: _Limits) -> list[int]:
-    ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])
+def _check_prompt_length(ids: list[int], limits: _Limits, *, what: str, param: str) -> list[int]:
+    """``ids``, or a 400 ``context_length_exceeded`` naming ``param`` when they exceed ``--max-prompt-tokens``."""
     if limits.max_prompt_tokens is not None and len(ids) > limits.max_prompt_tokens:
-        raise APIError(400, f"the prompt has {len(ids)} tokens; this server accepts at most "
-                            f"{limits.max_prompt_tokens} (--max-prompt-tokens)", param="messages",
+        raise APIError(400, f"{what} has {len(ids)} tokens; this server accepts at most "
+                            f"{limits.max_prompt_tokens} (--max-prompt-tokens)", param=param,
                        code="context_length_exceeded")
     return ids
+
+
+def _encode(tokenizer, text: str, limits: _Limits, *, param: str = "messages") -> list[int]:
+    ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])
+    return _check_prompt_length(ids, limits, what="the prompt", param=param)
 
 
 def _thinking_default(requested: bool | None, limits: _Limits) -> bool:
@@ -551,17 +556,13 @@ def _prompt_ids(body: CompletionRequest, tokenizer, limits: _Limits) -> list[tup
     for p, item in enumerate(prompt):
         where = "prompt" if len(prompt) == 1 else f"prompt.{p}"
         if isinstance(item, str):
-            ids = _encode(tokenizer, item, limits)
+            ids = _encode(tokenizer, item, limits, param=where)
         else:
             bad = [t for t in item if not 0 <= t < limits.vocab]
             if bad:
                 raise APIError(400, f"{where}: {bad[0]} is not a token id of this model (0..{limits.vocab - 1})",
                                param=where)
-            if limits.max_prompt_tokens is not None and len(item) > limits.max_prompt_tokens:
-                raise APIError(400, f"{where} has {len(item)} tokens; this server accepts at most "
-                                    f"{limits.max_prompt_tokens} (--max-prompt-tokens)", param=where,
-                               code="context_length_exceeded")
-            ids = list(item)
+            ids = _check_prompt_length(list(item), limits, what=where, param=where)
         if not ids:
             raise APIError(400, f"{where} is empty", param=where)
         batch.append((ids, item if isinstance(item, str) else tokenizer.decode(ids, skip_special_tokens=False)))
@@ -630,7 +631,6 @@ async def _answer(http: Request, engine: ContinuousEngine, requests: list[Engine
     for request in requests:
         if body.stream and request.top_logprobs is not None:
             taps[request.index] = _LogprobStream(tokenizer, request)
-            request.processors = (*request.processors, taps[request.index])
         request.loop, request.events = loop, events
         engine.submit(request)
     if body.stream:
@@ -667,41 +667,30 @@ async def _answer(http: Request, engine: ContinuousEngine, requests: list[Engine
 class _LogprobStream:
     """The log-probs of one streamed choice, sent as its tokens are generated.
 
-    The engine records each token's log-prob (``request.token_logprobs``) but the chosen ids only reach the request
-    with its result, so this also acts as a (pass-through) logits processor that sees the generated ids before each
-    step. :meth:`take` returns the entries of the tokens known and not yet sent; at the end, ``final_ids`` (the
-    result's ids) completes them, so the chunks together carry exactly one entry per generated token, in order. A
-    chunk's entries are those of the tokens generated since the previous chunk; its text may lag them (text is held
-    back at a partial character, a possible stop string or a possible tool call).
+    The engine records each sampled token's id and log-prob on the request (``logprob_token_ids``,
+    ``token_logprobs``, ``alternatives``; the id last, so every recorded id has its log-probs). :meth:`take` returns
+    the entries recorded and not yet sent, so the chunks together carry exactly one entry per generated token, in
+    order. A chunk's entries are those of the tokens generated since the previous chunk; its text may lag them (text
+    is held back at a partial character, a possible stop string or a possible tool call).
     """
 
     def __init__(self, tokenizer, request: EngineRequest):
         self.tokenizer, self.request = tokenizer, request
-        self.generated: list[int] = []
-        self.prompt_length: int | None = None
         self.sent = 0
         self.offset = 0
 
-    def __call__(self, input_ids, scores):
-        history = input_ids[0]
-        if self.prompt_length is None:
-            self.prompt_length = int(history.shape[0])
-        self.generated = history[self.prompt_length :].tolist()
-        return scores
-
-    def take(self, final_ids: list[int] | None = None) -> list[tuple[int, float, list[tuple[int, float]]]]:
+    def take(self) -> list[tuple[int, float, list[tuple[int, float]]]]:
         request = self.request
-        ids = self.generated if final_ids is None else final_ids
-        known = min(len(ids), len(request.token_logprobs))
+        known = min(len(request.logprob_token_ids), len(request.token_logprobs))
         if request.top_logprobs:
             known = min(known, len(request.alternatives))
-        entries = [(ids[i], request.token_logprobs[i], request.alternatives[i] if request.top_logprobs else [])
-                   for i in range(self.sent, known)]
+        entries = [(request.logprob_token_ids[i], request.token_logprobs[i],
+                    request.alternatives[i] if request.top_logprobs else []) for i in range(self.sent, known)]
         self.sent = max(self.sent, known)
         return entries
 
-    def chat(self, final_ids: list[int] | None = None) -> dict[str, Any] | None:
-        entries = self.take(final_ids)
+    def chat(self) -> dict[str, Any] | None:
+        entries = self.take()
         if not entries:
             return None
         content = []
@@ -711,8 +700,8 @@ class _LogprobStream:
             content.append(entry)
         return {"content": content}
 
-    def text(self, final_ids: list[int] | None = None) -> dict[str, Any] | None:
-        entries = self.take(final_ids)
+    def text(self) -> dict[str, Any] | None:
+        entries = self.take()
         if not entries:
             return None
         tokens = [self.tokenizer.decode([t], skip_special_tokens=False) for t, _, _ in entries]
@@ -827,9 +816,8 @@ async def _sse_chat(http: Request, requests, events, completion_id: str, model_n
     created = int(time.time())
     taps = taps or {}
 
-    def chunk(index: int, delta: dict[str, Any], finish_reason: str | None = None,
-              final_ids: list[int] | None = None) -> str:
-        logprobs = taps[index].chat(final_ids) if index in taps else None
+    def chunk(index: int, delta: dict[str, Any], finish_reason: str | None = None) -> str:
+        logprobs = taps[index].chat() if index in taps else None
         data = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model_name,
                 "choices": [{"index": index, "delta": delta, "finish_reason": finish_reason, "logprobs": logprobs}]}
         if include_usage:
@@ -868,7 +856,7 @@ async def _sse_chat(http: Request, requests, events, completion_id: str, model_n
                 if calls:
                     yield chunk(index, {"tool_calls": [c.openai(i) for i, c in enumerate(calls)]})
                     finish = "tool_calls"
-            yield chunk(index, {}, finish, final_ids=value.token_ids)
+            yield chunk(index, {}, finish)
     if include_usage:
         data = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model_name,
                 "choices": [], "usage": _usage(results, len(results))}
@@ -882,8 +870,8 @@ async def _sse_text(http: Request, requests, events, completion_id: str, model_n
     created = int(time.time())
     taps = taps or {}
 
-    def chunk(index: int, text: str, finish_reason: str | None = None, final_ids: list[int] | None = None) -> str:
-        logprobs = taps[index].text(final_ids) if index in taps else None
+    def chunk(index: int, text: str, finish_reason: str | None = None) -> str:
+        logprobs = taps[index].text() if index in taps else None
         data = {"id": completion_id, "object": "text_completion", "created": created, "model": model_name,
                 "choices": [{"index": index, "text": text, "finish_reason": finish_reason, "logprobs": logprobs}]}
         return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
@@ -900,7 +888,7 @@ async def _sse_text(http: Request, requests, events, completion_id: str, model_n
             return
         elif kind == "done":
             results.append(value)
-            yield chunk(index, "", value.finish_reason, final_ids=value.token_ids)
+            yield chunk(index, "", value.finish_reason)
     if include_usage:
         usage = _usage(results, n)
         usage.pop("completion_tokens_details")
