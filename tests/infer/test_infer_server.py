@@ -223,6 +223,11 @@ def test_model_without_thinking_markers_defaults_to_no_thinking():
                 "temperature": 0.0}
         reply = http.post("/v1/chat/completions", json=body).json()
         assert reply["choices"][0]["message"]["reasoning_content"] is None
+        own_template = resolved.tokenizer.apply_chat_template(body["messages"], add_generation_prompt=True,
+                                                              tokenize=True, return_dict=True)["input_ids"]
+        assert reply["usage"]["prompt_tokens"] == len(own_template)
+        tokens = http.post("/tokenize", json={"model": "smol", "messages": body["messages"]}).json()["tokens"]
+        assert tokens == list(own_template)  # no empty <think></think> block: it means nothing to this model
         assert reply["usage"]["completion_tokens_details"]["reasoning_tokens"] == 0
         refused = http.post("/v1/chat/completions", json={**body, "thinking_budget": 8})
         assert refused.status_code == 400 and refused.json()["error"]["param"] == "thinking_budget"

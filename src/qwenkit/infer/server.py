@@ -403,7 +403,7 @@ def create_app(
                 return _encode(tokenizer, body.prompt, limits, param="prompt")
             thinking = _thinking_default(body.chat_template_kwargs.enable_thinking, limits)
             messages = _messages(body.messages)
-            prompt = (generation_prompt(messages, tokenizer=tokenizer, enable_thinking=thinking)[0]
+            prompt = (_generation_prompt(messages, tokenizer, limits, enable_thinking=thinking)[0]
                       if body.add_generation_prompt else
                       render_chat(messages, tokenizer=tokenizer, add_generation_prompt=False,
                                   enable_thinking=thinking))
@@ -465,6 +465,17 @@ def _thinking_default(requested: bool | None, limits: _Limits) -> bool:
     return limits.thinks if requested is None else requested
 
 
+def _generation_prompt(messages: list[dict[str, Any]], tokenizer, limits: _Limits, *, enable_thinking: bool,
+                       tools: list[dict[str, Any]] | None = None) -> tuple[str, bool]:
+    """(prompt, thinking) of a chat request: :func:`generation_prompt` for a model with thinking markers, and for one
+    without them (e.g. SmolLM2) its own template's prompt, unchanged, unless the request asks for thinking: the empty
+    ``<think></think>`` block Qwen3 reads as "do not think" means nothing to such a model and only lengthens the
+    prompt (49 instead of 40 tokens for SmolLM2's one-line question)."""
+    if not limits.thinks and not enable_thinking:
+        return render_chat(messages, tokenizer=tokenizer, enable_thinking=False, tools=tools), False
+    return generation_prompt(messages, tokenizer=tokenizer, enable_thinking=enable_thinking, tools=tools)
+
+
 def _messages(messages: list[ChatMessage]) -> list[dict[str, Any]]:
     try:
         return [m.as_dict() for m in messages]
@@ -488,8 +499,8 @@ def _chat_requests(body: ChatCompletionRequest, tokenizer, limits: _Limits,
             thinking = tail.rfind(THINK_START) > tail.rfind(THINK_END)
         else:
             tools = [t.as_dict() for t in body.tools] if body.tools else None
-            prompt, thinking = generation_prompt(messages, tokenizer=tokenizer, enable_thinking=enable_thinking,
-                                                 tools=tools)
+            prompt, thinking = _generation_prompt(messages, tokenizer, limits, enable_thinking=enable_thinking,
+                                                  tools=tools)
     except APIError:
         raise
     except Exception as exc:  # a chat template may reject a conversation (e.g. roles out of order): the client's fault
