@@ -170,6 +170,9 @@ def test_text_completions_tokenize_and_metrics(server, client, tokenizer):
     assert "# TYPE qwenkit_generation_tokens_total counter" in metrics
     generated = [line for line in metrics.splitlines() if line.startswith("qwenkit_generation_tokens_total ")]
     assert int(generated[0].split()[1]) > 0
+    for name in ("qwenkit_prefix_cache_queries_total", "qwenkit_prefix_cache_hits_total",
+                 "qwenkit_prefix_cache_tokens"):
+        assert any(line.startswith(f"{name} ") for line in metrics.splitlines()), name
 
 
 @pytest.mark.parametrize("field", ["functions", "audio", "echo"])

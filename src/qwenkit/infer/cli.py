@@ -139,7 +139,13 @@ def serve(
     port: Annotated[int, typer.Option(help="Port.")] = 8000,
     model_name: Annotated[str | None, typer.Option("--model-name", help="Name clients send.")] = None,
     max_batch_size: Annotated[int, typer.Option("--max-batch-size", help="Requests decoding together.")] = 32,
-    prefill_chunk: Annotated[int, typer.Option("--prefill-chunk", help="Prompt tokens prefilled per step.")] = 256,
+    prefill_chunk: Annotated[int, typer.Option(
+        "--prefill-chunk", help="Longest prompt prefilled in one step; longer ones go this many per step.")] = 256,
+    prefill_budget: Annotated[int, typer.Option(
+        "--prefill-budget", help="Prompt tokens of short prompts prefilled together in one step.")] = 2048,
+    prefix_cache_tokens: Annotated[int, typer.Option(
+        "--prefix-cache-tokens", help="Prompt-prefix KV kept for reuse by prompts that start with it (a shared "
+                                      "system prompt); 0 switches the prefix cache off.")] = 4096,
     max_request_bytes: Annotated[int, typer.Option("--max-request-bytes", help="Largest request body.")] = 2_000_000,
     max_prompt_tokens: Annotated[int | None, typer.Option("--max-prompt-tokens",
                                                           help="Longest prompt (default: the context).")] = None,
@@ -157,13 +163,18 @@ def serve(
     from qwenkit.lm.loading import resolve_model
 
     for flag, value in (("--max-batch-size", max_batch_size), ("--prefill-chunk", prefill_chunk),
-                        ("--max-request-bytes", max_request_bytes), ("--max-prompt-tokens", max_prompt_tokens)):
+                        ("--prefill-budget", prefill_budget), ("--max-request-bytes", max_request_bytes),
+                        ("--max-prompt-tokens", max_prompt_tokens)):
         if value is not None and value < 1:  # refused before the model loads
             raise ConfigError(f"{flag} must be >= 1, got {value}")
+    if prefix_cache_tokens < 0:
+        raise ConfigError(f"--prefix-cache-tokens must be >= 0 (0 switches the prefix cache off), got "
+                          f"{prefix_cache_tokens}")
     resolved = resolve_model(model, gguf_file=gguf_file, device=device)
     loaded, tokenizer, name = resolved.model, resolved.tokenizer, resolved.name
     app_ = create_app(loaded, tokenizer, model_name=model_name or name, max_batch_size=max_batch_size,
-                      prefill_chunk=prefill_chunk, max_request_bytes=max_request_bytes,
+                      prefill_chunk=prefill_chunk, prefill_budget=prefill_budget,
+                      prefix_cache_tokens=prefix_cache_tokens, max_request_bytes=max_request_bytes,
                       max_prompt_tokens=max_prompt_tokens, stop_text=stop_text)
     typer.echo(f"serving {model_name or name} on http://{host}:{port}/v1")
     uvicorn.run(app_, host=host, port=port, log_level="warning" if quiet else "info")

@@ -6,7 +6,9 @@ One worker thread owns the model and runs a loop of *steps* (Orca, Yu et al. 202
    are (waiting, prefilling or decoding): a cancelled request frees its batch slot at the next step;
 2. **prefill**: waiting prompts of at most ``prefill_chunk`` tokens are prefilled together (left-padded), up to
    ``prefill_budget`` prompt tokens per step; a longer prompt is prefilled alone, ``prefill_chunk`` tokens per step,
-   so a long prompt never stalls the running decodes for its whole length;
+   so a long prompt never stalls the running decodes for its whole length. A prompt that starts with a prefix
+   already prefilled (a shared system prompt) reuses that prefix's KV from the :class:`PrefixCache` and runs only
+   the rest;
 3. **decode**: one forward pass over every running request (one new token each), then the rows are sampled: rows
    with plain greedy settings (temperature 0, no penalties, bias, processors, budget or log-probs) by one batched
    ``argmax``, every other row on its own (penalties, ``logit_bias``, the thinking budget, temperature / top-k /
@@ -37,6 +39,7 @@ import torch
 from qwenkit.core.errors import ConfigError
 from qwenkit.infer.budget import ThinkingBudgetProcessor
 from qwenkit.infer.generate import ChatResult, _reply, chat_stop_token_ids
+from qwenkit.infer.prefix_cache import PrefixCache
 from qwenkit.lm.chat import ReasoningStreamParser
 from qwenkit.lm.sampling import cache_argument_name
 
@@ -336,17 +339,25 @@ class ContinuousEngine:
     step (longer ones are prefilled alone, this many tokens per step); ``prefill_budget``: prompt tokens of short
     prompts prefilled together in one step (at least ``prefill_chunk``; a prompt of at most ``prefill_chunk`` tokens
     is always admitted whole); ``batch_wait_s``: when idle, how long the first request waits for others to arrive
-    before the first step.
+    before the first step; ``prefix_cache_tokens``: prompt-prefix KV kept for reuse (0: no prefix cache), matched
+    in blocks of ``prefix_block_size`` tokens.
     """
 
     def __init__(self, model, tokenizer, *, max_batch_size: int = 32, prefill_chunk: int = 256,
-                 prefill_budget: int = 2048, batch_wait_s: float = 0.0, stop_text: str | None = None):
+                 prefill_budget: int = 2048, batch_wait_s: float = 0.0, stop_text: str | None = None,
+                 prefix_cache_tokens: int = 4096, prefix_block_size: int = 16):
         if max_batch_size < 1:
             raise ConfigError(f"--max-batch-size must be >= 1, got {max_batch_size}")
         if prefill_chunk < 1:
             raise ConfigError(f"--prefill-chunk must be >= 1, got {prefill_chunk}")
         if prefill_budget < 1:
             raise ConfigError(f"--prefill-budget must be >= 1, got {prefill_budget}")
+        if prefix_cache_tokens < 0:
+            raise ConfigError(f"--prefix-cache-tokens must be >= 0 (0 switches the cache off), got "
+                              f"{prefix_cache_tokens}")
+        if prefix_block_size < 1:
+            raise ConfigError(f"prefix_block_size must be >= 1, got {prefix_block_size}")
+        self.prefix_cache = PrefixCache(prefix_cache_tokens, prefix_block_size)
         self.model, self.tokenizer = model, tokenizer
         self.max_batch_size, self.prefill_chunk, self.batch_wait_s = max_batch_size, prefill_chunk, batch_wait_s
         self.prefill_budget = max(prefill_budget, prefill_chunk)
@@ -484,8 +495,13 @@ class ContinuousEngine:
                 return
             head = self._waiting[0]
             if len(head.ids) > self.prefill_chunk:
-                self._prefilling = self._waiting.popleft()
-                self._prefilling.cache = self._new_cache()
+                self._prefilling = row = self._waiting.popleft()
+                entry, reused = self.prefix_cache.lookup(row.ids)
+                row.cache = self._new_cache()
+                if entry is not None:
+                    for index, layer in enumerate(row.cache.layers):
+                        layer.update(entry.keys[index][..., :reused, :], entry.values[index][..., :reused, :])
+                    row.prefilled = reused
             else:
                 group, tokens = [], 0
                 while (self._waiting and len(group) < self._room()
@@ -505,20 +521,63 @@ class ContinuousEngine:
         logits = self._forward(torch.tensor([chunk]), mask, positions, row.cache)
         if row.prefilled == len(row.ids):
             self._prefilling = None
-            self._join(_Batch([row], row.cache, mask), logits)
+            batch = _Batch([row], row.cache, mask)
+            self._store_prefixes(batch)
+            self._join(batch, logits)
 
     def _prefill_group(self, group: list[_Row]) -> None:
-        width = max(len(r.ids) for r in group)
+        """One forward pass over the prompts of ``group``, each row minus the prefix the prefix cache holds.
+
+        The cache columns are ``[reused prefixes | new tokens]``, each part left-padded to its longest row, so row
+        ``b`` is ``[pad, its prefix, pad, the rest of its prompt]`` with ``mask[b]`` 1 on its real tokens; positions
+        count real tokens only, so they equal the unpadded prompt's.
+        """
+        hits = [self.prefix_cache.lookup(row.ids) for row in group]
+        reused = [length for _, length in hits]
+        past_width = max(reused)
+        width = max(len(row.ids) - n for row, n in zip(group, reused, strict=True))
         ids = torch.zeros((len(group), width), dtype=torch.long)
-        mask = torch.zeros((len(group), width), dtype=torch.long)
-        for b, row in enumerate(group):
-            ids[b, width - len(row.ids) :] = torch.tensor(row.ids)
-            mask[b, width - len(row.ids) :] = 1
+        mask = torch.zeros((len(group), past_width + width), dtype=torch.long)
+        positions = torch.zeros((len(group), width), dtype=torch.long)
+        for b, (row, n) in enumerate(zip(group, reused, strict=True)):
+            rest = len(row.ids) - n
+            ids[b, width - rest :] = torch.tensor(row.ids[n:])
+            mask[b, past_width - n : past_width] = 1
+            mask[b, past_width + width - rest :] = 1
+            positions[b, width - rest :] = torch.arange(n, len(row.ids))
             row.prefilled = len(row.ids)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
         cache = self._new_cache()
+        if past_width:
+            self._fill_past(cache, hits, past_width)
         logits = self._forward(ids, mask, positions, cache)
-        self._join(_Batch(group, cache, mask), logits)
+        batch = _Batch(group, cache, mask)
+        self._store_prefixes(batch)
+        self._join(batch, logits)
+
+    def _fill_past(self, cache, hits: list, past_width: int) -> None:
+        """Write each row's reused prefix KV, right-aligned in ``past_width`` columns, into an empty ``cache``."""
+        template = next(entry for entry, _ in hits if entry is not None)
+        for index, layer in enumerate(cache.layers):
+            heads, dim = template.keys[index].shape[1], template.keys[index].shape[-1]
+            shape = (len(hits), heads, past_width, dim)
+            keys = template.keys[index].new_zeros(shape)
+            values = template.values[index].new_zeros(shape)
+            for b, (entry, n) in enumerate(hits):
+                if entry is not None:
+                    keys[b, :, past_width - n :] = entry.keys[index][0, :, :n]
+                    values[b, :, past_width - n :] = entry.values[index][0, :, :n]
+            layer.update(keys, values)
+
+    def _store_prefixes(self, batch: _Batch) -> None:
+        """Give the prefix cache the whole-block prompt prefixes of freshly prefilled rows that it does not hold."""
+        for b, row in enumerate(batch.rows):
+            length = self.prefix_cache.storable_length(row.ids)
+            if not length:
+                continue
+            columns = torch.nonzero(batch.mask[b]).flatten()[:length]
+            layers = batch.layers()
+            self.prefix_cache.insert(row.ids[:length], [layer.keys[b : b + 1, :, columns] for layer in layers],
+                                     [layer.values[b : b + 1, :, columns] for layer in layers])
 
     def _join(self, batch: _Batch, logits: torch.Tensor) -> None:
         """Sample the first token of freshly prefilled rows; the unfinished ones join the running batch."""

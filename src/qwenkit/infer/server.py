@@ -286,6 +286,8 @@ def create_app(
     max_batch_size: int = 32,
     batch_wait_s: float = 0.0,
     prefill_chunk: int = 256,
+    prefill_budget: int = 2048,
+    prefix_cache_tokens: int = 4096,
     default_max_tokens: int = 512,
     max_request_bytes: int = 2_000_000,
     max_prompt_tokens: int | None = None,
@@ -302,6 +304,7 @@ def create_app(
         raise ConfigError(f"--max-request-bytes and --max-prompt-tokens must be >= 1, got {max_request_bytes} and "
                           f"{max_prompt_tokens}")
     engine = ContinuousEngine(model, tokenizer, max_batch_size=max_batch_size, prefill_chunk=prefill_chunk,
+                              prefill_budget=prefill_budget, prefix_cache_tokens=prefix_cache_tokens,
                               batch_wait_s=batch_wait_s, stop_text=stop_text)
     context = int(getattr(model.config, "max_position_embeddings", 0) or 0)
     output = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
@@ -926,6 +929,12 @@ def _prometheus(engine: ContinuousEngine, http_errors: dict[int, int]) -> str:
     metric("qwenkit_requests_failed_total", "counter", "Requests ended by an engine error.", stats.failed)
     metric("qwenkit_prompt_tokens_total", "counter", "Prompt tokens submitted.", stats.prompt_tokens)
     metric("qwenkit_generation_tokens_total", "counter", "Tokens generated.", stats.generated_tokens)
+    metric("qwenkit_prefix_cache_queries_total", "counter", "Prompt tokens looked up in the prefix cache.",
+           engine.prefix_cache.queried_tokens)
+    metric("qwenkit_prefix_cache_hits_total", "counter", "Prompt tokens whose KV the prefix cache supplied.",
+           engine.prefix_cache.hit_tokens)
+    metric("qwenkit_prefix_cache_tokens", "gauge", "Prompt-prefix tokens the prefix cache holds.",
+           engine.prefix_cache.tokens)
     metric("qwenkit_engine_steps_total", "counter", "Scheduler steps run.", stats.steps)
     metric("qwenkit_engine_step_seconds_total", "counter", "Seconds spent in scheduler steps.",
            float(stats.step_seconds))
