@@ -14,6 +14,10 @@ TORCH_VERSION=${TORCH_VERSION:-2.13.0}
 APT_PACKAGES=(gcc fonts-dejavu-core fonts-noto-cjk fonts-wqy-zenhei tesseract-ocr tesseract-ocr-eng tesseract-ocr-chi-sim
               wordnet-base gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static
               espeak-ng ffmpeg sox libegl1 libegl-mesa0 libgl1-mesa-dri libosmesa6)
+# Python's headers, for the one compiled part (permute's short path, setup.py): pyenv and python.org builds ship them,
+# Debian's python3 needs python3-dev.
+PY_INCLUDE=$("$PYTHON" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
+[ -f "$PY_INCLUDE/Python.h" ] || APT_PACKAGES+=(python3-dev)
 missing=()
 if command -v dpkg-query >/dev/null 2>&1; then
   for pkg in "${APT_PACKAGES[@]}"; do

@@ -75,3 +75,68 @@ def test_ndarray_subclass_out_is_written():
     a = np.arange(6, dtype=np.float64).reshape(2, 3)
     out = np.zeros((3, 2)).view(np.matrix)
     assert permute(a, out=out) is out and np.array_equal(np.asarray(out), a.T)
+
+
+def _outcome(fn, *args, **kwargs):
+    """('ok', bytes, shape, is-out) or ('raise', exception type, message) of one call."""
+    try:
+        result = fn(*args, **kwargs)
+    except Exception as exc:  # the comparison is of exceptions too
+        return ("raise", type(exc), str(exc))
+    return ("ok", result.tobytes(), result.shape, result is kwargs.get("out", args[2] if len(args) > 2 else None))
+
+
+def test_the_c_short_path_is_built_here_and_looks_like_the_python_function():
+    """The set-up builds the extension (a C compiler and Python's headers are among its requirements)."""
+    import inspect
+
+    assert api.SHORT_PATH_IN_C, "qwenkit.permute._shortpath is not built: run `pip install -e .` with a C compiler"
+    assert permute.__wrapped__ is api.permute_python and permute.__doc__ == api.permute_python.__doc__
+    assert permute.__name__ == "permute" and permute.__module__ == "qwenkit.permute.api"
+    assert str(inspect.signature(permute)) == str(inspect.signature(api.permute_python))
+    import pickle
+
+    assert pickle.loads(pickle.dumps(permute)) is permute  # by reference, as a function: multiprocessing can send it
+
+
+def test_the_c_short_path_gives_the_python_function_outcome_for_every_call_form():
+    """Same bytes, the same array returned, the same exception type and message, over the forms a user writes:
+    positional and keyword ``axes``/``out``, every axes spelling NumPy accepts or refuses, outputs of every kind."""
+    if not api.SHORT_PATH_IN_C:
+        pytest.skip("the C short path is not built")
+    a = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
+    frozen = np.zeros((4, 3, 2), np.float32)
+    frozen.flags.writeable = False
+    axes_forms = [None, (2, 1, 0), [2, 1, 0], np.array([2, 1, 0]), (-1, 1, 0), (0, 1, 2), (1, 1, 0), (0, 1),
+                  (0, 1, 5), "abc", 1.5, (2.0, 1, 0)]
+    outs = [lambda: None, lambda: np.empty((4, 3, 2), np.float32), lambda: np.empty((4, 3, 2), np.dtype("float32")),
+            lambda: np.empty((1, 3, 2), np.float32), lambda: np.empty((4, 3, 2), np.float64), lambda: frozen,
+            lambda: np.empty((4, 3, 2), np.float32)[::-1], lambda: [[0.0]], lambda: np.empty((2, 3, 4), np.float32)]
+    for axes in axes_forms:
+        for make_out in outs:
+            for form in ("positional", "keywords", "mixed"):
+                python_out, c_out = make_out(), make_out()
+                if form == "positional":
+                    want = _outcome(api.permute_python, a, axes, python_out)
+                    got = _outcome(permute, a, axes, c_out)
+                elif form == "keywords":
+                    want = _outcome(api.permute_python, a, axes=axes, out=python_out)
+                    got = _outcome(permute, a, axes=axes, out=c_out)
+                else:
+                    want = _outcome(api.permute_python, a, axes, out=python_out, threads=None, isa="auto")
+                    got = _outcome(permute, a, axes, out=c_out, threads=None, isa="auto")
+                assert got == want, (axes, python_out, form)
+    for args, kwargs in [((a,), {"threads": 2}), ((a,), {"isa": "scalar"}), ((a,), {"isa": "nope"}),
+                         ((a,), {"bogus": 1}), ((), {"a": a}), ((a, None, None, None), {}), ((a,), {"axes": None}),
+                         ((a, None), {"axes": None}), ((np.float32(3),), {}), (([[1, 2], [3, 4]],), {}),
+                         ((np.arange(6).reshape(2, 3).view(np.matrix),), {}), ((np.array([object(), 1]),), {})]:
+        assert _outcome(permute, *args, **kwargs)[:2] == _outcome(api.permute_python, *args, **kwargs)[:2], kwargs
+
+
+def test_the_c_short_path_reads_the_threshold_on_every_call(monkeypatch):
+    if not api.SHORT_PATH_IN_C:
+        pytest.skip("the C short path is not built")
+    a = np.arange(64, dtype=np.float32).reshape(8, 8)
+    api._cached_plan.cache_clear()
+    monkeypatch.setattr(planner, "MIN_KERNEL_BYTES", 0)  # every array goes to the planned path now
+    assert np.array_equal(permute(a, (1, 0)), a.T) and _plans() == 1

@@ -56,6 +56,8 @@ def run_checks(checks: list[Check] | None = None) -> list[CheckResult]:
 def default_checks() -> list[Check]:
     return [
         Check("C compiler (native, compile and run)", "gcc libc6-dev", _native_c),
+        Check("permute's short path in C (built by pip install)", "gcc, Python headers; then pip install -e .",
+              _permute_short_path),
         Check("aarch64 cross compiler + qemu (compile and run)", "gcc-aarch64-linux-gnu libc6-dev-arm64-cross "
               "qemu-user-static", _cross_c),
         Check("tesseract with eng and chi_sim", "tesseract-ocr tesseract-ocr-eng tesseract-ocr-chi-sim", _tesseract),
@@ -95,6 +97,17 @@ def _compile_and_run(compiler: str, runner: list[str]) -> str:
 
 def _native_c() -> str:
     return _compile_and_run(_require("gcc"), [])
+
+
+def _permute_short_path() -> str:
+    """The extension ``setup.py`` builds (optional there, so an install without a compiler still succeeds)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("qwenkit.permute._shortpath")
+    if spec is None:
+        raise CheckFailed("qwenkit.permute._shortpath is not built (permute falls back to its Python short path); "
+                          "install gcc and Python's headers, then re-run `pip install -e .`")
+    return f"{Path(spec.origin).name}: ok"
 
 
 def _cross_c() -> str:

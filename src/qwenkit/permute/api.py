@@ -312,8 +312,8 @@ def make_plan(a: np.ndarray, axes=None, out: np.ndarray | None = None, *, thread
     return plan.tune(a, out) if tune else plan
 
 
-def permute(a, axes=None, out: np.ndarray | None = None, *, threads: int | None = None,
-            isa: str = "auto") -> np.ndarray:
+def permute_python(a, axes=None, out: np.ndarray | None = None, *, threads: int | None = None,
+                   isa: str = "auto") -> np.ndarray:
     """``np.ascontiguousarray(np.transpose(a, axes))``, bit for bit, as a fresh array, or that written into ``out``.
 
     ``threads``: number of threads (default: one per 4 MiB of output, at most the usable cores; an explicit number
@@ -326,7 +326,9 @@ def permute(a, axes=None, out: np.ndarray | None = None, *, threads: int | None 
     calls, ``out[...] = view`` (which skips ``np.copyto``'s argument parsing) or ``view.copy()``, which win back
     part of what the Python call and the checks cost (measured per piece in the size sweep, docs/permute.md);
     everything else small takes the checked tier below (larger object arrays are planned as ``numpy`` and copied
-    the same way).
+    the same way). Where the C extension ``qwenkit.permute._shortpath`` is built (``pip install`` builds it when
+    a C compiler and Python's headers are there), ``permute`` is that first tier in C, calling this function for
+    everything else; ``permute_python`` is the same without it.
     """
     if type(a) is not np.ndarray:
         a = np.asarray(a)
@@ -401,3 +403,19 @@ def clear_cache() -> int:
     """
     _cached_plan.cache_clear()
     return build.clear_cache()
+
+
+def _with_c_short_path(python_permute):
+    """``python_permute`` behind the C short path of ``_shortpath.c``, or itself where the extension is not built."""
+    try:
+        from qwenkit.permute import _shortpath
+    except ImportError:
+        return python_permute
+    fast = _shortpath.bind(python_permute, planner)
+    fast.__name__ = fast.__qualname__ = "permute"
+    return fast
+
+
+permute = _with_c_short_path(permute_python)
+SHORT_PATH_IN_C = permute is not permute_python
+"""Whether ``permute``'s short path for small arrays runs in C (the extension was built)."""
