@@ -35,7 +35,7 @@ def test_benchmark_mix_on_text_completions_never_500s(serve, dense, tokenizer):
     app = create_app(dense, tokenizer, model_name="bench")
     with serve(app) as url:
         driver = benchmark.Driver(url, "bench", chat=False)
-        original_post, original_stream = httpx.post, httpx.stream
+        original_post, original_stream = driver.http.post, driver.http.stream
 
         def post(*args, **kwargs):
             response = original_post(*args, **kwargs)
@@ -46,13 +46,14 @@ def test_benchmark_mix_on_text_completions_never_500s(serve, dense, tokenizer):
             context = original_stream(*args, **kwargs)
             return _Recorded(context, record)
 
-        httpx.post, httpx.stream = post, stream
+        driver.http.post, driver.http.stream = post, stream
         try:
-            measured = benchmark.measure(driver, [1, 8, 32], 16, 32)
+            measured = {"throughput": {str(n): benchmark.throughput_run(driver, n, 16) for n in (1, 8, 32)},
+                        **benchmark.latencies(driver, 16, 32)}
             with ThreadPoolExecutor(4) as pool:  # streams read to the end, with their chunks checked
                 bodies = list(pool.map(lambda i: _stream_body(url, f"stream {i}"), range(4)))
         finally:
-            httpx.post, httpx.stream = original_post, original_stream
+            driver.http.close()
         health = httpx.get(url + "/health")
     assert set(statuses) == {200}, statuses
     assert measured["throughput"]["32"]["tokens"] > 0 and measured["short_beside_long"]["long_tokens"] > 0

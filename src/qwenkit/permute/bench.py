@@ -581,6 +581,9 @@ def call_costs(repeats: int = SWEEP_SMALL_REPEATS) -> dict[str, float]:
         "tiny: out.dtype is a.dtype": lambda: out.dtype is a.dtype,
         "tiny: permute(a, axes, out=out)": lambda: permute(a, axes, out=out),
         "tiny: permute(a, axes)": lambda: permute(a, axes),
+        "tiny: permute_python(a, axes, out=out) (the short path without the C entry point)":
+            lambda: api.permute_python(a, axes, out=out),
+        "tiny: permute_python(a, axes)": lambda: api.permute_python(a, axes),
         "kernel path: NumPy's call np.copyto(out, a.transpose(axes))": lambda: np.copyto(big_out, big.transpose(axes)),
         "kernel path: permute(a, axes, out=out)": lambda: permute(big, axes, out=big_out),
         "kernel path: plan look-up": lambda: api._cached_plan(big.shape, big.dtype, big.strides, axes, big_out.strides,
