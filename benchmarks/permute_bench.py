@@ -1,13 +1,17 @@
 """The qwenkit.permute benchmark (the issue's matrix) and size sweep, written to benchmarks/results/.
 
-Each run is meant to take a few minutes under ``qk-cpu quiet`` on 2 cores, so the matrix is run by groups and merged
-into ``permute.json`` (a later run of a group replaces that group's results; each run's load average is kept):
+Each run takes a few minutes on 2 idle cores, so the matrix can be run by groups and merged into ``permute.json``
+(a later run of a group replaces that group's results; each run's load average is kept; a run on another machine
+starts a fresh record instead of merging):
 
-    qk-cpu quiet .venv/bin/python benchmarks/permute_bench.py --groups 2-D
-    qk-cpu quiet .venv/bin/python benchmarks/permute_bench.py --groups 3-D 4-D
-    qk-cpu quiet .venv/bin/python benchmarks/permute_bench.py --groups 6-D 20-D
-    qk-cpu quiet .venv/bin/python benchmarks/permute_bench.py --sweep [--full]   # 16 elements .. 64 MiB (1 GiB)
-    qk-cpu quiet .venv/bin/python benchmarks/permute_bench.py --diagnose   # what limits the cases below target
+    .venv/bin/python benchmarks/permute_bench.py --groups 2-D
+    .venv/bin/python benchmarks/permute_bench.py --groups 3-D 4-D
+    .venv/bin/python benchmarks/permute_bench.py --groups 6-D 20-D
+    .venv/bin/python benchmarks/permute_bench.py --sweep [--full]   # 16 elements .. 64 MiB (1 GiB)
+    .venv/bin/python benchmarks/permute_bench.py --diagnose   # what limits the cases below target
+
+A run started under a wrapper that quiets the machine says so in its report when the wrapper's name is in
+``$QWENKIT_BENCH_RUNNER`` (e.g. ``QWENKIT_BENCH_RUNNER="qk-cpu quiet" qk-cpu quiet .venv/bin/python ...``).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import os
 import time
 from pathlib import Path
 
+from qwenkit.core.system import cpu_model
 from qwenkit.permute.bench import (
     BANDWIDTH_CASE_MIN_BYTES,
     BANDWIDTH_TARGET_PERCENT,
@@ -26,6 +31,8 @@ from qwenkit.permute.bench import (
     SWEEP_FULL_MAX_BYTES,
     diagnose_case,
     full_cases,
+    has_cpu_pmu,
+    launch_conditions,
     merge_records,
     quick_cases,
     run_benchmark,
@@ -78,7 +85,8 @@ def diagnose(directory: Path, repeats: int) -> None:
     record = json.loads((directory / "permute.json").read_text())
     slow = {row["case"] for row in summary_rows(record) if row["MiB"] * 2**20 >= BANDWIDTH_CASE_MIN_BYTES
             and (row["% of np.copyto"] < BANDWIDTH_TARGET_PERCENT or row.get("2 threads / 1", 2.0) < 1.6)}
-    info = {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "load_average_before": os.getloadavg()}
+    info = {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "load_average_before": os.getloadavg(),
+            "cpu": cpu_model(), "launched": launch_conditions(), "cpu_pmu": has_cpu_pmu()}
     entries = []
     for case in full_cases():
         if case.name in slow:

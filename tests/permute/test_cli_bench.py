@@ -19,8 +19,11 @@ from qwenkit.permute.bench import (
     Case,
     diagnose_case,
     findings,
+    launch_conditions,
+    launched_text,
     limit_verdict,
     lowest_ratio,
+    merge_records,
     run_benchmark,
     run_sweep,
     summary_rows,
@@ -71,6 +74,25 @@ def test_benchmark_writes_json_markdown_and_charts(tmp_path):
     text = md_path.read_text()
     assert "tiny 2-D" in text and "x NumPy" in text and chart.exists()
     assert (tmp_path / "permute_copy_bandwidth.png").exists()
+
+
+def test_a_run_on_another_machine_starts_a_fresh_record_and_names_how_it_was_started(monkeypatch):
+    def record(cpu, case, started):
+        result = {"case": {"name": case}, "threads": 1, "seconds_min": {"copy: np.copyto": 1.0}}
+        return {"environment": {"cpu": cpu, "cores": 2, "isa": "avx2", "numpy": "2.4"}, "started": started,
+                "load_average_before": (0.1, 0, 0), "load_average_after": (0.2, 0, 0), "repeats": 3,
+                "results": [result]}
+    first = merge_records(None, record("AMD EPYC", "2-D", "t0"))
+    same = merge_records(first, record("AMD EPYC", "3-D", "t1"))
+    assert [r["case"]["name"] for r in same["results"]] == ["2-D", "3-D"] and len(same["runs"]) == 2
+    other = merge_records(same, record("Intel Xeon", "6-D", "t2"))
+    assert [r["case"]["name"] for r in other["results"]] == ["6-D"] and [r["started"] for r in other["runs"]] == ["t2"]
+    monkeypatch.setenv("QWENKIT_BENCH_RUNNER", "qk-cpu quiet")
+    assert launch_conditions().startswith("qk-cpu quiet, CPUs ")
+    monkeypatch.delenv("QWENKIT_BENCH_RUNNER")
+    assert launch_conditions().startswith("started directly, CPUs ")
+    assert launched_text({"launched": "started directly, CPUs 0"}) == "started directly, CPUs 0"
+    assert launched_text({}) == "under `qk-cpu quiet`"  # records made before the field existed
 
 
 def test_accounting_flags_impossible_bandwidth_and_takes_the_true_minimum():

@@ -145,3 +145,15 @@ def test_short_output_runs_without_masks_copy_along_the_long_input_run(dtype):
         for threads in (1, 2):
             run = make_plan(a, (0, 2, 3, 1), isa=isa, threads=threads)
             assert run.plan.kind == "strided" and np.array_equal(run(a), want)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_row_copies_read_the_input_in_sequence_where_the_locality_model_ties(threads):
+    """BSHD->BHSD: rows are one run apart in the input along S and in the output along H; from
+    ``ROWS_INPUT_ORDER_MIN_BYTES`` the input-sequential axis goes innermost, shorter runs keep output order."""
+    row = planner.ROWS_INPUT_ORDER_MIN_BYTES // 4
+    plan = _plan(np.empty((2, 64, 8, row), np.float32), (0, 2, 1, 3), threads=threads, cores=threads)
+    assert plan.kind == "rows" and plan.row_bytes == 4 * row
+    assert plan.outer.sa[-1] == plan.row_bytes and plan.outer.sb[-1] == 64 * plan.row_bytes
+    short = _plan(np.empty((2, 64, 8, row // 2), np.float32), (0, 2, 1, 3), threads=threads, cores=threads)
+    assert short.kind == "rows" and short.outer.sb[-1] == short.row_bytes

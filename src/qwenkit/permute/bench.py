@@ -281,7 +281,33 @@ def environment() -> dict:
                      if k.startswith(("OPENBLAS", "OMP_", "MKL_", "QWENKIT_PERMUTE", "XLA_"))}
     record["glibc_non_temporal_threshold"] = _glibc_tunable("glibc.cpu.x86_non_temporal_threshold")
     record["platform"] = platform.platform()
+    record["launched"] = launch_conditions()
     return record
+
+
+RUNNER_ENV_VAR = "QWENKIT_BENCH_RUNNER"
+"""Set by whoever starts a benchmark under a wrapper (e.g. ``qk-cpu quiet``) so that the report can say so."""
+
+
+def launch_conditions() -> str:
+    """How this run was started, for the report: the wrapper named in ``$QWENKIT_BENCH_RUNNER`` (else "started
+    directly") and the CPUs the process may run on."""
+    runner = os.environ.get(RUNNER_ENV_VAR) or "started directly"
+    try:
+        cpus = ",".join(str(c) for c in sorted(os.sched_getaffinity(0)))
+    except AttributeError:  # no affinity interface (not Linux)
+        return runner
+    return f"{runner}, CPUs {cpus}"
+
+
+def has_cpu_pmu() -> bool:
+    """Whether the kernel exposes the CPU's hardware performance counters (a VM often does not)."""
+    return Path("/sys/bus/event_source/devices/cpu").exists()
+
+
+def launched_text(environment_record: dict) -> str:
+    """The report's words for how a run was started; records made before this was kept ran under ``qk-cpu quiet``."""
+    return environment_record.get("launched", "under `qk-cpu quiet`")
 
 
 def _glibc_tunable(name: str) -> str | None:
@@ -324,7 +350,7 @@ def merge_records(old: dict | None, new: dict) -> dict:
     run["cases"] = sorted({r["case"]["name"] for r in new["results"]})
     for result in new["results"]:
         result["run"] = new["started"]
-    if not old:
+    if not old or not same_machine(old["environment"], new["environment"]):
         return {**new, "runs": [run]}
     replaced = {(r["case"]["name"], r["threads"]) for r in new["results"]}
     kept = [r for r in old["results"] if (r["case"]["name"], r["threads"]) not in replaced
@@ -333,6 +359,13 @@ def merge_records(old: dict | None, new: dict) -> dict:
     return {**new, "results": kept + new["results"], "runs": runs,
             "load_average_before": max(r["load_average_before"][0] for r in runs),
             "load_average_after": max(r["load_average_after"][0] for r in runs)}
+
+
+def same_machine(old_environment: dict, new_environment: dict) -> bool:
+    """Whether two runs may share one table: same CPU model, usable cores, ISA and NumPy (else the new run starts
+    a fresh record, so one report never mixes machines)."""
+    keys = ("cpu", "cores", "isa", "numpy")
+    return all(old_environment.get(k) == new_environment.get(k) for k in keys)
 
 
 def summary_rows(record: dict) -> list[dict]:
@@ -471,7 +504,7 @@ def write_report(record: dict, directory: Path, *, name: str = "permute", title:
         "output (16 bytes past a cache line); the allocating calls (qwenkit permute(), np.ascontiguousarray, "
         "torch .contiguous(), JAX) are compared with each other. x = time of the other / time of qwenkit. "
         "The 2-thread pass times qwenkit with 2 threads against its own 1-thread plan in the same loop.")
-    report.text("Runs (each a few minutes under `qk-cpu quiet`, load average before / after):\n"
+    report.text(f"Runs (each a few minutes, {launched_text(env)}; load average before / after):\n"
                 + "\n".join(f"- {r['started']}: load {_fmt_load(r['load_average_before'])} / "
                             f"{_fmt_load(r['load_average_after'])}" + (f" ({', '.join(r['cases'])})"
                                                                      if r.get("cases") else "") for r in runs))
@@ -654,7 +687,8 @@ def write_sweep_report(record: dict, directory: Path, *, name: str = "permute_sw
     report = Report("qwenkit.permute: size sweep")
     report.text(sweep_minimum_line(record))
     report.text(f"Load average before {_fmt_load(record['load_average_before'])}, after "
-                f"{_fmt_load(record['load_average_after'])}; run {record['started']} under `qk-cpu quiet`; minimum "
+                f"{_fmt_load(record['load_average_after'])}; run {record['started']} on "
+                f"{record['environment']['cpu']}, {launched_text(record['environment'])}; minimum "
                 f"of {record['repeats']} interleaved measurements of at least {MIN_MEASURE_S * 1e3:.0f} ms each "
                 "(many back-to-back calls for small arrays). `out=`: `permute(a, axes, out=out)` against "
                 "`np.copyto(out, a.transpose(axes))`; allocating: `permute(a, axes)` against "
@@ -872,10 +906,14 @@ def write_diagnosis_report(entries: list[dict], directory: Path, record_info: di
     atomic_write_text(directory / f"{name}.json", json.dumps({**record_info, "cases": entries}, indent=1))
     report = Report("qwenkit.permute: what limits the cases below the bandwidth and threading targets")
     report.text(f"Load average before {_fmt_load(record_info['load_average_before'])}, after "
-                f"{_fmt_load(record_info['load_average_after'])}; run {record_info['started']} under `qk-cpu "
-                "quiet`. GB/s count bytes read plus written (the one-sided probes: their one side). "
-                "This VM exposes no hardware performance counters (no PMU in `/sys/bus/event_source`), so each "
-                "resource is isolated by an experiment on the same bytes in one interleaved loop "
+                f"{_fmt_load(record_info['load_average_after'])}; run {record_info['started']} on "
+                f"{record_info.get('cpu', 'the machine of permute.json')}, {launched_text(record_info)}. GB/s count "
+                "bytes read plus written (the one-sided probes: their one side). "
+                + ("This machine exposes hardware performance counters, but each resource is isolated"
+                   if record_info.get("cpu_pmu") else
+                   "This VM exposes no hardware performance counters (no `cpu` PMU in `/sys/bus/event_source`), "
+                   "so each resource is isolated")
+                + " by an experiment on the same bytes in one interleaved loop "
                 "(`bench.diagnose_case`; the verdict's rules: `bench.limit_verdict`). Cases: those of 8 MiB or more "
                 f"below {BANDWIDTH_TARGET_PERCENT:.0f} % of np.copyto or below 1.6x with 2 threads in permute.json.")
     rows = []
