@@ -452,7 +452,8 @@ def _order_outer(outer: Axes, n_threads: int, *, input_sequence_on_ties: bool = 
     sequence, which the hardware prefetcher follows; the scattered side is then the output, whose streaming
     stores need no prefetch. Without it the order of such ties is the axes' own order (output order)."""
     def cost(k: int) -> tuple[int, int]:
-        return -min(abs(outer.sa[k]), abs(outer.sb[k])), -abs(outer.sa[k]) if input_sequence_on_ties else 0
+        tie_break = -abs(outer.sa[k]) if input_sequence_on_ties else 0
+        return -min(abs(outer.sa[k]), abs(outer.sb[k])), tie_break
 
     order = sorted(range(len(outer.shape)), key=cost)
     outer = outer.take(order)
