@@ -36,6 +36,10 @@ DENSE_BUFFER_BYTES = 262144
 MAX_TILE_P = 1024
 MAX_OUTER_DIMS = 64
 SMALL_PLANE_BYTES = 65536
+PREFETCH_COLUMN_MIN_TILES = 32
+"""Column order fetches the next macro tile down the column while this one is transposed when the column holds at
+least this many tiles. Measured on the AVX-512 Xeon (interleaved medians, % of np.copyto, 1 thread): 8192^2 float32
+58 -> 75 %, int16 43 -> 60 %, 8000^2 int16 28 -> 56 %; on 256^3 float32 planes (8 tiles a column) it cost 5-10 %."""
 
 CDEF = """
 typedef struct {
@@ -242,6 +246,7 @@ def generate_source(isa: str, width: int) -> str:
 #define MAX_TILE_P {MAX_TILE_P}
 #define MAX_OUTER_DIMS {MAX_OUTER_DIMS}
 #define SMALL_PLANE_BYTES {SMALL_PLANE_BYTES}
+#define PREFETCH_COLUMN_MIN_TILES {PREFETCH_COLUMN_MIN_TILES}
 #define MAX_SHORT_AXIS {MAX_SHORT_AXIS}
 #define HAVE_STREAM {1 if spec.stream else 0}
 #define VB {max(spec.vector_bytes, 16)}
@@ -606,10 +611,16 @@ static void plane(const char *a, char *b, const qk_tile_args *t, int64_t p0, int
             }
     }
     if (t->column_order)
-        for (int64_t jq = head; jq < lines_end; jq += tq)
-            for (int64_t ip = p0; ip < p1; ip += tp)
-                buffered_tile(a + ip * sp, t, b, t->pb + ip, p1 - ip < tp ? p1 - ip : tp, jq,
-                              lines_end - jq < tq ? lines_end - jq : tq, buf, pbuf);
+        for (int64_t jq = head; jq < lines_end; jq += tq) {
+            /* a long column: fetch the next tile's input rows, PREFETCH_COLUMN_MIN_TILES in codegen.py */
+            const int prefetch = p1 - p0 >= PREFETCH_COLUMN_MIN_TILES * tp;
+            const int64_t cols = lines_end - jq < tq ? lines_end - jq : tq;
+            for (int64_t ip = p0; ip < p1; ip += tp) {
+                const int64_t next = ip + tp, next_rows = p1 - next < tp ? p1 - next : tp;
+                if (prefetch && next < p1) prefetch_rows(a + next * sp, t->qa, jq, jq + cols, next_rows * sp);
+                buffered_tile(a + ip * sp, t, b, t->pb + ip, p1 - ip < tp ? p1 - ip : tp, jq, cols, buf, pbuf);
+            }
+        }
 }
 
 void qk_tile(const char *a, char *b, const qk_tile_args *t, int64_t o0, int64_t o1, int64_t p0, int64_t p1)
