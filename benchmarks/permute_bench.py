@@ -37,6 +37,7 @@ from qwenkit.permute.bench import (
     quick_cases,
     run_benchmark,
     run_sweep,
+    stride_experiment,
     summary_rows,
     sweep_minimum_line,
     write_diagnosis_report,
@@ -94,8 +95,12 @@ def diagnose(directory: Path, repeats: int) -> None:
             verdict = entries[-1]["verdict"]
             print(f"{case.name}: {entries[-1]['default % of np.copyto']:.0f} % of np.copyto; 1 thread: "
                   f"{verdict['1 thread']}; 2 threads: {verdict['2 threads']}", flush=True)
+    strides = stride_experiment(repeats)
+    for row in strides:
+        print(f"input rows {row['input rows apart (KiB)']:.0f} KiB apart{' (padded)' if row['padded'] else ''}: "
+              f"{row['kernel % of np.copyto']:.0f} % of np.copyto", flush=True)
     info["load_average_after"] = os.getloadavg()
-    print(f"wrote {write_diagnosis_report(entries, directory, info)}")
+    print(f"wrote {write_diagnosis_report(entries, directory, info, strides=strides)}")
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from qwenkit.permute.bench import (
     merge_records,
     run_benchmark,
     run_sweep,
+    stride_experiment,
     summary_rows,
     sweep_layouts,
     sweep_minimum,
@@ -142,6 +143,19 @@ def test_limit_diagnosis_times_every_variant_and_both_halves_of_the_traffic(tmp_
     md = write_diagnosis_report([entry], tmp_path, {"started": "now", "load_average_before": (0.0, 0.0, 0.0),
                                                     "load_average_after": (0.0, 0.0, 0.0)})
     assert "small 2-D" in md.read_text() and "limited by" in md.read_text()
+
+
+def test_stride_experiment_pads_the_rows_and_splits_the_traffic(tmp_path, forced_kernels):
+    rows = stride_experiment(1, row_elements=(64, 128), total_bytes=256 * 1024)
+    assert [(r["input rows apart (KiB)"], r["padded"]) for r in rows] == [
+        (0.25, False), (0.3125, True), (0.5, False), (0.5625, True)]
+    for row in rows:
+        assert row["kernel % of np.copyto"] > 0 and "block" in row["plan"]
+        assert row["reads alone % of np.copyto time"] > 0 and row["writes alone % of np.copyto time"] > 0
+    md = write_diagnosis_report([], tmp_path, {"started": "now", "load_average_before": (0.0, 0.0, 0.0),
+                                               "load_average_after": (0.0, 0.0, 0.0)}, strides=rows)
+    assert "Input row stride" in md.read_text()
+    assert json.loads((tmp_path / "permute_limits.json").read_text())["strides"][0]["padded"] is False
 
 
 def _diagnosis(kernel, reads, writes, small_pages, huge_pages, kernel_2t, copy_2t):

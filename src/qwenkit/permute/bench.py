@@ -897,13 +897,60 @@ def limit_verdict(entry: dict) -> dict[str, str]:
     return {"1 thread": one, "2 threads": two}
 
 
+STRIDE_EXPERIMENT_ROW_ELEMENTS = (2048, 4096, 8192, 16384, 32768, 65536)
+"""Input row lengths of the stride experiment (float32 elements): rows 8 KiB to 256 KiB apart."""
+STRIDE_EXPERIMENT_BYTES = 64 * 2**20
+STRIDE_PAD_ELEMENTS = 16
+"""The padded input: each row 64 bytes (one cache line) longer than it is wide, a view of a wider array."""
+
+
+def stride_experiment(repeats: int = 5, row_elements: tuple[int, ...] = STRIDE_EXPERIMENT_ROW_ELEMENTS,
+                      total_bytes: int = STRIDE_EXPERIMENT_BYTES) -> list[dict]:
+    """How far apart the input rows are, against how fast the tile kernel reads them: 2-D float32 transposes of
+    the same 64 MiB, ``(rows, C)`` for each ``C`` of ``STRIDE_EXPERIMENT_ROW_ELEMENTS``, each also with its rows
+    padded by one cache line (``STRIDE_PAD_ELEMENTS``), which moves the rows onto other cache sets and DRAM
+    columns. Per layout, in one interleaved loop: the kernel, its gather reads alone and its writes alone
+    (``Plan.probe``), and ``np.copyto`` of the same bytes. The matrix's 3-D (1, 2, 0) layout is such a transpose
+    with input rows 256 KiB apart."""
+    import dataclasses
+
+    from qwenkit.permute import empty_aligned, make_plan
+
+    rows_out = []
+    for columns in row_elements:
+        rows = total_bytes // 4 // columns
+        for pad in (0, STRIDE_PAD_ELEMENTS):
+            a = _filled((rows, columns + pad), "float32")[:, :columns]
+            out = empty_aligned((columns, rows), "float32")
+            out.fill(0)
+            flat_src, flat_dst = np.ascontiguousarray(a).reshape(-1), out.reshape(-1)
+            base = make_plan(a, (1, 0), out, threads=1)
+            contenders = {"kernel": functools.partial(base, a, out),
+                          "np.copyto": functools.partial(np.copyto, flat_dst, flat_src)}
+            if base.plan.kind == "tile" and base.plan.stream:
+                for probe, label in ((1, "reads alone"), (2, "writes alone")):
+                    candidate = make_plan(a, (1, 0), out, threads=1)
+                    candidate._use(dataclasses.replace(base.plan, probe=probe))
+                    contenders[label] = functools.partial(candidate, a, out)
+            seconds, _ = time_interleaved(contenders, repeats)
+            copy = seconds["np.copyto"]
+            rows_out.append({
+                "input rows apart (KiB)": a.strides[0] / 1024, "output rows apart (KiB)": out.strides[0] / 1024,
+                "padded": bool(pad), "kernel % of np.copyto": 100 * copy / seconds["kernel"],
+                "reads alone % of np.copyto time": 100 * seconds.get("reads alone", math.nan) / copy,
+                "writes alone % of np.copyto time": 100 * seconds.get("writes alone", math.nan) / copy,
+                "plan": base.describe().splitlines()[1]})
+    return rows_out
+
+
 def write_diagnosis_report(entries: list[dict], directory: Path, record_info: dict,
-                           *, name: str = "permute_limits") -> Path:
+                           *, name: str = "permute_limits", strides: list[dict] | None = None) -> Path:
     from qwenkit.core.checkpoint import atomic_write_text
     from qwenkit.core.report import Report
 
     directory.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(directory / f"{name}.json", json.dumps({**record_info, "cases": entries}, indent=1))
+    atomic_write_text(directory / f"{name}.json",
+                      json.dumps({**record_info, "cases": entries, "strides": strides or []}, indent=1))
     report = Report("qwenkit.permute: what limits the cases below the bandwidth and threading targets")
     report.text(f"Load average before {_fmt_load(record_info['load_average_before'])}, after "
                 f"{_fmt_load(record_info['load_average_after'])}; run {record_info['started']} on "
@@ -944,5 +991,13 @@ def write_diagnosis_report(entries: list[dict], directory: Path, record_info: di
         g = entry["GB/s"]
         report.text(f"{entry['case']['name']} variants: "
                     + "; ".join(f"{k} {g[k]:.2f} GB/s" for k in entry["variants"]))
+    if strides:
+        report.text("**Input row stride** (`bench.stride_experiment`): 2-D float32 transposes of the same 64 MiB, "
+                    "the input's rows further and further apart, each also with its rows padded by one cache line "
+                    "(other cache sets and DRAM columns); the kernel, its reads alone and its writes alone against "
+                    "np.copyto of the same bytes, in one interleaved loop per layout. A probe's time is given as "
+                    "a share of np.copyto's time (100 % = as long as the whole copy).")
+        report.table([{k: v for k, v in row.items() if k != "plan"} for row in strides],
+                     [k for k in strides[0] if k != "plan"], float_format="{:.3g}")
     md_path, _ = report.write(directory, name=name)
     return md_path
