@@ -40,9 +40,11 @@ from qwenkit.permute.bench import (
     stride_experiment,
     summary_rows,
     sweep_minimum_line,
+    tile_shape_experiment,
     write_diagnosis_report,
     write_report,
     write_sweep_report,
+    write_tile_report,
 )
 
 
@@ -58,6 +60,8 @@ def main() -> None:
     parser.add_argument("--diagnose", action="store_true",
                         help="measure what limits the 8 MiB+ cases of permute.json below 75 %% of np.copyto "
                              "or below 1.6x with 2 threads")
+    parser.add_argument("--tiles", action="store_true",
+                        help="time the macro tile shapes of the square transposes against each other")
     parser.add_argument("--report-only", action="store_true", help="rewrite the report from the existing JSON")
     args = parser.parse_args()
     if args.sweep:
@@ -65,6 +69,15 @@ def main() -> None:
         md_path = write_sweep_report(record, args.out)
         print(sweep_minimum_line(record))
         print(f"wrote {md_path}")
+        return
+    if args.tiles:
+        info = {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "load_average_before": os.getloadavg(),
+                "cpu": cpu_model(), "launched": launch_conditions(), "repeats": args.repeats}
+        rows = tile_shape_experiment(repeats=args.repeats)
+        info["load_average_after"] = os.getloadavg()
+        for row in rows:
+            print(f"{row['dtype']:10s} {row['tile']:32s} {row['% of np.copyto']:5.1f} % of np.copyto", flush=True)
+        print(f"wrote {write_tile_report(rows, args.out, info)}")
         return
     if args.diagnose:
         diagnose(args.out, args.repeats)

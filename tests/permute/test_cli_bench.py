@@ -31,9 +31,11 @@ from qwenkit.permute.bench import (
     sweep_layouts,
     sweep_minimum,
     sweep_ratios,
+    tile_shape_experiment,
     write_diagnosis_report,
     write_report,
     write_sweep_report,
+    write_tile_report,
 )
 from qwenkit.permute.check import run_check
 from qwenkit.permute.cli import app
@@ -156,6 +158,21 @@ def test_stride_experiment_pads_the_rows_and_splits_the_traffic(tmp_path, forced
                                                "load_average_after": (0.0, 0.0, 0.0)}, strides=rows)
     assert "Input row stride" in md.read_text()
     assert json.loads((tmp_path / "permute_limits.json").read_text())["strides"][0]["padded"] is False
+
+
+def test_tile_shape_experiment_times_every_shape_and_marks_the_default(tmp_path, forced_kernels):
+    from qwenkit.permute import planner
+
+    default = planner.TILE_SHAPES[4]
+    other = (256, 64, not default[2])
+    rows = tile_shape_experiment(side=256, repeats=1, variants={"float32": (default, other)})
+    assert rows[1]["tile"] == f"256 x 64 B, {'column' if other[2] else 'row'} order"
+    assert [r["default now"] for r in rows] == [True, False]
+    assert all(r["ms"] > 0 and r["% of np.copyto"] > 0 for r in rows)
+    md = write_tile_report(rows, tmp_path, {"started": "now", "cpu": "test", "launched": "started directly",
+                                            "repeats": 1, "load_average_before": (0.0, 0.0, 0.0),
+                                            "load_average_after": (0.0, 0.0, 0.0)})
+    assert rows[1]["tile"] in md.read_text()
 
 
 def _diagnosis(kernel, reads, writes, small_pages, huge_pages, kernel_2t, copy_2t):

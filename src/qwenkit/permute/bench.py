@@ -943,6 +943,84 @@ def stride_experiment(repeats: int = 5, row_elements: tuple[int, ...] = STRIDE_E
     return rows_out
 
 
+TILE_EXPERIMENT_VARIANTS: dict[str, tuple[tuple[int, int, bool], ...]] = {
+    "uint8": ((1024, 128, False), (128, 64, True), (256, 64, True), (64, 64, True)),
+    "int16": ((256, 128, True), (128, 64, True), (64, 64, True), (64, 128, True)),
+    "float32": ((128, 128, True), (128, 64, True), (256, 128, True), (64, 128, True)),
+    "float64": ((256, 256, True), (128, 128, True), (256, 128, True), (128, 64, True)),
+    "complex128": ((256, 512, True), (256, 128, True), (128, 128, True), (256, 256, True))}
+"""Per dtype: macro tile shapes (input-row bytes, output-row bytes, column order) timed against each other;
+the first is the shape before commit 967278f, the second (for uint8, float64, complex128) or first (int16,
+float32) the one ``planner.TILE_SHAPES`` holds now."""
+
+
+def tile_shape_experiment(side: int = 8192, repeats: int = 7, variants=None) -> list[dict]:
+    """Macro tile shapes of the square ``side``-by-``side`` transpose, per dtype, in one interleaved loop with
+    ``np.copyto`` of the same bytes (medians, not minima: the shapes differ by less than this VM's run-to-run
+    spread). Every shape writes the same bytes (checked)."""
+    import dataclasses
+
+    from qwenkit.permute import empty_aligned, make_plan
+    from qwenkit.permute.planner import TILE_SHAPES
+
+    rows = []
+    for dtype, shapes in (variants or TILE_EXPERIMENT_VARIANTS).items():
+        a = _filled((side, side), dtype)
+        out = empty_aligned((side, side), dtype)
+        out.fill(0)
+        flat_dst = empty_aligned((a.size,), dtype)
+        flat_dst.fill(0)
+        base = make_plan(a, (1, 0), out, threads=1)
+        width = base.plan.width
+        contenders = {"np.copyto": functools.partial(np.copyto, flat_dst, a.reshape(-1))}
+        expected = np.ascontiguousarray(a.T)
+        labels = {}
+        for tp_bytes, tq_bytes, column_order in shapes:
+            plan = make_plan(a, (1, 0), out, threads=1)
+            plan._use(dataclasses.replace(base.plan, tp=tp_bytes // width, tq=tq_bytes // width,
+                                          column_order=column_order))
+            plan(a, out)
+            if out.tobytes() != expected.tobytes():
+                raise AssertionError(f"tile shape {tp_bytes} x {tq_bytes} wrote other bytes than NumPy")
+            label = f"{tp_bytes} x {tq_bytes} B, {'column' if column_order else 'row'} order"
+            labels[label] = (tp_bytes, tq_bytes, column_order)
+            contenders[label] = functools.partial(plan, a, out)
+        medians = _interleaved_medians(contenders, repeats)
+        for label, shape in labels.items():
+            rows.append({"dtype": dtype, "tile": label, "default now": shape == TILE_SHAPES[width],
+                         "ms": 1e3 * medians[label],
+                         "% of np.copyto": 100 * medians["np.copyto"] / medians[label]})
+    return rows
+
+
+def _interleaved_medians(contenders: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    times: dict[str, list[float]] = {name: [] for name in contenders}
+    for _ in range(repeats):
+        for name, run in contenders.items():
+            started = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - started)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def write_tile_report(rows: list[dict], directory: Path, record_info: dict, *, name: str = "permute_tiles") -> Path:
+    from qwenkit.core.checkpoint import atomic_write_text
+    from qwenkit.core.report import Report
+
+    directory.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(directory / f"{name}.json", json.dumps({**record_info, "rows": rows}, indent=1))
+    report = Report("qwenkit.permute: macro tile shapes of the square transpose")
+    report.text(f"Run {record_info['started']} on {record_info['cpu']}, {launched_text(record_info)}; load average "
+                f"before {_fmt_load(record_info['load_average_before'])}, after "
+                f"{_fmt_load(record_info['load_average_after'])}. `bench.tile_shape_experiment`: every shape of "
+                "one dtype and np.copyto of the same bytes in one interleaved loop, median of "
+                f"{record_info['repeats']} rounds, 1 thread, the code's prefetch and streaming as planned. "
+                "`default now` marks `planner.TILE_SHAPES`.")
+    report.table(rows, list(rows[0]), float_format="{:.3g}")
+    md_path, _ = report.write(directory, name=name)
+    return md_path
+
+
 def write_diagnosis_report(entries: list[dict], directory: Path, record_info: dict,
                            *, name: str = "permute_limits", strides: list[dict] | None = None) -> Path:
     from qwenkit.core.checkpoint import atomic_write_text
