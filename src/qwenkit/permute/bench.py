@@ -762,6 +762,16 @@ def _two_thread_copyto(dst: np.ndarray, src: np.ndarray) -> Callable[[], None]:
     return run
 
 
+def _run_with_plan(a: np.ndarray, axes, out: np.ndarray, plan) -> Callable[[], object]:
+    """A one-thread ``PermutePlan`` for ``a`` -> ``out`` made to run ``plan`` (a variant, a probe or another tile
+    shape of the planner's own plan), as a call of no arguments."""
+    from qwenkit.permute import make_plan
+
+    runner = make_plan(a, axes, out, threads=1)
+    runner._use(plan)
+    return functools.partial(runner, a, out)
+
+
 def diagnose_case(case: Case, repeats: int = 3) -> dict:
     """Measure what limits one case, in one interleaved loop. This VM exposes no hardware counters, so each
     resource is isolated by an experiment on the same bytes:
@@ -788,18 +798,14 @@ def diagnose_case(case: Case, repeats: int = 3) -> dict:
     contenders: dict[str, Callable[[], object]] = {}
     labels = []
     for index, variant in enumerate(plan_variants(base.plan)):
-        candidate = make_plan(a, case.axes, out, threads=1)
-        candidate._use(variant)
         mode = "dense block" if variant.dense else STREAM_MODES[variant.stream]
         label = f"variant {index}: outer {variant.outer.shape}, streaming {mode}"
         labels.append(label)
-        contenders[label] = functools.partial(candidate, a, out)
+        contenders[label] = _run_with_plan(a, case.axes, out, variant)
     probed = base.plan.kind == "tile" and bool(base.plan.stream or base.plan.dense)
     if probed:
         for probe, label in ((1, PROBE_READS_LABEL), (2, PROBE_WRITES_LABEL)):
-            candidate = make_plan(a, case.axes, out, threads=1)
-            candidate._use(dataclasses.replace(base.plan, probe=probe))
-            contenders[label] = functools.partial(candidate, a, out)
+            contenders[label] = _run_with_plan(a, case.axes, out, dataclasses.replace(base.plan, probe=probe))
     two = make_plan(a, case.axes, out, threads=2)
     contenders["qwenkit 2 threads"] = functools.partial(two, a, out)
     flat_src, flat_dst = a.reshape(-1), out.reshape(-1)
@@ -929,9 +935,7 @@ def stride_experiment(repeats: int = 5, row_elements: tuple[int, ...] = STRIDE_E
                           "np.copyto": functools.partial(np.copyto, flat_dst, flat_src)}
             if base.plan.kind == "tile" and base.plan.stream:
                 for probe, label in ((1, "reads alone"), (2, "writes alone")):
-                    candidate = make_plan(a, (1, 0), out, threads=1)
-                    candidate._use(dataclasses.replace(base.plan, probe=probe))
-                    contenders[label] = functools.partial(candidate, a, out)
+                    contenders[label] = _run_with_plan(a, (1, 0), out, dataclasses.replace(base.plan, probe=probe))
             seconds, _ = time_interleaved(contenders, repeats)
             copy = seconds["np.copyto"]
             rows_out.append({
@@ -976,31 +980,20 @@ def tile_shape_experiment(side: int = 8192, repeats: int = 7, variants=None) -> 
         expected = np.ascontiguousarray(a.T)
         labels = {}
         for tp_bytes, tq_bytes, column_order in shapes:
-            plan = make_plan(a, (1, 0), out, threads=1)
-            plan._use(dataclasses.replace(base.plan, tp=tp_bytes // width, tq=tq_bytes // width,
-                                          column_order=column_order))
-            plan(a, out)
+            run = _run_with_plan(a, (1, 0), out, dataclasses.replace(
+                base.plan, tp=tp_bytes // width, tq=tq_bytes // width, column_order=column_order))
+            run()
             if out.tobytes() != expected.tobytes():
                 raise AssertionError(f"tile shape {tp_bytes} x {tq_bytes} wrote other bytes than NumPy")
             label = f"{tp_bytes} x {tq_bytes} B, {'column' if column_order else 'row'} order"
             labels[label] = (tp_bytes, tq_bytes, column_order)
-            contenders[label] = functools.partial(plan, a, out)
-        medians = _interleaved_medians(contenders, repeats)
+            contenders[label] = run
+        _, medians = time_interleaved(contenders, repeats)
         for label, shape in labels.items():
             rows.append({"dtype": dtype, "tile": label, "default now": shape == TILE_SHAPES[width],
                          "ms": 1e3 * medians[label],
                          "% of np.copyto": 100 * medians["np.copyto"] / medians[label]})
     return rows
-
-
-def _interleaved_medians(contenders: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    times: dict[str, list[float]] = {name: [] for name in contenders}
-    for _ in range(repeats):
-        for name, run in contenders.items():
-            started = time.perf_counter()
-            run()
-            times[name].append(time.perf_counter() - started)
-    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def write_tile_report(rows: list[dict], directory: Path, record_info: dict, *, name: str = "permute_tiles") -> Path:

@@ -614,10 +614,10 @@ static void plane(const char *a, char *b, const qk_tile_args *t, int64_t p0, int
                               buf, pbuf);
             }
     }
+    /* a long column: fetch the next tile's input rows, PREFETCH_COLUMN_MIN_TILES in codegen.py */
+    const int prefetch = p1 - p0 >= PREFETCH_COLUMN_MIN_TILES * tp;
     if (t->column_order)
         for (int64_t jq = head; jq < lines_end; jq += tq) {
-            /* a long column: fetch the next tile's input rows, PREFETCH_COLUMN_MIN_TILES in codegen.py */
-            const int prefetch = p1 - p0 >= PREFETCH_COLUMN_MIN_TILES * tp;
             const int64_t cols = lines_end - jq < tq ? lines_end - jq : tq;
             for (int64_t ip = p0; ip < p1; ip += tp) {
                 const int64_t next = ip + tp, next_rows = p1 - next < tp ? p1 - next : tp;
@@ -650,10 +650,11 @@ void qk_tile(const char *a, char *b, const qk_tile_args *t, int64_t o0, int64_t 
     /* Small planes: fetch the next plane's input rows while this one is transposed (latency, not bandwidth,
        limits a plane of a few short rows); larger ones too when the plane's input is one contiguous run. */
     const int64_t plane_bytes = (p1 - p0) * t->nq * W;
-    int contiguous_input = t->sp == W && p0 == 0 && p1 == t->np;
-    for (int64_t j = 1; contiguous_input && j < t->nq; ++j) contiguous_input = t->qa[j] == t->qa[j - 1] + t->np * W;
-    const int prefetch_next = plane_bytes <= SMALL_PLANE_BYTES
-        || (contiguous_input && plane_bytes <= CONTIGUOUS_PLANE_PREFETCH_BYTES);
+    int contiguous_large_plane = t->sp == W && p0 == 0 && p1 == t->np && plane_bytes > SMALL_PLANE_BYTES
+        && plane_bytes <= CONTIGUOUS_PLANE_PREFETCH_BYTES;
+    for (int64_t j = 1; contiguous_large_plane && j < t->nq; ++j)
+        contiguous_large_plane = t->qa[j] == t->qa[j - 1] + t->np * W;
+    const int prefetch_next = plane_bytes <= SMALL_PLANE_BYTES || contiguous_large_plane;
     outer_seek(t->nouter, t->oshape, t->oa, t->ob, o0, next_idx, &next_a, &next_b);
     for (int64_t o = o0; o < o1; ++o) {
         if (prefetch_next && o + 1 < o1) {
