@@ -22,13 +22,14 @@ import os
 import time
 from pathlib import Path
 
-from qwenkit.core.system import cpu_model
+from qwenkit.core.system import cpu_model, l2_cache_geometry
 from qwenkit.permute.bench import (
     BANDWIDTH_CASE_MIN_BYTES,
     BANDWIDTH_TARGET_PERCENT,
     GROUPS,
     SWEEP_DEFAULT_MAX_BYTES,
     SWEEP_FULL_MAX_BYTES,
+    alias_experiment,
     diagnose_case,
     full_cases,
     has_cpu_pmu,
@@ -74,10 +75,14 @@ def main() -> None:
         info = {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "load_average_before": os.getloadavg(),
                 "cpu": cpu_model(), "launched": launch_conditions(), "repeats": args.repeats}
         rows = tile_shape_experiment(repeats=args.repeats)
+        alias_rows = alias_experiment(repeats=args.repeats)
         info["load_average_after"] = os.getloadavg()
+        info["l2"] = l2_cache_geometry()
         for row in rows:
             print(f"{row['dtype']:10s} {row['tile']:32s} {row['% of np.copyto']:5.1f} % of np.copyto", flush=True)
-        print(f"wrote {write_tile_report(rows, args.out, info)}")
+        for row in alias_rows:
+            print(f"{row['axes']:10s} {row['rule']:32s} {row['% of np.copyto']:5.1f} % of np.copyto", flush=True)
+        print(f"wrote {write_tile_report(rows, args.out, info, alias_rows=alias_rows)}")
         return
     if args.diagnose:
         diagnose(args.out, args.repeats)

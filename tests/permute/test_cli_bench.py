@@ -17,6 +17,7 @@ from qwenkit.permute.bench import (
     STREAM_WRITE_LABEL,
     SWEEP_FULL_MAX_BYTES,
     Case,
+    alias_experiment,
     diagnose_case,
     findings,
     launch_conditions,
@@ -166,13 +167,30 @@ def test_tile_shape_experiment_times_every_shape_and_marks_the_default(tmp_path,
     default = planner.TILE_SHAPES[4]
     other = (256, 64, not default[2])
     rows = tile_shape_experiment(side=256, repeats=1, variants={"float32": (default, other)})
-    assert rows[1]["tile"] == f"256 x 64 B, {'column' if other[2] else 'row'} order"
-    assert [r["default now"] for r in rows] == [True, False]
+    expected = []
+    for tp_bytes, tq_bytes, column_order in (default, other):
+        expected.append(f"{tp_bytes} x {tq_bytes} B, {'column' if column_order else 'row'} order")
+        expected += [expected[-1] + ", column prefetch off"] if column_order else []
+    assert [r["tile"] for r in rows] == expected
+    assert [r["default now"] for r in rows] == [True] + [False] * (len(expected) - 1)
     assert all(r["ms"] > 0 and r["% of np.copyto"] > 0 for r in rows)
     md = write_tile_report(rows, tmp_path, {"started": "now", "cpu": "test", "launched": "started directly",
                                             "repeats": 1, "load_average_before": (0.0, 0.0, 0.0),
                                             "load_average_after": (0.0, 0.0, 0.0)})
-    assert rows[1]["tile"] in md.read_text()
+    assert all(r["tile"] in md.read_text() for r in rows)
+
+
+def test_alias_experiment_times_the_rule_on_and_off_and_writes_the_same_bytes(tmp_path, forced_kernels):
+    rows = alias_experiment(side=64, repeats=1, axes_list=((2, 1, 0),))
+    assert [r["rule"] for r in rows] == ["on (the planner)", "on, column prefetch off", "off", "fewer rows only"]
+    assert rows[3]["rows a tile"] == rows[0]["rows a tile"]
+    assert rows[3]["input run per column (bytes)"] == rows[2]["input run per column (bytes)"]
+    assert all(r["ms"] > 0 and r["% of np.copyto"] > 0 for r in rows)
+    info = {"started": "now", "cpu": "test", "launched": "started directly", "repeats": 1, "l2": (2048, 16, 64),
+            "load_average_before": (0.0, 0.0, 0.0), "load_average_after": (0.0, 0.0, 0.0)}
+    tiles = tile_shape_experiment(side=256, repeats=1, variants={"float32": ((128, 128, True),)})
+    text = write_tile_report(tiles, tmp_path, info, alias_rows=rows).read_text()
+    assert "2048 sets x 16 ways" in text and "fewer rows only" in text
 
 
 def _diagnosis(kernel, reads, writes, small_pages, huge_pages, kernel_2t, copy_2t):

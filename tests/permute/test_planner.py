@@ -157,3 +157,56 @@ def test_row_copies_read_the_input_in_sequence_where_the_locality_model_ties(thr
     assert plan.outer.sa[-1] == plan.row_bytes and plan.outer.sb[-1] == 64 * plan.row_bytes
     short = _plan(np.empty((2, 64, 8, row // 2), np.float32), (0, 2, 1, 3), threads=threads, cores=threads)
     assert short.kind == "rows" and short.outer.sb[-1] == short.row_bytes
+
+
+def test_rows_per_cache_set_counts_first_lines_per_set():
+    geometry = (2048, 16, 64)  # 128 KiB span
+    offsets = np.array([0, 128 * 1024, 256 * 1024, 64, 8192], np.int64)
+    assert planner.rows_per_cache_set(offsets, geometry) == 3
+    assert planner.rows_per_cache_set(np.arange(32, dtype=np.int64) * 32768, geometry) == 8
+    assert planner.rows_per_cache_set(np.zeros(0, np.int64), geometry) == 0
+
+
+def test_input_rows_that_alias_in_the_l2_get_shorter_tiles_and_long_runs(monkeypatch):
+    """256^3 float32 (2, 1, 0): input rows 256 KiB apart all fall in one set of a 2 MiB 16-way L2. The tile keeps
+    one cache line of each output row (16 rows) and the p side takes the outer axis that continues it in A."""
+    monkeypatch.setattr(planner.system, "l2_cache_geometry", lambda: (2048, 16, 64))
+    cube = np.empty((256, 256, 256), np.float32)
+    aliased = _plan(cube, (2, 1, 0), isa="avx512")
+    assert aliased.kind == "tile" and aliased.tq == 16
+    assert aliased.p_axes.shape == (256, 256) and aliased.outer.shape == ()
+    square = _plan(np.empty((8192, 8192), np.float32), (1, 0), isa="avx512")
+    assert square.tq == 32, "rows 32 KiB apart: 8 a set, within 16 ways; the tile is unchanged"
+    monkeypatch.setattr(planner.system, "l2_cache_geometry", lambda: (2048, 2**40, 64))
+    unlimited = _plan(cube, (2, 1, 0), isa="avx512")
+    assert unlimited.tq == 32 and unlimited.p_axes.shape == (256,)
+
+
+@pytest.mark.parametrize("axes", [(2, 1, 0), (1, 2, 0)])
+def test_alias_free_tiles_copy_the_right_bytes(monkeypatch, forced_kernels, axes):
+    from qwenkit.permute import make_plan
+
+    monkeypatch.setattr(planner.system, "l2_cache_geometry", lambda: (16, 2, 64))  # a 1 KiB set span
+    a = np.random.default_rng(3).standard_normal((128, 8, 128)).astype(np.float32)  # input rows 4 KiB apart
+    expected = np.ascontiguousarray(a.transpose(axes))
+    plan = make_plan(a, axes, threads=1)
+    packed_p_side = {(2, 1, 0): (128, 8), (1, 2, 0): (1024,)}[axes]
+    assert plan.plan.kind == "tile" and plan.plan.tq == 16 and plan.plan.p_axes.shape == packed_p_side
+    assert plan(a).tobytes() == expected.tobytes()
+
+
+def test_l2_geometry_is_read_from_sysfs_and_falls_back(tmp_path):
+    from qwenkit.core import system
+
+    for index, (level, sets, ways) in enumerate([("1", "64", "12"), ("2", "2048", "16")]):
+        entry = tmp_path / f"index{index}"
+        entry.mkdir()
+        for name, value in (("level", level), ("number_of_sets", sets), ("ways_of_associativity", ways),
+                            ("coherency_line_size", "64")):
+            (entry / name).write_text(value + "\n")
+    assert system.read_l2_geometry(tmp_path) == (2048, 16, 64)
+    (tmp_path / "index1" / "ways_of_associativity").write_text("junk\n")
+    assert system.read_l2_geometry(tmp_path) == system.L2_FALLBACK_GEOMETRY
+    assert system.read_l2_geometry(tmp_path / "missing") == system.L2_FALLBACK_GEOMETRY
+    sets, ways, line = system.l2_cache_geometry()
+    assert sets > 0 and ways > 0 and line > 0

@@ -40,6 +40,31 @@ def simd_features() -> list[str]:
     return [f for f in _SIMD_FLAGS if f in flags]
 
 
+L2_FALLBACK_GEOMETRY = (1024, 16, 64)
+"""The 1 MiB 16-way L2 of the Skylake-SP and Cascade Lake Xeons, for machines whose kernel does not describe it."""
+
+
+@functools.cache
+def l2_cache_geometry() -> tuple[int, int, int]:
+    """``(sets, ways, line bytes)`` of CPU 0's level-2 cache, read from sysfs once per process."""
+    return read_l2_geometry(Path("/sys/devices/system/cpu/cpu0/cache"))
+
+
+def read_l2_geometry(cache_dir: Path) -> tuple[int, int, int]:
+    """The level-2 entry of a sysfs ``cache`` directory (``index*/level``, ``number_of_sets``,
+    ``ways_of_associativity``, ``coherency_line_size``), else ``L2_FALLBACK_GEOMETRY``."""
+    for index in sorted(cache_dir.glob("index*")):
+        try:
+            if (index / "level").read_text().strip() != "2":
+                continue
+            geometry = tuple(int((index / name).read_text()) for name in
+                             ("number_of_sets", "ways_of_associativity", "coherency_line_size"))
+        except (OSError, ValueError):
+            return L2_FALLBACK_GEOMETRY
+        return geometry if all(v > 0 for v in geometry) else L2_FALLBACK_GEOMETRY
+    return L2_FALLBACK_GEOMETRY
+
+
 def usable_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 

@@ -961,7 +961,8 @@ float32) the one ``planner.TILE_SHAPES`` holds now."""
 def tile_shape_experiment(side: int = 8192, repeats: int = 7, variants=None) -> list[dict]:
     """Macro tile shapes of the square ``side``-by-``side`` transpose, per dtype, in one interleaved loop with
     ``np.copyto`` of the same bytes (medians, not minima: the shapes differ by less than this VM's run-to-run
-    spread). Every shape writes the same bytes (checked)."""
+    spread), and each column-order shape once more without the column prefetch (``Plan.probe`` 3). Every variant
+    writes the same bytes (checked)."""
     import dataclasses
 
     from qwenkit.permute import empty_aligned, make_plan
@@ -980,36 +981,93 @@ def tile_shape_experiment(side: int = 8192, repeats: int = 7, variants=None) -> 
         expected = np.ascontiguousarray(a.T)
         labels = {}
         for tp_bytes, tq_bytes, column_order in shapes:
-            run = _run_with_plan(a, (1, 0), out, dataclasses.replace(
-                base.plan, tp=tp_bytes // width, tq=tq_bytes // width, column_order=column_order))
-            run()
-            if out.tobytes() != expected.tobytes():
-                raise AssertionError(f"tile shape {tp_bytes} x {tq_bytes} wrote other bytes than NumPy")
-            label = f"{tp_bytes} x {tq_bytes} B, {'column' if column_order else 'row'} order"
-            labels[label] = (tp_bytes, tq_bytes, column_order)
-            contenders[label] = run
+            for probe in (0, 3) if column_order else (0,):
+                run = _run_with_plan(a, (1, 0), out, dataclasses.replace(
+                    base.plan, tp=tp_bytes // width, tq=tq_bytes // width, column_order=column_order, probe=probe))
+                out.fill(0)
+                run()
+                if out.tobytes() != expected.tobytes():
+                    raise AssertionError(f"tile shape {tp_bytes} x {tq_bytes} wrote other bytes than NumPy")
+                label = (f"{tp_bytes} x {tq_bytes} B, {'column' if column_order else 'row'} order"
+                         + (", column prefetch off" if probe else ""))
+                labels[label] = (tp_bytes, tq_bytes, column_order), probe
+                contenders[label] = run
         _, medians = time_interleaved(contenders, repeats)
-        for label, shape in labels.items():
-            rows.append({"dtype": dtype, "tile": label, "default now": shape == TILE_SHAPES[width],
+        for label, (shape, probe) in labels.items():
+            rows.append({"dtype": dtype, "tile": label, "default now": shape == TILE_SHAPES[width] and not probe,
                          "ms": 1e3 * medians[label],
                          "% of np.copyto": 100 * medians["np.copyto"] / medians[label]})
     return rows
 
 
-def write_tile_report(rows: list[dict], directory: Path, record_info: dict, *, name: str = "permute_tiles") -> Path:
+ALIAS_EXPERIMENT_AXES: tuple[tuple[int, ...], ...] = ((1, 2, 0), (2, 1, 0))
+"""The 3-D float32 permutations whose input rows lie ``side**2`` elements apart: with ``side=256``, 256 KiB, a
+multiple of the L2's set span, so every row of a tile maps to one set."""
+
+
+def alias_experiment(side: int = 256, repeats: int = 7, axes_list=ALIAS_EXPERIMENT_AXES) -> list[dict]:
+    """``planner._alias_free_tq`` and the long p side it comes with, on and off, in one interleaved loop with
+    ``np.copyto`` of the same bytes (medians). "off" plans as if the L2 had unlimited ways; "fewer rows only" is the
+    "off" plan with the tile's rows cut as "on" cuts them; "on" runs once more without the column prefetch
+    (``Plan.probe`` 3). Every variant writes the same bytes (checked)."""
+    import dataclasses
+    from unittest import mock
+
+    from qwenkit.core import system
+    from qwenkit.permute import empty_aligned, make_plan
+
+    sets, _, line = system.l2_cache_geometry()
+    rows = []
+    for axes in axes_list:
+        a = _filled((side,) * 3, "float32")
+        out = empty_aligned((side,) * 3, "float32")
+        out.fill(0)
+        flat_dst = empty_aligned((a.size,), "float32")
+        flat_dst.fill(0)
+        on = make_plan(a, axes, out, threads=1).plan
+        with mock.patch.object(system, "l2_cache_geometry", lambda: (sets, 2**62, line)):
+            off = make_plan(a, axes, out, threads=1).plan
+        variants = {"on (the planner)": on, "on, column prefetch off": dataclasses.replace(on, probe=3), "off": off,
+                    "fewer rows only": dataclasses.replace(off, tq=on.tq)}
+        contenders = {"np.copyto": functools.partial(np.copyto, flat_dst, a.reshape(-1))}
+        expected = np.ascontiguousarray(a.transpose(axes)).tobytes()
+        for label, plan in variants.items():
+            contenders[label] = _run_with_plan(a, axes, out, plan)
+            out.fill(0)
+            contenders[label]()
+            if out.tobytes() != expected:
+                raise AssertionError(f"{axes} {label} wrote other bytes than NumPy")
+        _, medians = time_interleaved(contenders, repeats)
+        for label, plan in variants.items():
+            rows.append({"axes": str(axes), "rule": label, "rows a tile": plan.tq,
+                         "input run per column (bytes)": plan.pb.size * plan.width, "ms": 1e3 * medians[label],
+                         "% of np.copyto": 100 * medians["np.copyto"] / medians[label]})
+    return rows
+
+
+def write_tile_report(rows: list[dict], directory: Path, record_info: dict, *, name: str = "permute_tiles",
+                      alias_rows: list[dict] | None = None) -> Path:
     from qwenkit.core.checkpoint import atomic_write_text
     from qwenkit.core.report import Report
 
     directory.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(directory / f"{name}.json", json.dumps({**record_info, "rows": rows}, indent=1))
+    atomic_write_text(directory / f"{name}.json",
+                      json.dumps({**record_info, "rows": rows, "alias_rows": alias_rows or []}, indent=1))
     report = Report("qwenkit.permute: macro tile shapes of the square transpose")
     report.text(f"Run {record_info['started']} on {record_info['cpu']}, {launched_text(record_info)}; load average "
                 f"before {_fmt_load(record_info['load_average_before'])}, after "
                 f"{_fmt_load(record_info['load_average_after'])}. `bench.tile_shape_experiment`: every shape of "
                 "one dtype and np.copyto of the same bytes in one interleaved loop, median of "
-                f"{record_info['repeats']} rounds, 1 thread, the code's prefetch and streaming as planned. "
-                "`default now` marks `planner.TILE_SHAPES`.")
+                f"{record_info['repeats']} rounds, 1 thread, streaming as planned; a row \"column prefetch off\" runs "
+                "the shape above it without the column-order prefetch (`Plan.probe` 3). `default now` marks "
+                "`planner.TILE_SHAPES`.")
     report.table(rows, list(rows[0]), float_format="{:.3g}")
+    if alias_rows:
+        sets, ways, line = record_info.get("l2", (0, 0, 0))
+        report.text(f"**Input rows that alias in the L2** ({sets} sets x {ways} ways x {line} B here): "
+                    "`bench.alias_experiment`, 256^3 float32, `planner._alias_free_tq` and the long p side on and "
+                    "off, same loop discipline.")
+        report.table(alias_rows, list(alias_rows[0]), float_format="{:.3g}")
     md_path, _ = report.write(directory, name=name)
     return md_path
 

@@ -41,8 +41,12 @@ CONTIGUOUS_PLANE_PREFETCH_BYTES = 262144
 plane ahead up to this size: one sequential run, which the memory system serves at streaming speed."""
 PREFETCH_COLUMN_MIN_TILES = 32
 """Column order fetches the next macro tile down the column while this one is transposed when the column holds at
-least this many tiles. Measured on the AVX-512 Xeon (interleaved medians, % of np.copyto, 1 thread): 8192^2 float32
-58 -> 75 %, int16 43 -> 60 %, 8000^2 int16 28 -> 56 %; on 256^3 float32 planes (8 tiles a column) it cost 5-10 %."""
+least this many tiles. Measured by ``benchmarks/permute_bench.py --tiles`` on the AVX-512 Xeon (interleaved medians,
+% of np.copyto, 1 thread, the rows "column prefetch off" of benchmarks/results/permute_xeon/permute_tiles.md):
+8192^2 float32 59 -> 69 %, float64 59 -> 66 %, complex128 65 -> 76 %, int16 44 -> 48 %, uint8 46 -> 49 %; the
+aliasing 3-D float32 cases, 2,048 tiles a column, 41-43 -> 48 %. The threshold keeps it off short columns (256^3
+planes have 8 tiles a column), where an earlier A/B across processes measured a 5-10 % loss; that figure is not
+from a committed script."""
 
 CDEF = """
 typedef struct {
@@ -404,6 +408,9 @@ int32_t qk_micro_q(void) { return MQ; }
    reading the input. Either half alone shows what the other costs. */
 #define PROBE_READS 1
 #define PROBE_WRITES 2
+/* Diagnosis only: the whole kernel, without the column-order prefetch (PREFETCH_COLUMN_MIN_TILES), for an A/B in
+   one process. */
+#define PROBE_NO_COLUMN_PREFETCH 3
 
 /* Diagnosis only: a sequential read of every byte (XOR-folded so that the loads are kept), and a sequential write
    of zeros with streaming stores (stream) or ordinary ones (each line read for ownership before it is written). */
@@ -615,7 +622,7 @@ static void plane(const char *a, char *b, const qk_tile_args *t, int64_t p0, int
             }
     }
     /* a long column: fetch the next tile's input rows, PREFETCH_COLUMN_MIN_TILES in codegen.py */
-    const int prefetch = p1 - p0 >= PREFETCH_COLUMN_MIN_TILES * tp;
+    const int prefetch = p1 - p0 >= PREFETCH_COLUMN_MIN_TILES * tp && t->probe != PROBE_NO_COLUMN_PREFETCH;
     if (t->column_order)
         for (int64_t jq = head; jq < lines_end; jq += tq) {
             const int64_t cols = lines_end - jq < tq ? lines_end - jq : tq;

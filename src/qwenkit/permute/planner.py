@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from qwenkit.core import system
 from qwenkit.permute import codegen
 from qwenkit.permute.isa import compiler_flags
 
@@ -54,10 +55,14 @@ TILE_SHAPES: dict[int, tuple[int, int, bool]] = {
 """Per element width: (bytes of each input row a macro tile reads, bytes of each output row it writes, column
 order). Walking tiles down a column of narrow tiles reads each input row in sequence, and the kernel fetches the
 next tile of the column ahead (``codegen.PREFETCH_COLUMN_MIN_TILES``); the fewer input rows a tile spans, the fewer
-streams are in flight. Measured on 8192^2 transposes on the AVX-512 Xeon, interleaved medians, % of np.copyto with
-one thread, before / after this table and the prefetch: uint8 26 -> 48 % (was 1024 x 128 bytes in row order, the
-AMD EPYC's best without the prefetch), float64 56 -> 71-76 % (was 256 x 256), complex128 40 -> 75-79 % (was
-256 x 512); float32 and int16 kept their shapes (shorter or longer tiles measured 5-15 points lower)."""
+streams are in flight. Measured by ``benchmarks/permute_bench.py --tiles`` on 8192^2 transposes on the AVX-512
+Xeon (benchmarks/results/permute_xeon/permute_tiles.md: interleaved medians, % of np.copyto, 1 thread): uint8
+13 % as 1024 x 128 bytes in row order (the shape before commit 967278f, the AMD EPYC's best before the column
+prefetch existed) and 49 % as 128 x 64 bytes in column order; float64 56 % as 256 x 256 and 66 % as 128 x 128;
+complex128 34 % as 256 x 512 and 76 % as 256 x 128; float32 and int16 keep their shapes (69 % and 48 %; the other
+shapes 57-67 % and 47-49 %). Shapes within about 5 points of each other trade places from run to run on this VM
+(float64 256 x 128: 64, 66 and 77 % in three runs of the same day), so the table keeps a shape unless another wins
+by more."""
 THREAD_MIN_BYTES = 4 * 1024 * 1024
 """Default threading: one thread per this many bytes of output, at most the usable cores."""
 MIN_BYTES_PER_THREAD = 4 * 1024 * 1024
@@ -123,7 +128,8 @@ class Plan:
     stream: int = 0  # rows: 0/1; tile: 0 direct, STREAM_TILES, STREAM_WHOLE_ROWS
     dense: bool = False  # tile: the block's output is one contiguous span, streamed whole
     column_order: bool = False  # tile: walk macro tiles down columns (True) or along rows
-    probe: int = 0  # tile, diagnosis only: 1 loads and shuffles without output stores, 2 stores without loads
+    probe: int = 0  # tile, diagnosis only: 1 loads and shuffles without output stores, 2 stores without loads,
+    #                 3 the whole kernel without the column-order prefetch
     short_idx: np.ndarray | None = field(default=None, repr=False)  # (de)interleave: permute index vectors
     short_mask: np.ndarray | None = field(default=None, repr=False)  # (de)interleave: lane masks
     chunks: tuple[Chunk, ...] = ()
@@ -280,6 +286,13 @@ def _streams(common: dict) -> bool:
     return codegen.ISA_SPECS[common["isa"]].stream != "" and common["nbytes"] >= STREAM_MIN_BYTES
 
 
+def _continuation(axes: Axes, side: list[int], taken: list[int], strides) -> int | None:
+    """The axis, not in ``taken``, whose stride (in ``strides``) continues ``side``'s last axis densely."""
+    last = side[-1]
+    want = strides[last] * axes.shape[last]
+    return next((k for k in range(len(axes.shape)) if k not in taken and strides[k] == want), None)
+
+
 def _grow_block(axes: Axes, p: int, q: int, width: int) -> tuple[list[int], list[int]]:
     """Pack short axes into both sides of the block: the GenTT idea of giving a register tile several small axes.
 
@@ -292,26 +305,41 @@ def _grow_block(axes: Axes, p: int, q: int, width: int) -> tuple[list[int], list
     def extent(side):
         return math.prod(axes.shape[k] for k in side) * width
 
-    def continuation(side, strides):
-        last = side[-1]
-        want = strides[last] * axes.shape[last]
-        for k in range(len(axes.shape)):
-            if k not in p_side and k not in q_side and strides[k] == want:
-                return k
-        return None
-
     while True:
         grew = False
         for side, strides in sorted(((p_side, axes.sa), (q_side, axes.sb)), key=lambda s: extent(s[0])):
             if extent(side) >= BLOCK_TARGET_BYTES:
                 continue
-            k = continuation(side, strides)
+            k = _continuation(axes, side, p_side + q_side, strides)
             if k is not None:
                 side.append(k)
                 grew = True
                 break
         if not grew:
             return p_side, q_side
+
+
+def rows_per_cache_set(offsets: np.ndarray, geometry: tuple[int, int, int]) -> int:
+    """The most rows starting at byte ``offsets`` (relative to one base) that map to one set of a cache of
+    ``geometry = (sets, ways, line bytes)``: set ``(offset // line) mod sets`` of each row's first line, the
+    virtual-address view (with 2 MiB pages, which NumPy asks for on large arrays, the physical one too). A row
+    stride that is a multiple of ``sets * line`` (128 KiB on a 2 MiB 16-way L2) puts every row in one set."""
+    sets, _, line = geometry
+    if offsets.size == 0:
+        return 0
+    return int(np.bincount((offsets // line) % sets).max())
+
+
+def _alias_free_tq(qa: np.ndarray, tq: int, line_elements: int, geometry: tuple[int, int, int]) -> int:
+    """Shrink a macro tile's input rows while more of them fall into one L2 set than the set has ways (halving, down
+    to ``line_elements``: one whole cache line of each output row). Measured on the AVX-512 Xeon (2 MiB 16-way L2),
+    3-D 256^3 float32 (1, 2, 0), whose input rows lie 256 KiB apart: 32 rows a tile 33 %, 16 rows 48 % of
+    np.copyto (benchmarks/results/permute_xeon/permute_tiles.md, ``bench.alias_experiment``). The form of the rule
+    (more rows in one set than it has ways) is ours; it was measured on that one machine."""
+    ways = geometry[1]
+    while tq // 2 >= line_elements and tq % 2 == 0 and rows_per_cache_set(qa[:tq], geometry) > ways:
+        tq //= 2
+    return tq
 
 
 def _offsets(axes: Axes, side: list[int], strides) -> np.ndarray:
@@ -352,10 +380,22 @@ def _plan_tile(axes: Axes, p: int, n_threads: int, common: dict) -> Plan:
         if 2 * n_p <= mp:
             return Plan("numpy", f"input runs of {n_p} elements fill at most half a vector and this ISA has no "
                         "masked loads", **common)
-    pb = _offsets(axes, p_side, axes.sb)
     qa = _offsets(axes, q_side, axes.sa)
     tile_p_bytes, tile_q_bytes, column_order = TILE_SHAPES[width]
     tq = max(mq, tile_q_bytes // width)
+    geometry = system.l2_cache_geometry()
+    reason = "block transpose between the two unit-stride sides"
+    if (aliasing := rows_per_cache_set(qa[:tq], geometry)) > geometry[1]:
+        reason += (f"; {aliasing} of a tile's {tq} input rows share one L2 set of {geometry[1]} ways: "
+                   "fewer rows a tile, each input row read as one long run")
+        # Input rows that alias in the L2: fewer rows a tile, and the p side packs every further axis that continues
+        # it densely in A, so that a column of tiles reads each input row as one long run (3-D (2, 1, 0) float32,
+        # 16 rows a tile: 1 KiB runs 38 %, 256 KiB runs 48 % of np.copyto; permute_tiles.md).
+        tq = _alias_free_tq(qa, tq, max(mq, 64 // width), geometry)
+        while (k := _continuation(axes, p_side, p_side + q_side, axes.sa)) is not None:
+            p_side.append(k)
+        n_p = math.prod(axes.shape[k] for k in p_side)
+    pb = _offsets(axes, p_side, axes.sb)
     tp = max(mp, -(-(tile_p_bytes // width) // mp) * mp)
     while tp > mp and tp * tq * width > codegen.TILE_BUFFER_BYTES:
         tp -= mp
@@ -374,7 +414,7 @@ def _plan_tile(axes: Axes, p: int, n_threads: int, common: dict) -> Plan:
         tq = n_q
         tp = max(mp, min(tp, codegen.TILE_BUFFER_BYTES // (n_q * width) // mp * mp))
     chunks = _split_planes(math.prod(outer.shape), n_p, n_threads, tp)
-    return Plan("tile", "block transpose between the two unit-stride sides", outer=outer,
+    return Plan("tile", reason, outer=outer,
                 p_axes=axes.take(p_side), q_axes=axes.take(q_side), pb=pb, qa=qa, tp=tp, tq=tq, stream=stream,
                 dense=dense, column_order=column_order, chunks=chunks, **common)
 
