@@ -668,7 +668,10 @@ void qk_tile(const char *a, char *b, const qk_tile_args *t, int64_t o0, int64_t 
             outer_next(t->nouter, t->oshape, t->oa, t->ob, next_idx, &next_a, &next_b);
             prefetch_rows(a + next_a + p0 * t->sp, t->qa, 0, t->nq, (p1 - p0) * t->sp);
         }
-        if (dense_buf) plane_dense(a + off_a, b + off_b, t, dense_buf);
+        /* a plane whose rows all start on cache lines streams whole-line tiles (faster there: docs/permute.md, 3-D
+           (0, 2, 1) and TTC); the dense path pays where they cannot run: rows off a line, or not aligned alike */
+        if (dense_buf && (stream != 1 || ((uintptr_t)(b + off_b + t->pb[0]) & 63) != 0))
+            plane_dense(a + off_a, b + off_b, t, dense_buf);
         else if (stream == 1) plane(a + off_a, b + off_b, t, p0, p1, buf, pbuf, prow, rows_fit);
         else if (stream == 2 && rows_fit >= MP) plane_whole_rows(a + off_a, b + off_b, t, p0, p1, buf, prow, rows_fit);
         else plane_direct(a + off_a, b + off_b, t, p0, p1);

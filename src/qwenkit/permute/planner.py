@@ -71,7 +71,8 @@ thread cost more than it saved (1.6-4 MiB cases ran at 0.2-0.8x NumPy with 2 thr
 STREAM_TILES, STREAM_WHOLE_ROWS = 1, 2
 STREAM_MODES = {0: "off", STREAM_TILES: "whole-line tiles",
                 STREAM_WHOLE_ROWS: "whole rows, their unaligned ends stored normally"}
-DENSE_MODE = "the whole block as one contiguous run (any alignment)"
+DENSE_MODE = ("the whole block as one contiguous run, except in planes whose rows all start on a cache line "
+              "(whole-line tiles)")
 STRIDED_MIN_INPUT_RUN = 256
 """On ISAs without masked stores, blocks with output runs shorter than a vector lane are copied element by element
 along the input's unit-stride axis only when that axis has at least this many elements. Measured in this session's
