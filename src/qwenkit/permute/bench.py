@@ -709,6 +709,7 @@ def write_sweep_report(record: dict, directory: Path, *, name: str = "permute_sw
 
 PROBE_READS_LABEL = "gather reads alone (the kernel's loads and shuffles, no output stores)"
 PROBE_WRITES_LABEL = "scattered writes alone (the kernel's output stores, no input loads)"
+NO_PREFETCH_LABEL = "the kernel without its column prefetch (Plan.probe 3)"
 STREAM_READ_LABEL = "streaming read of the same bytes (memory order)"
 STREAM_WRITE_LABEL = "streaming write of the same bytes (non-temporal stores)"
 ORDINARY_WRITE_LABEL = "ordinary write of the same bytes (each line read for ownership)"
@@ -777,7 +778,8 @@ def diagnose_case(case: Case, repeats: int = 3) -> dict:
     resource is isolated by an experiment on the same bytes:
 
     - the kernel's own access pattern split in two halves (``Plan.probe``, streaming tile plans): its gather reads
-      and shuffles alone, and its scattered (streamed) writes alone;
+      and shuffles alone, its scattered (streamed) writes alone, and the whole kernel without its column-order
+      prefetch (the software prefetch's share);
     - a pure streaming read and a pure streaming write of the same bytes, and an ordinary write (write-allocate:
       each line is read before it is written): the best each half of the traffic can do on one core;
     - the kernel on input and output placed on 4 KiB pages and on 2 MiB pages (``madvise``): what TLB misses cost;
@@ -804,7 +806,7 @@ def diagnose_case(case: Case, repeats: int = 3) -> dict:
         contenders[label] = _run_with_plan(a, case.axes, out, variant)
     probed = base.plan.kind == "tile" and bool(base.plan.stream or base.plan.dense)
     if probed:
-        for probe, label in ((1, PROBE_READS_LABEL), (2, PROBE_WRITES_LABEL)):
+        for probe, label in ((1, PROBE_READS_LABEL), (2, PROBE_WRITES_LABEL), (3, NO_PREFETCH_LABEL)):
             contenders[label] = _run_with_plan(a, case.axes, out, dataclasses.replace(base.plan, probe=probe))
     two = make_plan(a, case.axes, out, threads=2)
     contenders["qwenkit 2 threads"] = functools.partial(two, a, out)
@@ -1103,6 +1105,7 @@ def write_diagnosis_report(entries: list[dict], directory: Path, record_info: di
         for label, column in ((PROBE_READS_LABEL, "reads alone % of kernel time"),
                               (PROBE_WRITES_LABEL, "writes alone % of kernel time")):
             row[column] = 100 * t[label] / kernel if label in t else "-"
+        row["column prefetch off, kernel time x"] = t[NO_PREFETCH_LABEL] / kernel if NO_PREFETCH_LABEL in t else "-"
         for label, column in ((STREAM_READ_LABEL, "stream read GB/s"), (STREAM_WRITE_LABEL, "stream write GB/s"),
                               (ORDINARY_WRITE_LABEL, "ordinary write GB/s")):
             row[column] = g.get(label, "-")

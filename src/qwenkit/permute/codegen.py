@@ -41,12 +41,15 @@ CONTIGUOUS_PLANE_PREFETCH_BYTES = 262144
 plane ahead up to this size: one sequential run, which the memory system serves at streaming speed."""
 PREFETCH_COLUMN_MIN_TILES = 32
 """Column order fetches the next macro tile down the column while this one is transposed when the column holds at
-least this many tiles. Measured by ``benchmarks/permute_bench.py --tiles`` on the AVX-512 Xeon (interleaved medians,
-% of np.copyto, 1 thread, the rows "column prefetch off" of benchmarks/results/permute_xeon/permute_tiles.md):
-8192^2 float32 59 -> 69 %, float64 59 -> 66 %, complex128 65 -> 76 %, int16 44 -> 48 %, uint8 46 -> 49 %; the
-aliasing 3-D float32 cases, 2,048 tiles a column, 41-43 -> 48 %. The threshold keeps it off short columns (256^3
-planes have 8 tiles a column), where an earlier A/B across processes measured a 5-10 % loss; that figure is not
-from a committed script."""
+least this many tiles; a shorter column fetches the tile beside this one in the next column instead (unless the
+next plane is being fetched already). Measured by ``benchmarks/permute_bench.py`` on the AVX-512 Xeon, interleaved
+medians, % of np.copyto, 1 thread, each against the same kernel without these prefetches (``Plan.probe`` 3): the
+rows "column prefetch off" of benchmarks/results/permute_xeon/permute_tiles.md (long columns: 8192^2 float32
+59 -> 69 %, float64 59 -> 66 %, complex128 65 -> 76 %, int16 44 -> 48 %, uint8 46 -> 49 %; the aliasing 3-D float32
+cases, 2,048 tiles a column, 41-43 -> 48 %) and the column "column prefetch off, kernel time x" of
+permute_limits.md (short columns: 3-D (2, 0, 1) and NHWC->NCHW, 8 and 2 tiles a column). The next tile down a
+short column was the first choice; an earlier A/B across processes measured a 5-10 % loss on 256^3 planes (8 tiles
+a column), not from a committed script."""
 
 CDEF = """
 typedef struct {
@@ -591,7 +594,7 @@ static void plane_dense(const char *a, char *b, const qk_tile_args *t, char *buf
    strip of output rows across all columns (long input runs per tile); column order walks down a strip of columns
    (each input row read sequentially across tiles): the planner picks per element width, as measured. */
 static void plane(const char *a, char *b, const qk_tile_args *t, int64_t p0, int64_t p1,
-                  char *buf, const int64_t *pbuf, const int64_t *prow, int64_t rows_fit)
+                  char *buf, const int64_t *pbuf, const int64_t *prow, int64_t rows_fit, int plane_prefetched)
 {
     const int64_t nq = t->nq, tq = t->tq, tp = t->tp, sp = t->sp;
     const int64_t misalign = (int64_t)((uintptr_t)(b + t->pb[p0]) & 63);
@@ -621,14 +624,20 @@ static void plane(const char *a, char *b, const qk_tile_args *t, int64_t p0, int
                               buf, pbuf);
             }
     }
-    /* a long column: fetch the next tile's input rows, PREFETCH_COLUMN_MIN_TILES in codegen.py */
-    const int prefetch = p1 - p0 >= PREFETCH_COLUMN_MIN_TILES * tp && t->probe != PROBE_NO_COLUMN_PREFETCH;
+    /* A long column fetches the next tile down it; a short one (NHWC->NCHW: 2 tiles) the tile beside this one in
+       the next column, unless the next plane is being fetched already (PREFETCH_COLUMN_MIN_TILES in codegen.py). */
+    const int long_column = p1 - p0 >= PREFETCH_COLUMN_MIN_TILES * tp;
+    const int prefetch = long_column && t->probe != PROBE_NO_COLUMN_PREFETCH;
+    const int prefetch_beside = !long_column && !plane_prefetched && t->probe != PROBE_NO_COLUMN_PREFETCH;
     if (t->column_order)
         for (int64_t jq = head; jq < lines_end; jq += tq) {
             const int64_t cols = lines_end - jq < tq ? lines_end - jq : tq;
+            const int64_t next_jq = jq + tq, next_cols = lines_end - next_jq < tq ? lines_end - next_jq : tq;
             for (int64_t ip = p0; ip < p1; ip += tp) {
                 const int64_t next = ip + tp, next_rows = p1 - next < tp ? p1 - next : tp;
                 if (prefetch && next < p1) prefetch_rows(a + next * sp, t->qa, jq, jq + cols, next_rows * sp);
+                if (prefetch_beside && next_jq < lines_end)
+                    prefetch_rows(a + ip * sp, t->qa, next_jq, next_jq + next_cols, (p1 - ip < tp ? p1 - ip : tp) * sp);
                 buffered_tile(a + ip * sp, t, b, t->pb + ip, p1 - ip < tp ? p1 - ip : tp, jq, cols, buf, pbuf);
             }
         }
@@ -672,7 +681,7 @@ void qk_tile(const char *a, char *b, const qk_tile_args *t, int64_t o0, int64_t 
            (0, 2, 1) and TTC); the dense path pays where they cannot run: rows off a line, or not aligned alike */
         if (dense_buf && (stream != 1 || ((uintptr_t)(b + off_b + t->pb[0]) & 63) != 0))
             plane_dense(a + off_a, b + off_b, t, dense_buf);
-        else if (stream == 1) plane(a + off_a, b + off_b, t, p0, p1, buf, pbuf, prow, rows_fit);
+        else if (stream == 1) plane(a + off_a, b + off_b, t, p0, p1, buf, pbuf, prow, rows_fit, prefetch_next);
         else if (stream == 2 && rows_fit >= MP) plane_whole_rows(a + off_a, b + off_b, t, p0, p1, buf, prow, rows_fit);
         else plane_direct(a + off_a, b + off_b, t, p0, p1);
         outer_next(t->nouter, t->oshape, t->oa, t->ob, idx, &off_a, &off_b);
