@@ -170,7 +170,7 @@ def test_tile_shape_experiment_times_every_shape_and_marks_the_default(tmp_path,
     expected = []
     for tp_bytes, tq_bytes, column_order in (default, other):
         expected.append(f"{tp_bytes} x {tq_bytes} B, {'column' if column_order else 'row'} order")
-        expected += [expected[-1] + ", column prefetch off"] if column_order else []
+        expected += [expected[-1] + ", prefetch off"] if column_order else []
     assert [r["tile"] for r in rows] == expected
     assert [r["default now"] for r in rows] == [True] + [False] * (len(expected) - 1)
     assert all(r["ms"] > 0 and r["% of np.copyto"] > 0 for r in rows)
@@ -182,7 +182,7 @@ def test_tile_shape_experiment_times_every_shape_and_marks_the_default(tmp_path,
 
 def test_alias_experiment_times_the_rule_on_and_off_and_writes_the_same_bytes(tmp_path, forced_kernels):
     rows = alias_experiment(side=64, repeats=1, axes_list=((2, 1, 0),))
-    assert [r["rule"] for r in rows] == ["on (the planner)", "on, column prefetch off", "off", "fewer rows only"]
+    assert [r["rule"] for r in rows] == ["on (the planner)", "on, prefetch off", "off", "fewer rows only"]
     assert rows[3]["rows a tile"] == rows[0]["rows a tile"]
     assert rows[3]["input run per column (bytes)"] == rows[2]["input run per column (bytes)"]
     assert all(r["ms"] > 0 and r["% of np.copyto"] > 0 for r in rows)

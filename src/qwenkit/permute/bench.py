@@ -709,7 +709,7 @@ def write_sweep_report(record: dict, directory: Path, *, name: str = "permute_sw
 
 PROBE_READS_LABEL = "gather reads alone (the kernel's loads and shuffles, no output stores)"
 PROBE_WRITES_LABEL = "scattered writes alone (the kernel's output stores, no input loads)"
-NO_PREFETCH_LABEL = "the kernel without its column prefetch (Plan.probe 3)"
+NO_PREFETCH_LABEL = "the kernel without its software prefetches (Plan.probe 3)"
 STREAM_READ_LABEL = "streaming read of the same bytes (memory order)"
 STREAM_WRITE_LABEL = "streaming write of the same bytes (non-temporal stores)"
 ORDINARY_WRITE_LABEL = "ordinary write of the same bytes (each line read for ownership)"
@@ -778,8 +778,8 @@ def diagnose_case(case: Case, repeats: int = 3) -> dict:
     resource is isolated by an experiment on the same bytes:
 
     - the kernel's own access pattern split in two halves (``Plan.probe``, streaming tile plans): its gather reads
-      and shuffles alone, its scattered (streamed) writes alone, and the whole kernel without its column-order
-      prefetch (the software prefetch's share);
+      and shuffles alone, its scattered (streamed) writes alone, and the whole kernel without its software
+      prefetches (what they gain);
     - a pure streaming read and a pure streaming write of the same bytes, and an ordinary write (write-allocate:
       each line is read before it is written): the best each half of the traffic can do on one core;
     - the kernel on input and output placed on 4 KiB pages and on 2 MiB pages (``madvise``): what TLB misses cost;
@@ -963,7 +963,7 @@ float32) the one ``planner.TILE_SHAPES`` holds now."""
 def tile_shape_experiment(side: int = 8192, repeats: int = 7, variants=None) -> list[dict]:
     """Macro tile shapes of the square ``side``-by-``side`` transpose, per dtype, in one interleaved loop with
     ``np.copyto`` of the same bytes (medians, not minima: the shapes differ by less than this VM's run-to-run
-    spread), and each column-order shape once more without the column prefetch (``Plan.probe`` 3). Every variant
+    spread), and each column-order shape once more without the software prefetches (``Plan.probe`` 3). Every variant
     writes the same bytes (checked)."""
     import dataclasses
 
@@ -991,7 +991,7 @@ def tile_shape_experiment(side: int = 8192, repeats: int = 7, variants=None) -> 
                 if out.tobytes() != expected.tobytes():
                     raise AssertionError(f"tile shape {tp_bytes} x {tq_bytes} wrote other bytes than NumPy")
                 label = (f"{tp_bytes} x {tq_bytes} B, {'column' if column_order else 'row'} order"
-                         + (", column prefetch off" if probe else ""))
+                         + (", prefetch off" if probe else ""))
                 labels[label] = (tp_bytes, tq_bytes, column_order), probe
                 contenders[label] = run
         _, medians = time_interleaved(contenders, repeats)
@@ -1010,7 +1010,7 @@ multiple of the L2's set span, so every row of a tile maps to one set."""
 def alias_experiment(side: int = 256, repeats: int = 7, axes_list=ALIAS_EXPERIMENT_AXES) -> list[dict]:
     """``planner._alias_free_tq`` and the long p side it comes with, on and off, in one interleaved loop with
     ``np.copyto`` of the same bytes (medians). "off" plans as if the L2 had unlimited ways; "fewer rows only" is the
-    "off" plan with the tile's rows cut as "on" cuts them; "on" runs once more without the column prefetch
+    "off" plan with the tile's rows cut as "on" cuts them; "on" runs once more without the software prefetches
     (``Plan.probe`` 3). Every variant writes the same bytes (checked)."""
     import dataclasses
     from unittest import mock
@@ -1029,7 +1029,7 @@ def alias_experiment(side: int = 256, repeats: int = 7, axes_list=ALIAS_EXPERIME
         on = make_plan(a, axes, out, threads=1).plan
         with mock.patch.object(system, "l2_cache_geometry", lambda: (sets, 2**62, line)):
             off = make_plan(a, axes, out, threads=1).plan
-        variants = {"on (the planner)": on, "on, column prefetch off": dataclasses.replace(on, probe=3), "off": off,
+        variants = {"on (the planner)": on, "on, prefetch off": dataclasses.replace(on, probe=3), "off": off,
                     "fewer rows only": dataclasses.replace(off, tq=on.tq)}
         contenders = {"np.copyto": functools.partial(np.copyto, flat_dst, a.reshape(-1))}
         expected = np.ascontiguousarray(a.transpose(axes)).tobytes()
@@ -1060,8 +1060,8 @@ def write_tile_report(rows: list[dict], directory: Path, record_info: dict, *, n
                 f"before {_fmt_load(record_info['load_average_before'])}, after "
                 f"{_fmt_load(record_info['load_average_after'])}. `bench.tile_shape_experiment`: every shape of "
                 "one dtype and np.copyto of the same bytes in one interleaved loop, median of "
-                f"{record_info['repeats']} rounds, 1 thread, streaming as planned; a row \"column prefetch off\" runs "
-                "the shape above it without the column-order prefetch (`Plan.probe` 3). `default now` marks "
+                f"{record_info['repeats']} rounds, 1 thread, streaming as planned; a row \"prefetch off\" runs "
+                "the shape above it without the kernel's software prefetches (`Plan.probe` 3). `default now` marks "
                 "`planner.TILE_SHAPES`.")
     report.table(rows, list(rows[0]), float_format="{:.3g}")
     if alias_rows:
@@ -1105,7 +1105,7 @@ def write_diagnosis_report(entries: list[dict], directory: Path, record_info: di
         for label, column in ((PROBE_READS_LABEL, "reads alone % of kernel time"),
                               (PROBE_WRITES_LABEL, "writes alone % of kernel time")):
             row[column] = 100 * t[label] / kernel if label in t else "-"
-        row["column prefetch off, kernel time x"] = t[NO_PREFETCH_LABEL] / kernel if NO_PREFETCH_LABEL in t else "-"
+        row["prefetch off, kernel time x"] = t[NO_PREFETCH_LABEL] / kernel if NO_PREFETCH_LABEL in t else "-"
         for label, column in ((STREAM_READ_LABEL, "stream read GB/s"), (STREAM_WRITE_LABEL, "stream write GB/s"),
                               (ORDINARY_WRITE_LABEL, "ordinary write GB/s")):
             row[column] = g.get(label, "-")

@@ -36,17 +36,23 @@ DENSE_BUFFER_BYTES = 262144
 MAX_TILE_P = 1024
 MAX_OUTER_DIMS = 64
 SMALL_PLANE_BYTES = 65536
-CONTIGUOUS_PLANE_PREFETCH_BYTES = 262144
-"""A plane whose input is one contiguous run (3-D (0, 2, 1): 256 rows of 1 KiB back to back) fetches the next
-plane ahead up to this size: one sequential run, which the memory system serves at streaming speed."""
+"""A plane of at most this many bytes fetches the next plane's input rows while it is transposed: latency, not
+bandwidth, limits a plane of a few short rows (TTC: 32 rows of 900 bytes a plane)."""
+PREFETCH_PLANE_MAX_BYTES = 262144
+"""Larger planes up to this size fetch the next plane too when their input is one contiguous run (3-D (0, 2, 1):
+256 rows of 1 KiB back to back, which the memory system serves at streaming speed) or when they take the dense
+path (6-D random #2 int16: 285 rows of 578 bytes, 68 KiB apart, which the hardware prefetchers do not follow).
+Not other planes: NCHW->NHWC uint8 (196 KiB planes, direct stores) ran 72 % of np.copyto without the prefetch
+and 55 % with it. Measured as the kernel without its software prefetches (``Plan.probe`` 3): the column "prefetch
+off, kernel time x" of benchmarks/results/permute_xeon/permute_limits.md."""
 PREFETCH_COLUMN_MIN_TILES = 32
 """Column order fetches the next macro tile down the column while this one is transposed when the column holds at
 least this many tiles; a shorter column fetches the tile beside this one in the next column instead (unless the
 next plane is being fetched already). Measured by ``benchmarks/permute_bench.py`` on the AVX-512 Xeon, interleaved
-medians, % of np.copyto, 1 thread, each against the same kernel without these prefetches (``Plan.probe`` 3): the
-rows "column prefetch off" of benchmarks/results/permute_xeon/permute_tiles.md (long columns: 8192^2 float32
+medians, % of np.copyto, 1 thread, each against the same kernel without its software prefetches (``Plan.probe`` 3): the
+rows "prefetch off" of benchmarks/results/permute_xeon/permute_tiles.md (long columns: 8192^2 float32
 59 -> 69 %, float64 59 -> 66 %, complex128 65 -> 76 %, int16 44 -> 48 %, uint8 46 -> 49 %; the aliasing 3-D float32
-cases, 2,048 tiles a column, 41-43 -> 48 %) and the column "column prefetch off, kernel time x" of
+cases, 2,048 tiles a column, 41-43 -> 48 %) and the column "prefetch off, kernel time x" of
 permute_limits.md (short columns: 3-D (2, 0, 1) and NHWC->NCHW, 8 and 2 tiles a column). The next tile down a
 short column was the first choice; an earlier A/B across processes measured a 5-10 % loss on 256^3 planes (8 tiles
 a column), not from a committed script."""
@@ -256,7 +262,7 @@ def generate_source(isa: str, width: int) -> str:
 #define MAX_TILE_P {MAX_TILE_P}
 #define MAX_OUTER_DIMS {MAX_OUTER_DIMS}
 #define SMALL_PLANE_BYTES {SMALL_PLANE_BYTES}
-#define CONTIGUOUS_PLANE_PREFETCH_BYTES {CONTIGUOUS_PLANE_PREFETCH_BYTES}
+#define PREFETCH_PLANE_MAX_BYTES {PREFETCH_PLANE_MAX_BYTES}
 #define PREFETCH_COLUMN_MIN_TILES {PREFETCH_COLUMN_MIN_TILES}
 #define MAX_SHORT_AXIS {MAX_SHORT_AXIS}
 #define HAVE_STREAM {1 if spec.stream else 0}
@@ -411,9 +417,9 @@ int32_t qk_micro_q(void) { return MQ; }
    reading the input. Either half alone shows what the other costs. */
 #define PROBE_READS 1
 #define PROBE_WRITES 2
-/* Diagnosis only: the whole kernel, without the column-order prefetch (PREFETCH_COLUMN_MIN_TILES), for an A/B in
-   one process. */
-#define PROBE_NO_COLUMN_PREFETCH 3
+/* Diagnosis only: the whole kernel without its software prefetches (PREFETCH_COLUMN_MIN_TILES,
+   PREFETCH_PLANE_MAX_BYTES), for an A/B in one process. */
+#define PROBE_NO_PREFETCH 3
 
 /* Diagnosis only: a sequential read of every byte (XOR-folded so that the loads are kept), and a sequential write
    of zeros with streaming stores (stream) or ordinary ones (each line read for ownership before it is written). */
@@ -618,8 +624,9 @@ static void plane(const char *a, char *b, const qk_tile_args *t, int64_t p0, int
             transpose_block(a + ip * sp, sp, t->qa + lines_end, b + lines_end * W, t->pb + ip, rows, nq - lines_end);
         if (!t->column_order)
             for (int64_t jq = head; jq < lines_end; jq += tq) {
-                prefetch_rows(a + ip * sp, t->qa, jq + tq, jq + 2 * tq < lines_end ? jq + 2 * tq : lines_end,
-                              rows * sp);
+                if (t->probe != PROBE_NO_PREFETCH)
+                    prefetch_rows(a + ip * sp, t->qa, jq + tq, jq + 2 * tq < lines_end ? jq + 2 * tq : lines_end,
+                                  rows * sp);
                 buffered_tile(a + ip * sp, t, b, t->pb + ip, rows, jq, lines_end - jq < tq ? lines_end - jq : tq,
                               buf, pbuf);
             }
@@ -627,8 +634,8 @@ static void plane(const char *a, char *b, const qk_tile_args *t, int64_t p0, int
     /* A long column fetches the next tile down it; a short one (NHWC->NCHW: 2 tiles) the tile beside this one in
        the next column, unless the next plane is being fetched already (PREFETCH_COLUMN_MIN_TILES in codegen.py). */
     const int long_column = p1 - p0 >= PREFETCH_COLUMN_MIN_TILES * tp;
-    const int prefetch = long_column && t->probe != PROBE_NO_COLUMN_PREFETCH;
-    const int prefetch_beside = !long_column && !plane_prefetched && t->probe != PROBE_NO_COLUMN_PREFETCH;
+    const int prefetch = long_column && t->probe != PROBE_NO_PREFETCH;
+    const int prefetch_beside = !long_column && !plane_prefetched && t->probe != PROBE_NO_PREFETCH;
     if (t->column_order)
         for (int64_t jq = head; jq < lines_end; jq += tq) {
             const int64_t cols = lines_end - jq < tq ? lines_end - jq : tq;
@@ -663,14 +670,14 @@ void qk_tile(const char *a, char *b, const qk_tile_args *t, int64_t o0, int64_t 
     }
     int64_t idx[MAX_OUTER_DIMS], off_a, off_b, next_idx[MAX_OUTER_DIMS], next_a, next_b;
     outer_seek(t->nouter, t->oshape, t->oa, t->ob, o0, idx, &off_a, &off_b);
-    /* Small planes: fetch the next plane's input rows while this one is transposed (latency, not bandwidth,
-       limits a plane of a few short rows); larger ones too when the plane's input is one contiguous run. */
+    /* Fetch the next plane's input rows while this one is transposed: small planes, and contiguous or dense ones
+       up to PREFETCH_PLANE_MAX_BYTES (codegen.py). */
     const int64_t plane_bytes = (p1 - p0) * t->nq * W;
-    int contiguous_large_plane = t->sp == W && p0 == 0 && p1 == t->np && plane_bytes > SMALL_PLANE_BYTES
-        && plane_bytes <= CONTIGUOUS_PLANE_PREFETCH_BYTES;
-    for (int64_t j = 1; contiguous_large_plane && j < t->nq; ++j)
-        contiguous_large_plane = t->qa[j] == t->qa[j - 1] + t->np * W;
-    const int prefetch_next = plane_bytes <= SMALL_PLANE_BYTES || contiguous_large_plane;
+    int contiguous = t->sp == W && p0 == 0 && p1 == t->np;
+    for (int64_t j = 1; contiguous && j < t->nq && plane_bytes <= PREFETCH_PLANE_MAX_BYTES; ++j)
+        contiguous = t->qa[j] == t->qa[j - 1] + t->np * W;
+    const int prefetch_next = t->probe != PROBE_NO_PREFETCH && (plane_bytes <= SMALL_PLANE_BYTES
+        || ((contiguous || dense_buf) && plane_bytes <= PREFETCH_PLANE_MAX_BYTES));
     outer_seek(t->nouter, t->oshape, t->oa, t->ob, o0, next_idx, &next_a, &next_b);
     for (int64_t o = o0; o < o1; ++o) {
         if (prefetch_next && o + 1 < o1) {
