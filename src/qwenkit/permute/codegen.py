@@ -35,27 +35,24 @@ TILE_BUFFER_BYTES = 65536
 DENSE_BUFFER_BYTES = 262144
 MAX_TILE_P = 1024
 MAX_OUTER_DIMS = 64
-SMALL_PLANE_BYTES = 65536
-"""A plane of at most this many bytes fetches the next plane's input rows while it is transposed: latency, not
-bandwidth, limits a plane of a few short rows (TTC: 32 rows of 900 bytes a plane)."""
-PREFETCH_PLANE_MAX_BYTES = 262144
-"""Larger planes up to this size fetch the next plane too when their input is one contiguous run (3-D (0, 2, 1):
-256 rows of 1 KiB back to back, which the memory system serves at streaming speed) or when they take the dense
-path (6-D random #2 int16: 285 rows of 578 bytes, 68 KiB apart, which the hardware prefetchers do not follow).
-Not other planes: NCHW->NHWC uint8 (196 KiB planes, direct stores) ran 72 % of np.copyto without the prefetch
-and 55 % with it. Measured as the kernel without its software prefetches (``Plan.probe`` 3): the column "prefetch
-off, kernel time x" of benchmarks/results/permute_xeon/permute_limits.md."""
+DENSE_PREFETCH_MIN_BYTES = 65536
+"""A plane that goes through the dense buffer and holds more than this many bytes fetches the next plane's input
+rows while it is transposed (6-D random #2 int16: 285 rows of 578 bytes, 68 KiB apart, 161 KiB a plane). No other
+plane does: in interleaved A/Bs against the kernel without its prefetches (``Plan.probe`` 3) the next-plane fetch
+slowed the small planes it used to serve (TTC's 28 KiB planes, dense or tiled; the 20-D all-size-2 cases), and on
+the whole-line tile path the columns fetch ahead themselves (``PREFETCH_COLUMN_MIN_TILES``). Measured: the column
+"prefetch off, kernel time x" of benchmarks/results/permute_xeon/permute_limits.md. The 64 KiB bound sits between
+the planes measured (28 KiB: slower with the fetch; 161 KiB: faster; 256 KiB: the same); it is not tuned further."""
 PREFETCH_COLUMN_MIN_TILES = 32
-"""Column order fetches the next macro tile down the column while this one is transposed when the column holds at
-least this many tiles; a shorter column fetches the tile beside this one in the next column instead (unless the
-next plane is being fetched already). Measured by ``benchmarks/permute_bench.py`` on the AVX-512 Xeon, interleaved
-medians, % of np.copyto, 1 thread, each against the same kernel without its software prefetches (``Plan.probe`` 3): the
-rows "prefetch off" of benchmarks/results/permute_xeon/permute_tiles.md (long columns: 8192^2 float32
-59 -> 69 %, float64 59 -> 66 %, complex128 65 -> 76 %, int16 44 -> 48 %, uint8 46 -> 49 %; the aliasing 3-D float32
-cases, 2,048 tiles a column, 41-43 -> 48 %) and the column "prefetch off, kernel time x" of
-permute_limits.md (short columns: 3-D (2, 0, 1) and NHWC->NCHW, 8 and 2 tiles a column). The next tile down a
-short column was the first choice; an earlier A/B across processes measured a 5-10 % loss on 256^3 planes (8 tiles
-a column), not from a committed script."""
+"""Column order fetches the next macro tile down the column while this one is transposed when the column holds at least
+this many tiles; a shorter column fetches the tile beside this one in the next column instead. Measured by
+``benchmarks/permute_bench.py`` on the AVX-512 Xeon, interleaved medians, % of np.copyto, 1 thread, each against the
+same kernel without its software prefetches (``Plan.probe`` 3): the rows "prefetch off" of
+benchmarks/results/permute_xeon/permute_tiles.md (long columns: 8192^2 float32 59 -> 69 %, float64 59 -> 66 %,
+complex128 65 -> 76 %, int16 44 -> 48 %, uint8 46 -> 49 %; the aliasing 3-D float32 cases, 2,048 tiles a column,
+41-43 -> 48 %) and the column "prefetch off, kernel time x" of permute_limits.md (short columns: 3-D (2, 0, 1) and
+NHWC->NCHW, 8 and 2 tiles a column). The next tile down a short column was the first choice; an earlier A/B across
+processes measured a 5-10 % loss on 256^3 planes (8 tiles a column), not from a committed script."""
 
 CDEF = """
 typedef struct {
@@ -261,8 +258,7 @@ def generate_source(isa: str, width: int) -> str:
 #define DENSE_BUFFER_BYTES {DENSE_BUFFER_BYTES}
 #define MAX_TILE_P {MAX_TILE_P}
 #define MAX_OUTER_DIMS {MAX_OUTER_DIMS}
-#define SMALL_PLANE_BYTES {SMALL_PLANE_BYTES}
-#define PREFETCH_PLANE_MAX_BYTES {PREFETCH_PLANE_MAX_BYTES}
+#define DENSE_PREFETCH_MIN_BYTES {DENSE_PREFETCH_MIN_BYTES}
 #define PREFETCH_COLUMN_MIN_TILES {PREFETCH_COLUMN_MIN_TILES}
 #define MAX_SHORT_AXIS {MAX_SHORT_AXIS}
 #define HAVE_STREAM {1 if spec.stream else 0}
@@ -418,7 +414,7 @@ int32_t qk_micro_q(void) { return MQ; }
 #define PROBE_READS 1
 #define PROBE_WRITES 2
 /* Diagnosis only: the whole kernel without its software prefetches (PREFETCH_COLUMN_MIN_TILES,
-   PREFETCH_PLANE_MAX_BYTES), for an A/B in one process. */
+   DENSE_PREFETCH_MIN_BYTES), for an A/B in one process. */
 #define PROBE_NO_PREFETCH 3
 
 /* Diagnosis only: a sequential read of every byte (XOR-folded so that the loads are kept), and a sequential write
@@ -600,7 +596,7 @@ static void plane_dense(const char *a, char *b, const qk_tile_args *t, char *buf
    strip of output rows across all columns (long input runs per tile); column order walks down a strip of columns
    (each input row read sequentially across tiles): the planner picks per element width, as measured. */
 static void plane(const char *a, char *b, const qk_tile_args *t, int64_t p0, int64_t p1,
-                  char *buf, const int64_t *pbuf, const int64_t *prow, int64_t rows_fit, int plane_prefetched)
+                  char *buf, const int64_t *pbuf, const int64_t *prow, int64_t rows_fit)
 {
     const int64_t nq = t->nq, tq = t->tq, tp = t->tp, sp = t->sp;
     const int64_t misalign = (int64_t)((uintptr_t)(b + t->pb[p0]) & 63);
@@ -632,10 +628,10 @@ static void plane(const char *a, char *b, const qk_tile_args *t, int64_t p0, int
             }
     }
     /* A long column fetches the next tile down it; a short one (NHWC->NCHW: 2 tiles) the tile beside this one in
-       the next column, unless the next plane is being fetched already (PREFETCH_COLUMN_MIN_TILES in codegen.py). */
+       the next column (PREFETCH_COLUMN_MIN_TILES in codegen.py). */
     const int long_column = p1 - p0 >= PREFETCH_COLUMN_MIN_TILES * tp;
     const int prefetch = long_column && t->probe != PROBE_NO_PREFETCH;
-    const int prefetch_beside = !long_column && !plane_prefetched && t->probe != PROBE_NO_PREFETCH;
+    const int prefetch_beside = !long_column && t->probe != PROBE_NO_PREFETCH;
     if (t->column_order)
         for (int64_t jq = head; jq < lines_end; jq += tq) {
             const int64_t cols = lines_end - jq < tq ? lines_end - jq : tq;
@@ -670,25 +666,18 @@ void qk_tile(const char *a, char *b, const qk_tile_args *t, int64_t o0, int64_t 
     }
     int64_t idx[MAX_OUTER_DIMS], off_a, off_b, next_idx[MAX_OUTER_DIMS], next_a, next_b;
     outer_seek(t->nouter, t->oshape, t->oa, t->ob, o0, idx, &off_a, &off_b);
-    /* Fetch the next plane's input rows while this one is transposed: small planes, and contiguous or dense ones
-       up to PREFETCH_PLANE_MAX_BYTES (codegen.py). */
     const int64_t plane_bytes = (p1 - p0) * t->nq * W;
-    int contiguous = t->sp == W && p0 == 0 && p1 == t->np;
-    for (int64_t j = 1; contiguous && j < t->nq && plane_bytes <= PREFETCH_PLANE_MAX_BYTES; ++j)
-        contiguous = t->qa[j] == t->qa[j - 1] + t->np * W;
-    const int prefetch_next = t->probe != PROBE_NO_PREFETCH && (plane_bytes <= SMALL_PLANE_BYTES
-        || ((contiguous || dense_buf) && plane_bytes <= PREFETCH_PLANE_MAX_BYTES));
     outer_seek(t->nouter, t->oshape, t->oa, t->ob, o0, next_idx, &next_a, &next_b);
     for (int64_t o = o0; o < o1; ++o) {
-        if (prefetch_next && o + 1 < o1) {
-            outer_next(t->nouter, t->oshape, t->oa, t->ob, next_idx, &next_a, &next_b);
-            prefetch_rows(a + next_a + p0 * t->sp, t->qa, 0, t->nq, (p1 - p0) * t->sp);
-        }
+        outer_next(t->nouter, t->oshape, t->oa, t->ob, next_idx, &next_a, &next_b);
         /* a plane whose rows all start on cache lines streams whole-line tiles (faster there: docs/permute.md, 3-D
            (0, 2, 1) and TTC); the dense path pays where they cannot run: rows off a line, or not aligned alike */
-        if (dense_buf && (stream != 1 || ((uintptr_t)(b + off_b + t->pb[0]) & 63) != 0))
-            plane_dense(a + off_a, b + off_b, t, dense_buf);
-        else if (stream == 1) plane(a + off_a, b + off_b, t, p0, p1, buf, pbuf, prow, rows_fit, prefetch_next);
+        const int dense = dense_buf && (stream != 1 || ((uintptr_t)(b + off_b + t->pb[0]) & 63) != 0);
+        /* which planes fetch the next one's input rows: DENSE_PREFETCH_MIN_BYTES in codegen.py */
+        if (t->probe != PROBE_NO_PREFETCH && o + 1 < o1 && dense && plane_bytes > DENSE_PREFETCH_MIN_BYTES)
+            prefetch_rows(a + next_a + p0 * t->sp, t->qa, 0, t->nq, (p1 - p0) * t->sp);
+        if (dense) plane_dense(a + off_a, b + off_b, t, dense_buf);
+        else if (stream == 1) plane(a + off_a, b + off_b, t, p0, p1, buf, pbuf, prow, rows_fit);
         else if (stream == 2 && rows_fit >= MP) plane_whole_rows(a + off_a, b + off_b, t, p0, p1, buf, prow, rows_fit);
         else plane_direct(a + off_a, b + off_b, t, p0, p1);
         outer_next(t->nouter, t->oshape, t->oa, t->ob, idx, &off_a, &off_b);
