@@ -36,23 +36,26 @@ DENSE_BUFFER_BYTES = 262144
 MAX_TILE_P = 1024
 MAX_OUTER_DIMS = 64
 DENSE_PREFETCH_MIN_BYTES = 65536
-"""A plane that goes through the dense buffer and holds more than this many bytes fetches the next plane's input
-rows while it is transposed (6-D random #2 int16: 285 rows of 578 bytes, 68 KiB apart, 161 KiB a plane). No other
-plane does: in interleaved A/Bs against the kernel without its prefetches (``Plan.probe`` 3) the next-plane fetch
-slowed the small planes it used to serve (TTC's 28 KiB planes, dense or tiled; the 20-D all-size-2 cases), and on
-the whole-line tile path the columns fetch ahead themselves (``PREFETCH_COLUMN_MIN_TILES``). Measured: the column
-"prefetch off, kernel time x" of benchmarks/results/permute_xeon/permute_limits.md. The 64 KiB bound sits between
-the planes measured (28 KiB: slower with the fetch; 161 KiB: faster; 256 KiB: the same); it is not tuned further."""
+"""A plane that goes through the dense buffer and holds more than this many bytes fetches the next plane's input rows
+while it is transposed (6-D random #2 int16: 285 rows of 578 bytes, 68 KiB apart, 161 KiB a plane; the column
+"prefetch off, kernel time x" of benchmarks/results/permute_xeon/permute_limits.md). No other plane does. The
+next-plane fetch used to serve every plane up to 64 KiB and contiguous ones up to 256 KiB; it slowed the planes it
+served: TTC's 28 KiB planes ran 1.5x faster without it in the diagnosis of commit dc5c8aa (committed at c9bc982;
+1.2x in a first run minutes before, not kept), and the 20-D all-size-2 cases 1.1-1.6x and the TTC case into np.empty
+1.2x in ad-hoc interleaved A/Bs (not committed). On the whole-line tile path the columns fetch ahead themselves
+(``PREFETCH_COLUMN_MIN_TILES``). The 64 KiB bound sits between the dense planes measured (28 KiB: slower with the
+fetch; 161 KiB: faster); it is not tuned further."""
 PREFETCH_COLUMN_MIN_TILES = 32
 """Column order fetches the next macro tile down the column while this one is transposed when the column holds at least
 this many tiles; a shorter column fetches the tile beside this one in the next column instead. Measured by
 ``benchmarks/permute_bench.py`` on the AVX-512 Xeon, interleaved medians, % of np.copyto, 1 thread, each against the
-same kernel without its software prefetches (``Plan.probe`` 3): the rows "prefetch off" of
-benchmarks/results/permute_xeon/permute_tiles.md (long columns: 8192^2 float32 59 -> 69 %, float64 59 -> 66 %,
-complex128 65 -> 76 %, int16 44 -> 48 %, uint8 46 -> 49 %; the aliasing 3-D float32 cases, 2,048 tiles a column,
-41-43 -> 48 %) and the column "prefetch off, kernel time x" of permute_limits.md (short columns: 3-D (2, 0, 1) and
-NHWC->NCHW, 8 and 2 tiles a column). The next tile down a short column was the first choice; an earlier A/B across
-processes measured a 5-10 % loss on 256^3 planes (8 tiles a column), not from a committed script."""
+same kernel without its software prefetches (``Plan.probe`` 3). Long columns, the rows "prefetch off" of
+benchmarks/results/permute_xeon/permute_tiles.md: 8192^2 float32 64 -> 71 %, float64 57 -> 63 %, complex128 61 -> 74 %,
+uint8 41 -> 45 %, int16 53 -> 52 % (no gain in that run; 44 -> 48 % in the one before); the aliasing 3-D float32
+cases (2,048 tiles a column) 45-47 -> 52 %. Short columns: the column "prefetch off, kernel time x" of
+permute_limits.md (3-D (2, 0, 1), 8 tiles a column; NHWC->NCHW, 2; TTC, 8). The next tile down a short column was
+the first choice; an earlier A/B across processes measured a 5-10 % loss on 256^3 planes (8 tiles a column), not
+from a committed script."""
 
 CDEF = """
 typedef struct {
