@@ -417,7 +417,7 @@ int32_t qk_micro_q(void) { return MQ; }
 #define PROBE_READS 1
 #define PROBE_WRITES 2
 /* Diagnosis only: the whole kernel without its software prefetches (PREFETCH_COLUMN_MIN_TILES,
-   DENSE_PREFETCH_MIN_BYTES), for an A/B in one process. */
+   DENSE_PREFETCH_MIN_BYTES, the whole-row strips), for an A/B in one process. */
 #define PROBE_NO_PREFETCH 3
 
 /* Diagnosis only: a sequential read of every byte (XOR-folded so that the loads are kept), and a sequential write
@@ -573,6 +573,10 @@ static void plane_whole_rows(const char *a, char *b, const qk_tile_args *t, int6
         const int64_t rows = p1 - ip < rows_fit ? p1 - ip : rows_fit;
         /* the strip sits in the buffer at the output's offset within a cache line: aligned loads feed the stores */
         char *strip = buf + ((uintptr_t)(b + t->pb[ip]) & 63);
+        /* the next strip's input rows (NCHW->NHWC into np.empty: 64 rows of 128 bytes a strip) */
+        const int64_t next = ip + rows, next_rows = p1 - next < rows_fit ? p1 - next : rows_fit;
+        if (t->probe != PROBE_NO_PREFETCH && next < p1)
+            prefetch_rows(a + next * t->sp, t->qa, 0, t->nq, next_rows * t->sp);
         if (t->probe != PROBE_WRITES) transpose_block(a + ip * t->sp, t->sp, t->qa, strip, prow, rows, t->nq);
         if (t->probe == PROBE_READS) continue;
         for (int64_t i = 0; i < rows;) {
