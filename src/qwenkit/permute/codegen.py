@@ -50,12 +50,11 @@ PREFETCH_COLUMN_MIN_TILES = 32
 this many tiles; a shorter column fetches the tile beside this one in the next column instead. Measured by
 ``benchmarks/permute_bench.py`` on the AVX-512 Xeon, interleaved medians, % of np.copyto, 1 thread, each against the
 same kernel without its software prefetches (``Plan.probe`` 3). Long columns, the rows "prefetch off" of
-benchmarks/results/permute_xeon/permute_tiles.md: 8192^2 float32 64 -> 71 %, float64 57 -> 63 %, complex128 61 -> 74 %,
-uint8 41 -> 45 %, int16 53 -> 52 % (no gain in that run; 44 -> 48 % in the one before); the aliasing 3-D float32
-cases (2,048 tiles a column) 45-47 -> 52 %. Short columns: the column "prefetch off, kernel time x" of
-permute_limits.md (3-D (2, 0, 1), 8 tiles a column; NHWC->NCHW, 2; TTC, 8). The next tile down a short column was
-the first choice; an earlier A/B across processes measured a 5-10 % loss on 256^3 planes (8 tiles a column), not
-from a committed script."""
+benchmarks/results/permute_xeon/permute_tiles.md: 8192^2 float32 59 -> 68 %, float64 60 -> 64 %, complex128 58 ->
+67 %, int16 44 -> 57 %, uint8 43 -> 45 %; the aliasing 3-D float32 cases (2,048 tiles a column) 34-42 -> 49-50 %.
+Short columns: the column "prefetch off, kernel time x" of permute_limits.md (3-D (2, 0, 1), 8 tiles a column;
+NHWC->NCHW, 2; TTC, 8). The next tile down a short column was the first choice; an earlier A/B across processes
+measured a 5-10 % loss on 256^3 planes (8 tiles a column), not from a committed script."""
 
 CDEF = """
 typedef struct {
