@@ -175,6 +175,7 @@ def test_input_rows_that_alias_in_the_l2_get_shorter_tiles_and_long_runs(monkeyp
     aliased = _plan(cube, (2, 1, 0), isa="avx512")
     assert aliased.kind == "tile" and aliased.tq == 16
     assert aliased.p_axes.shape == (256, 256) and aliased.outer.shape == ()
+    assert "32 of a tile's 32 input rows share one L2 set of 16 ways: 16 rows a tile" in aliased.reason
     square = _plan(np.empty((8192, 8192), np.float32), (1, 0), isa="avx512")
     assert square.tq == 32, "rows 32 KiB apart: 8 a set, within 16 ways; the tile is unchanged"
     monkeypatch.setattr(planner.system, "l2_cache_geometry", lambda: (2048, 2**40, 64))

@@ -387,12 +387,13 @@ def _plan_tile(axes: Axes, p: int, n_threads: int, common: dict) -> Plan:
     geometry = system.l2_cache_geometry()
     reason = "block transpose between the two unit-stride sides"
     if (aliasing := rows_per_cache_set(qa[:tq], geometry)) > geometry[1]:
-        reason += (f"; {aliasing} of a tile's {tq} input rows share one L2 set of {geometry[1]} ways: "
-                   "fewer rows a tile, each input row read as one long run")
         # Input rows that alias in the L2: fewer rows a tile, and the p side packs every further axis that continues
         # it densely in A, so that a column of tiles reads each input row as one long run (3-D (2, 1, 0) float32,
         # 16 rows a tile: 1 KiB runs 29 %, 256 KiB runs 49 % of np.copyto; permute_tiles.md).
-        tq = _alias_free_tq(qa, tq, max(mq, 64 // width), geometry)
+        shrunk = _alias_free_tq(qa, tq, max(mq, 64 // width), geometry)
+        reason += (f"; {aliasing} of a tile's {tq} input rows share one L2 set of {geometry[1]} ways: {shrunk} rows "
+                   "a tile, each input row read as one long run")
+        tq = shrunk
         while (k := _continuation(axes, p_side, p_side + q_side, axes.sa)) is not None:
             p_side.append(k)
         n_p = math.prod(axes.shape[k] for k in p_side)
