@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from qwenkit.core.system import machine_summary
+from qwenkit.permute import codegen
 
 MIN_MEASURE_S = 2e-3
 """One measurement of a contender lasts at least this long (many back-to-back calls for tiny arrays)."""
@@ -773,6 +774,29 @@ def _run_with_plan(a: np.ndarray, axes, out: np.ndarray, plan) -> Callable[[], o
     return functools.partial(runner, a, out)
 
 
+def _checked_run(a: np.ndarray, axes, out: np.ndarray, plan, expected: bytes, what: str) -> Callable[[], object]:
+    """``_run_with_plan``, run once into a zeroed ``out`` and checked against NumPy's bytes ``expected``."""
+    run = _run_with_plan(a, axes, out, plan)
+    out.fill(0)
+    run()
+    if out.tobytes() != expected:
+        raise AssertionError(f"{what} wrote other bytes than NumPy")
+    return run
+
+
+def _experiment_arrays(shape, dtype) -> tuple[np.ndarray, np.ndarray, dict[str, Callable[[], object]]]:
+    """An experiment's input, its pre-touched aligned output, and its reference contender: ``np.copyto`` of the
+    same bytes into another pre-touched buffer."""
+    from qwenkit.permute import empty_aligned
+
+    a = _filled(shape, dtype)
+    out = empty_aligned(shape, dtype)
+    out.fill(0)
+    flat_dst = empty_aligned((a.size,), dtype)
+    flat_dst.fill(0)
+    return a, out, {"np.copyto": functools.partial(np.copyto, flat_dst, a.reshape(-1))}
+
+
 def diagnose_case(case: Case, repeats: int = 3) -> dict:
     """Measure what limits one case, in one interleaved loop. This VM exposes no hardware counters, so each
     resource is isolated by an experiment on the same bytes:
@@ -806,7 +830,8 @@ def diagnose_case(case: Case, repeats: int = 3) -> dict:
         contenders[label] = _run_with_plan(a, case.axes, out, variant)
     probed = base.plan.kind == "tile" and bool(base.plan.stream or base.plan.dense)
     if probed:
-        for probe, label in ((1, PROBE_READS_LABEL), (2, PROBE_WRITES_LABEL), (3, NO_PREFETCH_LABEL)):
+        for probe, label in ((codegen.PROBE_READS, PROBE_READS_LABEL), (codegen.PROBE_WRITES, PROBE_WRITES_LABEL),
+                             (codegen.PROBE_NO_PREFETCH, NO_PREFETCH_LABEL)):
             contenders[label] = _run_with_plan(a, case.axes, out, dataclasses.replace(base.plan, probe=probe))
     two = make_plan(a, case.axes, out, threads=2)
     contenders["qwenkit 2 threads"] = functools.partial(two, a, out)
@@ -936,7 +961,7 @@ def stride_experiment(repeats: int = 5, row_elements: tuple[int, ...] = STRIDE_E
             contenders = {"kernel": functools.partial(base, a, out),
                           "np.copyto": functools.partial(np.copyto, flat_dst, flat_src)}
             if base.plan.kind == "tile" and base.plan.stream:
-                for probe, label in ((1, "reads alone"), (2, "writes alone")):
+                for probe, label in ((codegen.PROBE_READS, "reads alone"), (codegen.PROBE_WRITES, "writes alone")):
                     contenders[label] = _run_with_plan(a, (1, 0), out, dataclasses.replace(base.plan, probe=probe))
             seconds, _ = time_interleaved(contenders, repeats)
             copy = seconds["np.copyto"]
@@ -967,33 +992,24 @@ def tile_shape_experiment(side: int = 8192, repeats: int = 7, variants=None) -> 
     writes the same bytes (checked)."""
     import dataclasses
 
-    from qwenkit.permute import empty_aligned, make_plan
+    from qwenkit.permute import make_plan
     from qwenkit.permute.planner import TILE_SHAPES
 
     rows = []
     for dtype, shapes in (variants or TILE_EXPERIMENT_VARIANTS).items():
-        a = _filled((side, side), dtype)
-        out = empty_aligned((side, side), dtype)
-        out.fill(0)
-        flat_dst = empty_aligned((a.size,), dtype)
-        flat_dst.fill(0)
+        a, out, contenders = _experiment_arrays((side, side), dtype)
         base = make_plan(a, (1, 0), out, threads=1)
         width = base.plan.width
-        contenders = {"np.copyto": functools.partial(np.copyto, flat_dst, a.reshape(-1))}
-        expected = np.ascontiguousarray(a.T)
+        expected = np.ascontiguousarray(a.T).tobytes()
         labels = {}
         for tp_bytes, tq_bytes, column_order in shapes:
-            for probe in (0, 3) if column_order else (0,):
-                run = _run_with_plan(a, (1, 0), out, dataclasses.replace(
-                    base.plan, tp=tp_bytes // width, tq=tq_bytes // width, column_order=column_order, probe=probe))
-                out.fill(0)
-                run()
-                if out.tobytes() != expected.tobytes():
-                    raise AssertionError(f"tile shape {tp_bytes} x {tq_bytes} wrote other bytes than NumPy")
+            for probe in (0, codegen.PROBE_NO_PREFETCH) if column_order else (0,):
                 label = (f"{tp_bytes} x {tq_bytes} B, {'column' if column_order else 'row'} order"
                          + (", prefetch off" if probe else ""))
+                contenders[label] = _checked_run(a, (1, 0), out, dataclasses.replace(
+                    base.plan, tp=tp_bytes // width, tq=tq_bytes // width, column_order=column_order, probe=probe),
+                    expected, f"tile shape {label}")
                 labels[label] = (tp_bytes, tq_bytes, column_order), probe
-                contenders[label] = run
         _, medians = time_interleaved(contenders, repeats)
         for label, (shape, probe) in labels.items():
             rows.append({"dtype": dtype, "tile": label, "default now": shape == TILE_SHAPES[width] and not probe,
@@ -1016,29 +1032,21 @@ def alias_experiment(side: int = 256, repeats: int = 7, axes_list=ALIAS_EXPERIME
     from unittest import mock
 
     from qwenkit.core import system
-    from qwenkit.permute import empty_aligned, make_plan
+    from qwenkit.permute import make_plan
 
     sets, _, line = system.l2_cache_geometry()
     rows = []
     for axes in axes_list:
-        a = _filled((side,) * 3, "float32")
-        out = empty_aligned((side,) * 3, "float32")
-        out.fill(0)
-        flat_dst = empty_aligned((a.size,), "float32")
-        flat_dst.fill(0)
+        a, out, contenders = _experiment_arrays((side,) * 3, "float32")
         on = make_plan(a, axes, out, threads=1).plan
         with mock.patch.object(system, "l2_cache_geometry", lambda: (sets, 2**62, line)):
             off = make_plan(a, axes, out, threads=1).plan
-        variants = {"on (the planner)": on, "on, prefetch off": dataclasses.replace(on, probe=3), "off": off,
-                    "fewer rows only": dataclasses.replace(off, tq=on.tq)}
-        contenders = {"np.copyto": functools.partial(np.copyto, flat_dst, a.reshape(-1))}
+        variants = {"on (the planner)": on,
+                    "on, prefetch off": dataclasses.replace(on, probe=codegen.PROBE_NO_PREFETCH),
+                    "off": off, "fewer rows only": dataclasses.replace(off, tq=on.tq)}
         expected = np.ascontiguousarray(a.transpose(axes)).tobytes()
         for label, plan in variants.items():
-            contenders[label] = _run_with_plan(a, axes, out, plan)
-            out.fill(0)
-            contenders[label]()
-            if out.tobytes() != expected:
-                raise AssertionError(f"{axes} {label} wrote other bytes than NumPy")
+            contenders[label] = _checked_run(a, axes, out, plan, expected, f"{axes} {label}")
         _, medians = time_interleaved(contenders, repeats)
         for label, plan in variants.items():
             rows.append({"axes": str(axes), "rule": label, "rows a tile": plan.tq,

@@ -35,6 +35,9 @@ TILE_BUFFER_BYTES = 65536
 DENSE_BUFFER_BYTES = 262144
 MAX_TILE_P = 1024
 MAX_OUTER_DIMS = 64
+PROBE_READS, PROBE_WRITES, PROBE_NO_PREFETCH = 1, 2, 3
+"""``qk_tile_args.probe`` (diagnosis only, ``Plan.probe``): a streaming tile kernel's loads and shuffles without
+its output stores; its stores without its loads; the whole kernel without its software prefetches."""
 DENSE_PREFETCH_MIN_BYTES = 65536
 """A plane that goes through the dense buffer and holds more than this many bytes fetches the next plane's input rows
 while it is transposed (6-D random #2 int16: 285 rows of 578 bytes, 68 KiB apart, 161 KiB a plane; the column
@@ -261,6 +264,9 @@ def generate_source(isa: str, width: int) -> str:
 #define MAX_TILE_P {MAX_TILE_P}
 #define MAX_OUTER_DIMS {MAX_OUTER_DIMS}
 #define DENSE_PREFETCH_MIN_BYTES {DENSE_PREFETCH_MIN_BYTES}
+#define PROBE_READS {PROBE_READS}
+#define PROBE_WRITES {PROBE_WRITES}
+#define PROBE_NO_PREFETCH {PROBE_NO_PREFETCH}
 #define PREFETCH_COLUMN_MIN_TILES {PREFETCH_COLUMN_MIN_TILES}
 #define MAX_SHORT_AXIS {MAX_SHORT_AXIS}
 #define HAVE_STREAM {1 if spec.stream else 0}
@@ -410,14 +416,11 @@ _COMMON_C = r"""
 int32_t qk_micro_p(void) { return MP; }
 int32_t qk_micro_q(void) { return MQ; }
 
-/* Diagnosis only (qk_tile_args.probe, benchmark --diagnose): PROBE_READS runs a streaming tile kernel's loads and
-   shuffles into its buffer and never stores to the output; PROBE_WRITES stores the buffer to the output without
-   reading the input. Either half alone shows what the other costs. */
-#define PROBE_READS 1
-#define PROBE_WRITES 2
-/* Diagnosis only: the whole kernel without its software prefetches (PREFETCH_COLUMN_MIN_TILES,
+/* Diagnosis only (qk_tile_args.probe, benchmark --diagnose; the values are codegen.PROBE_*): PROBE_READS runs a
+   streaming tile kernel's loads and shuffles into its buffer and never stores to the output; PROBE_WRITES stores
+   the buffer to the output without reading the input. Either half alone shows what the other costs.
+   PROBE_NO_PREFETCH runs the whole kernel without its software prefetches (PREFETCH_COLUMN_MIN_TILES,
    DENSE_PREFETCH_MIN_BYTES, the whole-row strips), for an A/B in one process. */
-#define PROBE_NO_PREFETCH 3
 
 /* Diagnosis only: a sequential read of every byte (XOR-folded so that the loads are kept), and a sequential write
    of zeros with streaming stores (stream) or ordinary ones (each line read for ownership before it is written). */

@@ -129,8 +129,7 @@ class Plan:
     stream: int = 0  # rows: 0/1; tile: 0 direct, STREAM_TILES, STREAM_WHOLE_ROWS
     dense: bool = False  # tile: the block's output is one contiguous span, streamed whole
     column_order: bool = False  # tile: walk macro tiles down columns (True) or along rows
-    probe: int = 0  # tile, diagnosis only: 1 loads and shuffles without output stores, 2 stores without loads,
-    #                 3 the whole kernel without its software prefetches
+    probe: int = 0  # tile, diagnosis only: one of codegen.PROBE_READS, PROBE_WRITES, PROBE_NO_PREFETCH
     short_idx: np.ndarray | None = field(default=None, repr=False)  # (de)interleave: permute index vectors
     short_mask: np.ndarray | None = field(default=None, repr=False)  # (de)interleave: lane masks
     chunks: tuple[Chunk, ...] = ()
