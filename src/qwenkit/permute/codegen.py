@@ -622,6 +622,7 @@ static void plane(const char *a, char *b, const qk_tile_args *t, int64_t p0, int
         return;
     }
     if (misalign % W != 0) { plane_direct(a, b, t, p0, p1); return; }
+    const int may_prefetch = t->probe != PROBE_NO_PREFETCH;
     for (int64_t ip = p0; ip < p1; ip += tp) {
         const int64_t rows = p1 - ip < tp ? p1 - ip : tp;
         if (head > 0) transpose_block(a + ip * sp, sp, t->qa, b, t->pb + ip, rows, head);
@@ -629,7 +630,7 @@ static void plane(const char *a, char *b, const qk_tile_args *t, int64_t p0, int
             transpose_block(a + ip * sp, sp, t->qa + lines_end, b + lines_end * W, t->pb + ip, rows, nq - lines_end);
         if (!t->column_order)
             for (int64_t jq = head; jq < lines_end; jq += tq) {
-                if (t->probe != PROBE_NO_PREFETCH)
+                if (may_prefetch)
                     prefetch_rows(a + ip * sp, t->qa, jq + tq, jq + 2 * tq < lines_end ? jq + 2 * tq : lines_end,
                                   rows * sp);
                 buffered_tile(a + ip * sp, t, b, t->pb + ip, rows, jq, lines_end - jq < tq ? lines_end - jq : tq,
@@ -639,18 +640,18 @@ static void plane(const char *a, char *b, const qk_tile_args *t, int64_t p0, int
     /* A long column fetches the next tile down it; a short one (NHWC->NCHW: 2 tiles) the tile beside this one in
        the next column (PREFETCH_COLUMN_MIN_TILES in codegen.py). */
     const int long_column = p1 - p0 >= PREFETCH_COLUMN_MIN_TILES * tp;
-    const int prefetch = long_column && t->probe != PROBE_NO_PREFETCH;
-    const int prefetch_beside = !long_column && t->probe != PROBE_NO_PREFETCH;
+    const int prefetch = may_prefetch && long_column, prefetch_beside = may_prefetch && !long_column;
     if (t->column_order)
         for (int64_t jq = head; jq < lines_end; jq += tq) {
             const int64_t cols = lines_end - jq < tq ? lines_end - jq : tq;
             const int64_t next_jq = jq + tq, next_cols = lines_end - next_jq < tq ? lines_end - next_jq : tq;
             for (int64_t ip = p0; ip < p1; ip += tp) {
+                const int64_t rows = p1 - ip < tp ? p1 - ip : tp;
                 const int64_t next = ip + tp, next_rows = p1 - next < tp ? p1 - next : tp;
                 if (prefetch && next < p1) prefetch_rows(a + next * sp, t->qa, jq, jq + cols, next_rows * sp);
                 if (prefetch_beside && next_jq < lines_end)
-                    prefetch_rows(a + ip * sp, t->qa, next_jq, next_jq + next_cols, (p1 - ip < tp ? p1 - ip : tp) * sp);
-                buffered_tile(a + ip * sp, t, b, t->pb + ip, p1 - ip < tp ? p1 - ip : tp, jq, cols, buf, pbuf);
+                    prefetch_rows(a + ip * sp, t->qa, next_jq, next_jq + next_cols, rows * sp);
+                buffered_tile(a + ip * sp, t, b, t->pb + ip, rows, jq, cols, buf, pbuf);
             }
         }
 }
@@ -666,9 +667,10 @@ void qk_tile(const char *a, char *b, const qk_tile_args *t, int64_t o0, int64_t 
     /* how many whole output rows (a multiple of the micro tile) the buffer holds */
     int64_t rows_fit = t->nq * W <= TILE_BUFFER_BYTES ? TILE_BUFFER_BYTES / (t->nq * W) / MP * MP : 0;
     if (rows_fit > MAX_TILE_P) rows_fit = MAX_TILE_P;
-    /* the dense block's buffer (up to 256 KiB, L2-sized) lives on the heap: thread stacks may be small */
-    char *dense_buf = HAVE_STREAM && t->dense && p0 == 0 && p1 == t->np && t->np * t->nq * W <= DENSE_BUFFER_BYTES
-        ? aligned_alloc(64, DENSE_BUFFER_BYTES + 64) : NULL;
+    /* the dense block's buffer (up to 256 KiB, L2-sized) lives on the heap (thread stacks may be small), allocated
+       by the first plane that takes the dense path; if it cannot be, every plane takes the other paths */
+    int dense_fits = HAVE_STREAM && t->dense && p0 == 0 && p1 == t->np && t->np * t->nq * W <= DENSE_BUFFER_BYTES;
+    char *dense_buf = NULL;
     if (stream) {
         for (int64_t i = 0; i < t->tp; ++i) pbuf[i] = i * t->tq * W;
         for (int64_t i = 0; i < rows_fit; ++i) prow[i] = i * t->nq * W;
@@ -681,7 +683,8 @@ void qk_tile(const char *a, char *b, const qk_tile_args *t, int64_t o0, int64_t 
         outer_next(t->nouter, t->oshape, t->oa, t->ob, next_idx, &next_a, &next_b);
         /* a plane whose rows all start on cache lines streams whole-line tiles (faster there: docs/permute.md, 3-D
            (0, 2, 1) and TTC); the dense path pays where they cannot run: rows off a line, or not aligned alike */
-        const int dense = dense_buf && (stream != 1 || ((uintptr_t)(b + off_b + t->pb[0]) & 63) != 0);
+        int dense = dense_fits && (stream != 1 || ((uintptr_t)(b + off_b + t->pb[0]) & 63) != 0);
+        if (dense && !dense_buf && !(dense_buf = aligned_alloc(64, DENSE_BUFFER_BYTES + 64))) dense = dense_fits = 0;
         /* which planes fetch the next one's input rows: DENSE_PREFETCH_MIN_BYTES in codegen.py */
         if (t->probe != PROBE_NO_PREFETCH && o + 1 < o1 && dense && plane_bytes > DENSE_PREFETCH_MIN_BYTES)
             prefetch_rows(a + next_a + p0 * t->sp, t->qa, 0, t->nq, (p1 - p0) * t->sp);
