@@ -45,19 +45,9 @@ while it is transposed (6-D random #2 int16: 285 rows of 578 bytes, 68 KiB apart
 next-plane fetch used to serve every plane up to 64 KiB and contiguous ones up to 256 KiB; it slowed the planes it
 served: TTC's 28 KiB planes ran 1.5x faster without it in the diagnosis of commit dc5c8aa (committed at c9bc982;
 1.2x in a first run minutes before, not kept), and the 20-D all-size-2 cases 1.1-1.6x and the TTC case into np.empty
-1.2x in ad-hoc interleaved A/Bs (not committed). On the whole-line tile path the columns fetch ahead themselves
-(``PREFETCH_COLUMN_MIN_TILES``). The 64 KiB bound sits between the dense planes measured (28 KiB: slower with the
+1.2x in ad-hoc interleaved A/Bs (not committed). On the whole-line tile path the column walk fetches ahead itself
+(docs/permute.md, "Prefetch"). The 64 KiB bound sits between the dense planes measured (28 KiB: slower with the
 fetch; 161 KiB: faster); it is not tuned further."""
-PREFETCH_COLUMN_MIN_TILES = 32
-"""Column order fetches the next macro tile down the column while this one is transposed when the column holds at least
-this many tiles; a shorter column fetches the tile beside this one in the next column instead. Measured by
-``benchmarks/permute_bench.py`` on the AVX-512 Xeon, interleaved medians, % of np.copyto, 1 thread, each against the
-same kernel without its software prefetches (``Plan.probe`` 3). Long columns, the rows "prefetch off" of
-benchmarks/results/permute_xeon/permute_tiles.md: 8192^2 float32 59 -> 68 %, float64 60 -> 64 %, complex128 58 ->
-67 %, int16 44 -> 57 %, uint8 43 -> 45 %; the aliasing 3-D float32 cases (2,048 tiles a column) 34-42 -> 49-50 %.
-Short columns: the column "prefetch off, kernel time x" of permute_limits.md (3-D (2, 0, 1), 8 tiles a column;
-NHWC->NCHW, 2; TTC, 8). The next tile down a short column was the first choice; an earlier A/B across processes
-measured a 5-10 % loss on 256^3 planes (8 tiles a column), not from a committed script."""
 
 CDEF = """
 typedef struct {
@@ -267,7 +257,6 @@ def generate_source(isa: str, width: int) -> str:
 #define PROBE_READS {PROBE_READS}
 #define PROBE_WRITES {PROBE_WRITES}
 #define PROBE_NO_PREFETCH {PROBE_NO_PREFETCH}
-#define PREFETCH_COLUMN_MIN_TILES {PREFETCH_COLUMN_MIN_TILES}
 #define MAX_SHORT_AXIS {MAX_SHORT_AXIS}
 #define HAVE_STREAM {1 if spec.stream else 0}
 #define VB {max(spec.vector_bytes, 16)}
@@ -419,7 +408,7 @@ int32_t qk_micro_q(void) { return MQ; }
 /* Diagnosis only (qk_tile_args.probe, benchmark --diagnose; the values are codegen.PROBE_*): PROBE_READS runs a
    streaming tile kernel's loads and shuffles into its buffer and never stores to the output; PROBE_WRITES stores
    the buffer to the output without reading the input. Either half alone shows what the other costs.
-   PROBE_NO_PREFETCH runs the whole kernel without its software prefetches (PREFETCH_COLUMN_MIN_TILES,
+   PROBE_NO_PREFETCH runs the whole kernel without its software prefetches (the column walk,
    DENSE_PREFETCH_MIN_BYTES, the whole-row strips), for an A/B in one process. */
 
 /* Diagnosis only: a sequential read of every byte (XOR-folded so that the loads are kept), and a sequential write
@@ -637,10 +626,10 @@ static void plane(const char *a, char *b, const qk_tile_args *t, int64_t p0, int
                               buf, pbuf);
             }
     }
-    /* A long column fetches the next tile down it; a short one (NHWC->NCHW: 2 tiles) the tile beside this one in
-       the next column (PREFETCH_COLUMN_MIN_TILES in codegen.py). */
-    const int long_column = p1 - p0 >= PREFETCH_COLUMN_MIN_TILES * tp;
-    const int prefetch = may_prefetch && long_column, prefetch_beside = may_prefetch && !long_column;
+    /* Each tile fetches the next one of the walk: the tile below it, or at the foot of a column the top of the next
+       column, so that a short column (NHWC->NCHW: 2 tiles) is not left unfetched at every step (docs/permute.md,
+       "Prefetch"). */
+    const int64_t top_rows = p1 - p0 < tp ? p1 - p0 : tp;
     if (t->column_order)
         for (int64_t jq = head; jq < lines_end; jq += tq) {
             const int64_t cols = lines_end - jq < tq ? lines_end - jq : tq;
@@ -648,9 +637,9 @@ static void plane(const char *a, char *b, const qk_tile_args *t, int64_t p0, int
             for (int64_t ip = p0; ip < p1; ip += tp) {
                 const int64_t rows = p1 - ip < tp ? p1 - ip : tp;
                 const int64_t next = ip + tp, next_rows = p1 - next < tp ? p1 - next : tp;
-                if (prefetch && next < p1) prefetch_rows(a + next * sp, t->qa, jq, jq + cols, next_rows * sp);
-                if (prefetch_beside && next_jq < lines_end)
-                    prefetch_rows(a + ip * sp, t->qa, next_jq, next_jq + next_cols, rows * sp);
+                if (may_prefetch && next < p1) prefetch_rows(a + next * sp, t->qa, jq, jq + cols, next_rows * sp);
+                else if (may_prefetch && next_jq < lines_end)
+                    prefetch_rows(a + p0 * sp, t->qa, next_jq, next_jq + next_cols, top_rows * sp);
                 buffered_tile(a + ip * sp, t, b, t->pb + ip, rows, jq, cols, buf, pbuf);
             }
         }

@@ -54,7 +54,7 @@ TILE_SHAPES: dict[int, tuple[int, int, bool]] = {
     1: (128, 64, True), 2: (256, 128, True), 4: (128, 128, True), 8: (128, 128, True), 16: (256, 128, True)}
 """Per element width: (bytes of each input row a macro tile reads, bytes of each output row it writes, column order).
 Walking tiles down a column of narrow tiles reads each input row in sequence, and the kernel fetches the next tile
-of the column ahead (``codegen.PREFETCH_COLUMN_MIN_TILES``); the fewer input rows a tile spans, the fewer streams
+of the walk ahead (docs/permute.md, "Prefetch"); the fewer input rows a tile spans, the fewer streams
 are in flight. Measured by ``benchmarks/permute_bench.py --tiles`` on 8192^2 transposes on the AVX-512 Xeon
 (benchmarks/results/permute_xeon/permute_tiles.md: interleaved medians, % of np.copyto, 1 thread): uint8 13 % as
 1024 x 128 bytes in row order (the shape before commit 967278f, the AMD EPYC's best before the column prefetch
