@@ -37,7 +37,9 @@ MAX_TILE_P = 1024
 MAX_OUTER_DIMS = 64
 PROBE_READS, PROBE_WRITES, PROBE_NO_PREFETCH = 1, 2, 3
 """``qk_tile_args.probe`` (diagnosis only, ``Plan.probe``): a streaming tile kernel's loads and shuffles without
-its output stores; its stores without its loads; the whole kernel without its software prefetches."""
+its output stores; its stores without its loads or its prefetches of the input (until commit 0b7c1da this probe still
+fetched the whole input ahead, so its "writes alone" included reads); the whole kernel without its software
+prefetches."""
 DENSE_PREFETCH_MIN_BYTES = 65536
 """A plane that goes through the dense buffer and holds more than this many bytes fetches the next plane's input rows
 while it is transposed (6-D random #2 int16: 285 rows of 578 bytes, 68 KiB apart, 161 KiB a plane; the column
@@ -407,7 +409,8 @@ int32_t qk_micro_q(void) { return MQ; }
 
 /* Diagnosis only (qk_tile_args.probe, benchmark --diagnose; the values are codegen.PROBE_*): PROBE_READS runs a
    streaming tile kernel's loads and shuffles into its buffer and never stores to the output; PROBE_WRITES stores
-   the buffer to the output without reading the input. Either half alone shows what the other costs.
+   the buffer to the output without reading the input or fetching it ahead. Either half alone shows what the other
+   costs.
    PROBE_NO_PREFETCH runs the whole kernel without its software prefetches (the column walk,
    DENSE_PREFETCH_MIN_BYTES, the whole-row strips), for an A/B in one process. */
 
@@ -534,6 +537,13 @@ static void plane_direct(const char *a, char *b, const qk_tile_args *t, int64_t 
     }
 }
 
+/* Whether a run issues its software prefetches of the input: not without them (PROBE_NO_PREFETCH), and not when it
+   stores without reading (PROBE_WRITES: its writes alone, with no input traffic at all). */
+static inline int prefetches(const qk_tile_args *t)
+{
+    return t->probe != PROBE_NO_PREFETCH && t->probe != PROBE_WRITES;
+}
+
 /* Ask for the input rows [j0, j1) of the next macro tile while this one is transposed: the rows are short runs
    in different pages, which the hardware prefetchers do not follow. */
 static inline void prefetch_rows(const char *a, const int64_t *qa, int64_t j0, int64_t j1, int64_t row_bytes)
@@ -566,7 +576,7 @@ static void plane_whole_rows(const char *a, char *b, const qk_tile_args *t, int6
         char *strip = buf + ((uintptr_t)(b + t->pb[ip]) & 63);
         /* the next strip's input rows (NCHW->NHWC into np.empty: 64 rows of 128 bytes a strip) */
         const int64_t next = ip + rows, next_rows = p1 - next < rows_fit ? p1 - next : rows_fit;
-        if (t->probe != PROBE_NO_PREFETCH && next < p1)
+        if (prefetches(t) && next < p1)
             prefetch_rows(a + next * t->sp, t->qa, 0, t->nq, next_rows * t->sp);
         if (t->probe != PROBE_WRITES) transpose_block(a + ip * t->sp, t->sp, t->qa, strip, prow, rows, t->nq);
         if (t->probe == PROBE_READS) continue;
@@ -611,7 +621,7 @@ static void plane(const char *a, char *b, const qk_tile_args *t, int64_t p0, int
         return;
     }
     if (misalign % W != 0) { plane_direct(a, b, t, p0, p1); return; }
-    const int may_prefetch = t->probe != PROBE_NO_PREFETCH;
+    const int may_prefetch = prefetches(t);
     for (int64_t ip = p0; ip < p1; ip += tp) {
         const int64_t rows = p1 - ip < tp ? p1 - ip : tp;
         if (head > 0) transpose_block(a + ip * sp, sp, t->qa, b, t->pb + ip, rows, head);
@@ -675,7 +685,7 @@ void qk_tile(const char *a, char *b, const qk_tile_args *t, int64_t o0, int64_t 
         int dense = dense_fits && (stream != 1 || ((uintptr_t)(b + off_b + t->pb[0]) & 63) != 0);
         if (dense && !dense_buf && !(dense_buf = aligned_alloc(64, DENSE_BUFFER_BYTES + 64))) dense = dense_fits = 0;
         /* which planes fetch the next one's input rows: DENSE_PREFETCH_MIN_BYTES in codegen.py */
-        if (t->probe != PROBE_NO_PREFETCH && o + 1 < o1 && dense && plane_bytes > DENSE_PREFETCH_MIN_BYTES)
+        if (prefetches(t) && o + 1 < o1 && dense && plane_bytes > DENSE_PREFETCH_MIN_BYTES)
             prefetch_rows(a + next_a + p0 * t->sp, t->qa, 0, t->nq, (p1 - p0) * t->sp);
         if (dense) plane_dense(a + off_a, b + off_b, t, dense_buf);
         else if (stream == 1) plane(a + off_a, b + off_b, t, p0, p1, buf, pbuf, prow, rows_fit);
