@@ -208,5 +208,9 @@ def test_limit_verdict_names_the_resource_from_the_numbers():
     stores_tlb = limit_verdict(_diagnosis(10.0, 2.0, 7.0, 12.0, 10.0, 1.2, 1.9))
     assert stores_tlb["1 thread"].startswith("stores (the scattered writes), with TLB misses")
     assert stores_tlb["2 threads"].startswith("per-core work")
-    neither = limit_verdict(_diagnosis(10.0, 5.0, 4.0, 10.0, 10.0, 1.7, 1.0))
+    assert "in turn with the stores (not overlapped: together 110 %" in loads["1 thread"]
+    assert "in turn" not in stores_tlb["1 thread"]
+    neither = limit_verdict(_diagnosis(10.0, 5.0, 3.0, 10.0, 10.0, 1.7, 1.0))
     assert neither["1 thread"].startswith("neither half") and neither["2 threads"].startswith("meets 1.6x")
+    in_turn = limit_verdict(_diagnosis(10.0, 5.0, 4.5, 10.0, 10.0, 1.7, 1.0))
+    assert in_turn["1 thread"].startswith("the loads and the stores in turn (not overlapped: together 95 %")

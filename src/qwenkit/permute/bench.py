@@ -880,13 +880,21 @@ def diagnose_case(case: Case, repeats: int = 3) -> dict:
     return entry
 
 
+NOT_OVERLAPPED_SHARE = 0.9
+"""``limit_verdict``: the kernel's reads alone and its writes alone taking together at least this share of its time
+means that the two halves hardly overlap (ours; on the Xeon their sum was 90-103 % of the kernel in every streaming
+tile case once the writes-alone probe stopped fetching the input)."""
+
+
 def limit_verdict(entry: dict) -> dict[str, str]:
     """From ``diagnose_case``'s times: the resource that limits one thread (``"1 thread"``) and what limits two
     (``"2 threads"``), each a sentence with the measured numbers. The rules (ours): the half of the traffic
     whose kernel-pattern run alone takes the larger share of the kernel's time is the limit when that share is
-    at least 60 %; 2 MiB pages that speed the kernel up by 10 % or more name the TLB; an ordinary write slower
-    than a streaming one names write-allocate for kernels that store ordinarily; a second thread is limited by
-    the memory system when a plain copy itself gains less than 1.6x from it."""
+    at least 60 %; when the two halves alone add up to at least ``NOT_OVERLAPPED_SHARE`` of the kernel's time,
+    they run in turn, not overlapped, and the verdict says so; 2 MiB pages that speed the kernel up by 10 % or
+    more name the TLB; an ordinary write slower than a streaming one names write-allocate for kernels that store
+    ordinarily; a second thread is limited by the memory system when a plain copy itself gains less than 1.6x
+    from it."""
     t = entry["seconds_min"]
     kernel = t[entry["variants"][0]]
     parts = []
@@ -898,9 +906,17 @@ def limit_verdict(entry: dict) -> dict[str, str]:
         if STREAM_READ_LABEL in t:
             sides += (f" (a streaming read of the same bytes {100 * t[STREAM_READ_LABEL] / kernel:.0f} %, "
                       f"a streaming write {100 * t[STREAM_WRITE_LABEL] / kernel:.0f} %)")
+        if "copy: np.copyto" in t:
+            sides += f"; np.copyto of the same bytes takes {100 * t['copy: np.copyto'] / kernel:.0f} %"
         parts.append(sides)
+        in_turn = reads + writes >= NOT_OVERLAPPED_SHARE
+        together = f"together {100 * (reads + writes):.0f} % of the kernel's time"
         if max(reads, writes) >= 0.6:
             limit = "loads (the gather reads)" if reads >= writes else "stores (the scattered writes)"
+            if in_turn:
+                limit += f", in turn with the {'stores' if reads >= writes else 'loads'} (not overlapped: {together})"
+        elif in_turn:
+            limit = f"the loads and the stores in turn (not overlapped: {together})"
         else:
             limit = "neither half alone: the loads and stores together (per-core issue and their overlap)"
     else:
