@@ -140,3 +140,53 @@ def test_the_c_short_path_reads_the_threshold_on_every_call(monkeypatch):
     api._cached_plan.cache_clear()
     monkeypatch.setattr(planner, "MIN_KERNEL_BYTES", 0)  # every array goes to the planned path now
     assert np.array_equal(permute(a, (1, 0)), a.T) and _plans() == 1
+
+
+SHORT_DTYPES = [np.bool_, np.int8, np.uint16, ">i2", np.float16, np.float32, ">f4", np.int64, np.complex64,
+                np.complex128, np.longdouble, "M8[s]", "m8[ns]",
+                # not a copy of bytes by the fixed loop: NumPy's own copy
+                np.clongdouble, object, "U3", "S5", "V3", [("x", "i4"), ("y", "f2")]]
+
+
+def _short_inputs(dtype, rng):
+    """Arrays under 4 KiB of every layout a caller passes: C, sliced, negative strides, size-1 and empty axes, 8-D
+    (the fixed loop's most) and 9-D (NumPy's copy)."""
+    dtype = np.dtype(dtype)
+
+    def filled(shape):
+        if dtype.kind == "O":
+            return np.array(rng.integers(0, 99, size=shape).tolist(), dtype=object).reshape(shape)
+        raw = rng.integers(0, 256, size=int(np.prod(shape)) * dtype.itemsize, dtype=np.uint8)
+        return raw.view(dtype).reshape(shape)
+
+    yield filled((3, 5)), (1, 0)
+    yield filled((2, 3, 4)), (2, 0, 1)
+    yield filled((6, 8))[::2, 1::3], (1, 0)
+    yield filled((4, 5))[::-1, ::-2], (1, 0)
+    yield filled((1, 4, 1, 3)), (3, 1, 2, 0)
+    yield filled((3, 0, 2)), (2, 1, 0)
+    yield filled((2,) * 8), (7, 5, 3, 1, 0, 2, 4, 6)
+    yield filled((2,) * 9), tuple(range(8, -1, -1))
+    yield filled((7,)), None
+
+
+@pytest.mark.parametrize("dtype", SHORT_DTYPES, ids=str)
+def test_the_c_short_path_copies_numpys_bytes_for_every_dtype_and_layout(dtype):
+    """The fixed loop of ``_shortpath.c`` (numbers, bool, float16, datetimes of 1-16 bytes, up to 8-D and 4 KiB)
+    and NumPy's copy behind it for everything else: NumPy's bytes, allocating and into C, strided and negative
+    outputs, and an out that overlaps its input."""
+    rng = np.random.default_rng(1)
+    for a, axes in _short_inputs(dtype, rng):
+        want = np.ascontiguousarray(np.transpose(a, axes))
+        got = permute(a, axes)
+        assert got.dtype is a.dtype or got.dtype == a.dtype
+        assert got.shape == want.shape and got.tobytes() == want.tobytes() and got.flags.c_contiguous
+        into_c = np.zeros(want.shape, a.dtype)
+        assert permute(a, axes, out=into_c) is into_c and into_c.tobytes() == want.tobytes()
+        backing = np.zeros(tuple(2 * n for n in want.shape), a.dtype)
+        strided = backing[tuple(slice(None, None, -2) for _ in want.shape)]
+        assert permute(a, axes, out=strided) is strided and np.ascontiguousarray(strided).tobytes() == want.tobytes()
+    square = np.arange(36, dtype=np.float32).reshape(6, 6)
+    overlapping = square[::-1]  # the same bytes as its input, rows reversed
+    want = np.ascontiguousarray(square.T)
+    assert permute(square, out=overlapping) is overlapping and np.array_equal(overlapping, want)

@@ -6,9 +6,15 @@
  *   a an exact numpy.ndarray of at least one dimension and fewer than planner.MIN_KERNEL_BYTES bytes (read on every
  *   call, so a test that changes it is obeyed), threads None, isa "auto", and
  *     - no out:  a.transpose(axes).copy()   (PyArray_Transpose after PyArray_IntpConverter, as ndarray.transpose
- *                does, then PyArray_NewCopy in C order, as ndarray.copy does);
- *     - out an exact ndarray of the permuted shape with the identical dtype object:  out[...] = view
- *                (PyArray_CopyInto: NumPy's assignment, which refuses a read-only out and buffers overlap).
+ *                does, then a new C-order array of the view's shape and dtype object);
+ *     - out an exact ndarray of the permuted shape with the identical dtype object:  out[...] = view.
+ *
+ *   The bytes are moved by copy_elements below when the dtype is a built-in number, bool, float16, datetime or
+ *   timedelta of 1 to 16 bytes (bytes are then the whole value, whatever the byte order), the array has at most
+ *   FAST_MAX_DIMS dimensions and FAST_MAX_BYTES bytes, and an out is writeable and shares no byte range with the input; every other case
+ *   goes to NumPy's own copy (PyArray_NewCopy, or PyArray_CopyInto, which refuses a read-only out and buffers an
+ *   overlap). For arrays this small NumPy's copy spends most of its time choosing and setting up its inner loop
+ *   (about 450 ns of a 16 x 16 float32 view.copy() on the Xeon guest), which a fixed loop does not need.
  *
  * Every other call (any other argument, type, size, or a keyword it does not know) goes to the Python function
  * given to bind(), with the caller's arguments unchanged, so errors and all other behaviour are that function's.
@@ -17,6 +23,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <stddef.h>
+#include <string.h>
 #include <Python.h>
 #define NPY_NO_DEPRECATED_API NPY_1_7_API_VERSION
 #include <numpy/arrayobject.h>
@@ -43,6 +50,79 @@ static int same_name(PyObject *key, PyObject *name) {
     return key == name || (PyUnicode_CheckExact(key) && PyUnicode_Compare(key, name) == 0);
 }
 
+#define FAST_MAX_DIMS 8
+/* Above this many bytes NumPy's tuned inner loops catch up with the fixed loop (on the Xeon guest, ad-hoc, interleaved:
+   a 16 x 16 float32 transpose 1.24x NumPy allocating and 1.85x into out, 32 x 32 1.06x and 1.45x, 64 x 64 (16 KiB)
+   0.87x and 1.02x), so larger arrays keep NumPy's copy. */
+#define FAST_MAX_BYTES 4096
+
+/* Whether NumPy's copy of this array's dtype is a copy of its bytes: built-in numbers, bool, float16, datetime64 and
+   timedelta64 of 1-16 bytes (no object references, no variable-width strings, no structured fields). */
+static int bytes_are_values(PyArrayObject *array) {
+    int type = PyArray_TYPE(array), size = (int)PyArray_ITEMSIZE(array);
+    int plain = (type >= NPY_BOOL && type <= NPY_CLONGDOUBLE && type != NPY_OBJECT) || type == NPY_HALF
+                || type == NPY_DATETIME || type == NPY_TIMEDELTA;
+    return plain && (size == 1 || size == 2 || size == 4 || size == 8 || size == 16);
+}
+
+/* The byte range [lo, hi) an array's elements lie in. */
+static void byte_extent(PyArrayObject *x, char **lo, char **hi) {
+    char *start = PyArray_BYTES(x), *end = PyArray_BYTES(x) + PyArray_ITEMSIZE(x);
+    for (int d = 0; d < PyArray_NDIM(x); d++) {
+        npy_intp step = PyArray_STRIDE(x, d) * (PyArray_DIM(x, d) - 1);
+        if (step < 0) start += step; else end += step;
+    }
+    *lo = start; *hi = end;
+}
+
+#define DEFINE_COPY(NAME, SIZE)                                                                          \
+    static void NAME(char *dst, npy_intp dst_step, const char *src, npy_intp src_step, npy_intp n) {     \
+        for (npy_intp i = 0; i < n; i++, dst += dst_step, src += src_step) memcpy(dst, src, SIZE);       \
+    }
+DEFINE_COPY(copy_run_1, 1)
+DEFINE_COPY(copy_run_2, 2)
+DEFINE_COPY(copy_run_4, 4)
+DEFINE_COPY(copy_run_8, 8)
+DEFINE_COPY(copy_run_16, 16)
+
+/* dst[i] = src[i] for every index of the shared shape, element by element, the last dimension innermost. Adjacent
+   dimensions that both arrays lay out as one (stride[d] == stride[d + 1] * dim[d + 1]) are merged first, and
+   length-1 dimensions dropped, so a contiguous pair is one run. */
+static void copy_elements(PyArrayObject *dst_array, PyArrayObject *src_array) {
+    int ndim = 0, size = (int)PyArray_ITEMSIZE(src_array);
+    npy_intp dims[FAST_MAX_DIMS], ds[FAST_MAX_DIMS], ss[FAST_MAX_DIMS], idx[FAST_MAX_DIMS] = {0};
+    for (int d = 0; d < PyArray_NDIM(src_array); d++) {
+        npy_intp n = PyArray_DIM(src_array, d);
+        if (n == 0) return;
+        if (n == 1) continue;
+        npy_intp dstride = PyArray_STRIDE(dst_array, d), sstride = PyArray_STRIDE(src_array, d);
+        if (ndim > 0 && ds[ndim - 1] == dstride * n && ss[ndim - 1] == sstride * n) {
+            dims[ndim - 1] *= n; ds[ndim - 1] = dstride; ss[ndim - 1] = sstride;
+            continue;
+        }
+        dims[ndim] = n; ds[ndim] = dstride; ss[ndim] = sstride; ndim++;
+    }
+    char *dst = PyArray_BYTES(dst_array);
+    const char *src = PyArray_BYTES(src_array);
+    if (ndim == 0) { memcpy(dst, src, size); return; }
+    npy_intp n = dims[ndim - 1], dstep = ds[ndim - 1], sstep = ss[ndim - 1];
+    if (dstep == size && sstep == size && ndim == 1) { memcpy(dst, src, n * size); return; }
+    void (*run)(char *, npy_intp, const char *, npy_intp, npy_intp) =
+        size == 1 ? copy_run_1 : size == 2 ? copy_run_2 : size == 4 ? copy_run_4 : size == 8 ? copy_run_8
+                                                                                        : copy_run_16;
+    for (;;) {
+        run(dst, dstep, src, sstep, n);
+        int d = ndim - 2;
+        for (; d >= 0; d--) {
+            dst += ds[d]; src += ss[d];
+            if (++idx[d] < dims[d]) break;
+            dst -= ds[d] * dims[d]; src -= ss[d] * dims[d];
+            idx[d] = 0;
+        }
+        if (d < 0) return;
+    }
+}
+
 /* The short path's result, or NULL with no exception set when the call is not for the short path. */
 static PyObject *try_short(ShortPath *self, PyObject *a, PyObject *axes, PyObject *out) {
     if (!Py_IS_TYPE(a, &PyArray_Type)) return NULL;
@@ -66,16 +146,39 @@ static PyObject *try_short(ShortPath *self, PyObject *a, PyObject *axes, PyObjec
         PyDimMem_FREE(order.ptr);
     }
     if (view == NULL) return NULL;
+    PyArrayObject *source = (PyArrayObject *)view;
+    const int fast = PyArray_NDIM(source) <= FAST_MAX_DIMS && PyArray_NBYTES(source) <= FAST_MAX_BYTES
+                     && bytes_are_values(array);
     if (out == Py_None) {
-        PyObject *copy = PyArray_NewCopy((PyArrayObject *)view, NPY_CORDER);
+        if (!fast) {
+            PyObject *copy = PyArray_NewCopy(source, NPY_CORDER);
+            Py_DECREF(view);
+            return copy;
+        }
+        PyArray_Descr *descr = PyArray_DESCR(source);
+        Py_INCREF(descr);
+        PyObject *copy = PyArray_NewFromDescr(&PyArray_Type, descr, PyArray_NDIM(source), PyArray_DIMS(source),
+                                              NULL, NULL, 0, NULL);
+        if (copy != NULL) copy_elements((PyArrayObject *)copy, source);
         Py_DECREF(view);
         return copy;
     }
-    PyArrayObject *target = (PyArrayObject *)out, *source = (PyArrayObject *)view;
+    PyArrayObject *target = (PyArrayObject *)out;
     if (PyArray_DESCR(target) != PyArray_DESCR(array) || PyArray_NDIM(target) != PyArray_NDIM(source)
             || !PyArray_CompareLists(PyArray_DIMS(target), PyArray_DIMS(source), PyArray_NDIM(source))) {
         Py_DECREF(view);
         return NULL; /* the Python function's checks name what is wrong */
+    }
+    if (fast && PyArray_ISWRITEABLE(target)) {
+        char *in_lo, *in_hi, *out_lo, *out_hi;
+        byte_extent(source, &in_lo, &in_hi);
+        byte_extent(target, &out_lo, &out_hi);
+        if (PyArray_SIZE(target) == 0 || out_hi <= in_lo || in_hi <= out_lo) {
+            copy_elements(target, source);
+            Py_DECREF(view);
+            Py_INCREF(out);
+            return out;
+        }
     }
     int failed = PyArray_CopyInto(target, source) < 0;
     Py_DECREF(view);
