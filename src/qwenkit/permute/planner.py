@@ -54,15 +54,14 @@ TILE_SHAPES: dict[int, tuple[int, int, bool]] = {
     1: (128, 64, True), 2: (256, 128, True), 4: (128, 128, True), 8: (128, 128, True), 16: (256, 128, True)}
 """Per element width: (bytes of each input row a macro tile reads, bytes of each output row it writes, column order).
 Walking tiles down a column of narrow tiles reads each input row in sequence, and the kernel fetches the next tile
-of the walk ahead (docs/permute.md, "Prefetch"); the fewer input rows a tile spans, the fewer streams
-are in flight. Measured by ``benchmarks/permute_bench.py --tiles`` on 8192^2 transposes on the AVX-512 Xeon
-(benchmarks/results/permute_xeon/permute_tiles.md: interleaved medians, % of np.copyto, 1 thread): uint8 13 % as
-1024 x 128 bytes in row order (the shape before commit 967278f, the AMD EPYC's best before the column prefetch
-existed) and 45 % as 128 x 64 bytes in column order; float64 55 % as 256 x 256 and 64 % as 128 x 128; complex128
-35 % as 256 x 512 and 67 % as 256 x 128; float32 keeps its shape (68 %; the others 58-69 %), int16 too (57 %; the
-others 51-55 %). Shapes within about 10 points of each other trade places from run to run on this VM (uint8 64 x 64
-bytes: 52 % in that run against 45 % for the table's shape, but -0.7 to +3.2 points in the four runs before it the
-same day), so the table keeps a shape unless another wins in every run."""
+of the walk ahead (docs/permute.md, "Prefetch"); the fewer input rows a tile spans, the fewer streams are in flight.
+Measured by ``benchmarks/permute_bench.py --tiles`` on 8192^2 transposes on the AVX-512 Xeon
+(benchmarks/results/permute_xeon/permute_tiles.md, the figures of each run in docs/permute.md, "Tile order"): uint8
+in row order with 1 KiB runs (the shape before commit 967278f) ran at 13 % of np.copyto against 39-45 % in column
+order; float64 47-55 % as 256 x 256 against 64-70 % as 128 x 128; complex128 34-35 % as 256 x 512 against 67-75 % as
+256 x 128. Shapes within about 10 points of each other trade places from run to run on this VM (int16: the table's
+shape the fastest of four in one run, the slowest in the next), so the table keeps a shape unless another wins in
+every run."""
 THREAD_MIN_BYTES = 4 * 1024 * 1024
 """Default threading: one thread per this many bytes of output, at most the usable cores."""
 MIN_BYTES_PER_THREAD = 4 * 1024 * 1024
@@ -333,9 +332,9 @@ def rows_per_cache_set(offsets: np.ndarray, geometry: tuple[int, int, int]) -> i
 def _alias_free_tq(qa: np.ndarray, tq: int, line_elements: int, geometry: tuple[int, int, int]) -> int:
     """Shrink a macro tile's input rows while more of them fall into one L2 set than the set has ways (halving, down
     to ``line_elements``: one whole cache line of each output row). Measured on the AVX-512 Xeon (2 MiB 16-way L2),
-    3-D 256^3 float32 (1, 2, 0), whose input rows lie 256 KiB apart: 32 rows a tile 33 %, 16 rows 50 % of
-    np.copyto (benchmarks/results/permute_xeon/permute_tiles.md, ``bench.alias_experiment``). The form of the rule
-    (more rows in one set than it has ways) is ours; it was measured on that one machine."""
+    3-D 256^3 float32 (1, 2, 0), whose input rows lie 256 KiB apart: 32 rows a tile 33 %, 16 rows 49-50 % of
+    np.copyto (two runs of ``bench.alias_experiment``, the latest in benchmarks/results/permute_xeon/permute_tiles.md).
+    The form of the rule (more rows in one set than it has ways) is ours; it was measured on that one machine."""
     ways = geometry[1]
     while tq // 2 >= line_elements and tq % 2 == 0 and rows_per_cache_set(qa[:tq], geometry) > ways:
         tq //= 2
@@ -388,7 +387,7 @@ def _plan_tile(axes: Axes, p: int, n_threads: int, common: dict) -> Plan:
     if (aliasing := rows_per_cache_set(qa[:tq], geometry)) > geometry[1]:
         # Input rows that alias in the L2: fewer rows a tile, and the p side packs every further axis that continues
         # it densely in A, so that a column of tiles reads each input row as one long run (3-D (2, 1, 0) float32,
-        # 16 rows a tile: 1 KiB runs 29 %, 256 KiB runs 49 % of np.copyto; permute_tiles.md).
+        # 16 rows a tile: 1 KiB runs 29-44 %, 256 KiB runs 47-49 % of np.copyto in two runs; permute_tiles.md).
         shrunk = _alias_free_tq(qa, tq, max(mq, 64 // width), geometry)
         reason += (f"; {aliasing} of a tile's {tq} input rows share one L2 set of {geometry[1]} ways: {shrunk} rows "
                    "a tile, each input row read as one long run")
