@@ -38,12 +38,14 @@ from qwenkit.permute.bench import (
     quick_cases,
     run_benchmark,
     run_sweep,
+    span_experiment,
     stride_experiment,
     summary_rows,
     sweep_minimum_line,
     tile_shape_experiment,
     write_diagnosis_report,
     write_report,
+    write_span_report,
     write_sweep_report,
     write_tile_report,
 )
@@ -63,6 +65,8 @@ def main() -> None:
                              "or below 1.6x with 2 threads")
     parser.add_argument("--tiles", action="store_true",
                         help="time the macro tile shapes of the square transposes against each other")
+    parser.add_argument("--spans", action="store_true",
+                        help="time row copies into np.empty outputs with their runs streamed in spans and one by one")
     parser.add_argument("--report-only", action="store_true", help="rewrite the report from the existing JSON")
     args = parser.parse_args()
     if args.sweep:
@@ -83,6 +87,16 @@ def main() -> None:
         for row in alias_rows:
             print(f"{row['axes']:10s} {row['rule']:32s} {row['% of np.copyto']:5.1f} % of np.copyto", flush=True)
         print(f"wrote {write_tile_report(rows, args.out, info, alias_rows=alias_rows)}")
+        return
+    if args.spans:
+        info = {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "load_average_before": os.getloadavg(),
+                "cpu": cpu_model(), "launched": launch_conditions(), "repeats": args.repeats}
+        rows = span_experiment(repeats=args.repeats)
+        info["load_average_after"] = os.getloadavg()
+        for row in rows:
+            print(f"{row['shape']:22s} {row['run bytes']:5d} B  spans {row['x NumPy, spans']:.2f}x  run by run "
+                  f"{row['x NumPy, run by run']:.2f}x NumPy", flush=True)
+        print(f"wrote {write_span_report(rows, args.out, info)}")
         return
     if args.diagnose:
         diagnose(args.out, args.repeats)

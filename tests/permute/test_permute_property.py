@@ -175,3 +175,32 @@ def test_streamed_outputs_at_any_offset_in_a_cache_line(forced_kernels, isa, off
             assert plan.plan.dense, plan.describe()
         _assert_bits_equal(plan(a, out), want)
         assert not raw[:start].any() and not raw[start + want.nbytes:].any(), "wrote outside the output"
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.float32, np.float64])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_row_copies_streamed_in_spans(forced_kernels, dtype, threads):
+    """BSHD->BHSD row copies with their runs streamed in spans (``Plan.spans``): outputs off a cache line by every
+    offset class and aligned ones, cycles cut by the threads' shares (odd S and H), runs of odd lengths, a next-outer
+    axis that ends inside a span, and so many heads that the buffer holds fewer than two runs a head (run by run);
+    the bytes around the output stay untouched."""
+    import warnings
+
+    from qwenkit.permute import PermuteFallbackWarning, make_plan
+
+    warnings.simplefilter("error", PermuteFallbackWarning)  # the kernel itself must run, not NumPy's fallback
+    rng = np.random.default_rng(7)
+    itemsize = np.dtype(dtype).itemsize
+    short, long = 128 // itemsize + 3, 320 // itemsize + 1  # runs the planner walks in the input's order
+    for shape in ((2, 7, 5, short), (3, 33, 3, long), (1, 9, 4096, short), (2, 65, 2, long)):
+        a = _random_bytes(rng, shape, dtype)
+        out_shape = (shape[0], shape[2], shape[1], shape[3])
+        nbytes = int(np.prod(shape)) * itemsize
+        for offset in (0, 4, 16, 48, 64 - itemsize):
+            backing = np.zeros(nbytes + 128, np.uint8)
+            start = -backing.ctypes.data % 64 + offset
+            out = backing[start:start + nbytes].view(dtype).reshape(out_shape)
+            assert make_plan(a, (0, 2, 1, 3), out, threads=threads).plan.spans
+            assert permute(a, (0, 2, 1, 3), out=out, threads=threads) is out
+            _assert_bits_equal(out, _expected(a, (0, 2, 1, 3)))
+            assert not backing[:start].any() and not backing[start + nbytes:].any()

@@ -211,3 +211,27 @@ def test_l2_geometry_is_read_from_sysfs_and_falls_back(tmp_path):
     assert system.read_l2_geometry(tmp_path / "missing") == system.L2_FALLBACK_GEOMETRY
     sets, ways, line = system.l2_cache_geometry()
     assert sets > 0 and ways > 0 and line > 0
+
+
+def test_row_copies_stream_in_spans_only_in_the_measured_window():
+    """``Plan.spans``: BSHD->BHSD float32 row copies (the next-outer axis continues each run in the output) stream
+    their runs in spans for runs of ``SPAN_RUN_BYTES``, not shorter or longer ones, and not into an output whose
+    runs have gaps between them (no outer axis continues a run)."""
+    from qwenkit.permute import make_plan
+
+    def spans(shape, axes):
+        a = np.zeros(shape, np.float32)
+        out = np.empty(tuple(shape[k] for k in axes), np.float32)
+        return make_plan(a, axes, out, threads=1).plan
+
+    low, high = planner.SPAN_RUN_BYTES
+    for head in (low // 4, 128, high // 4 - 1):
+        plan = spans((4, 1024, 8, head), (0, 2, 1, 3))
+        assert plan.kind == "rows" and plan.spans and "in spans" in plan.describe()
+    for head in (low // 4 - 8, high // 4):
+        plan = spans((4, 1024, 8, head), (0, 2, 1, 3))
+        assert plan.kind == "rows" and plan.stream and not plan.spans
+    a = np.zeros((4, 1024, 8, 128), np.float32)
+    gapped = np.empty((4, 8, 1024, 256), np.float32)[..., :128]  # 512-byte runs 1 KiB apart: none continues one
+    plan = make_plan(a, (0, 2, 1, 3), gapped, threads=1).plan
+    assert plan.kind == "rows" and plan.stream and not plan.spans

@@ -172,7 +172,7 @@ def _bind_plan(plan: Plan, kernels: Kernels) -> tuple[list, list]:
     oshape, oa, ob = pointer(plan.outer.shape), pointer(plan.outer.sa), pointer(plan.outer.sb)
     if plan.kind == "rows":
         def run(a, b, c):
-            lib.qk_rows(a, b, plan.row_bytes, nouter, oshape, oa, ob, c.o0, c.o1, int(plan.stream))
+            lib.qk_rows(a, b, plan.row_bytes, nouter, oshape, oa, ob, c.o0, c.o1, int(plan.stream), int(plan.spans))
     elif plan.kind == "strided":
         def run(a, b, c):
             lib.qk_strided(a, b, plan.inner.shape[0], plan.inner.sa[0], plan.inner.sb[0],

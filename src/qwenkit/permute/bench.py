@@ -1071,6 +1071,66 @@ def alias_experiment(side: int = 256, repeats: int = 7, axes_list=ALIAS_EXPERIME
     return rows
 
 
+SPAN_EXPERIMENT_LAYOUTS: tuple[tuple[tuple[int, ...], tuple[int, ...]], ...] = (
+    ((1, 2048, 32, 32), (0, 2, 1, 3)), ((4, 1024, 8, 64), (0, 2, 1, 3)), ((8, 2048, 32, 80), (0, 2, 1, 3)),
+    ((8, 2048, 32, 96), (0, 2, 1, 3)), ((8, 2048, 32, 128), (0, 2, 1, 3)), ((8, 1024, 32, 160), (0, 2, 1, 3)),
+    ((256, 256, 256), (1, 0, 2)), ((2, 1024, 32, 512), (0, 2, 1, 3)))
+"""float32 row copies whose next-outer axis continues each run in the output (BSHD->BHSD with head sizes of 32-512
+elements, and 3-D (1, 0, 2)): runs of 128 bytes to 2 KiB."""
+
+
+def span_experiment(repeats: int = 5, layouts=SPAN_EXPERIMENT_LAYOUTS) -> list[dict]:
+    """Row copies into a plain ``np.empty`` output (16 bytes past a cache line) with their runs streamed in spans
+    (``Plan.spans``) and one by one, against NumPy's copy into the same output and the span plan into an aligned
+    output, in one interleaved loop per layout (medians). Every variant writes the same bytes (checked)."""
+    import dataclasses
+
+    from qwenkit.permute import empty_aligned, make_plan
+
+    rows = []
+    for shape, axes in layouts:
+        a = _filled(shape, "float32")
+        out_shape = tuple(shape[k] for k in axes)
+        user_out, aligned_out = np.empty(out_shape, np.float32), empty_aligned(out_shape, np.float32)
+        user_out.fill(0)
+        aligned_out.fill(0)
+        expected = np.ascontiguousarray(a.transpose(axes)).tobytes()
+        plan = make_plan(a, axes, user_out, threads=1).plan
+        spans = dataclasses.replace(plan, spans=True)
+        contenders = {"spans": _checked_run(a, axes, user_out, spans, expected, f"{shape} spans"),
+                      "run by run": _checked_run(a, axes, user_out, dataclasses.replace(plan, spans=False), expected,
+                                                 f"{shape} run by run"),
+                      "aligned": _checked_run(a, axes, aligned_out, spans, expected, f"{shape} aligned"),
+                      "numpy": functools.partial(np.copyto, user_out, a.transpose(axes))}
+        _, medians = time_interleaved(contenders, repeats)
+        rows.append({"shape": str(shape), "axes": str(axes), "run bytes": plan.row_bytes,
+                     "planner spans": plan.spans,
+                     "x NumPy, spans": medians["numpy"] / medians["spans"],
+                     "x NumPy, run by run": medians["numpy"] / medians["run by run"],
+                     "x NumPy, aligned output": medians["numpy"] / medians["aligned"]})
+    return rows
+
+
+def write_span_report(rows: list[dict], directory: Path, record_info: dict, *, name: str = "permute_spans") -> Path:
+    from qwenkit.core.checkpoint import atomic_write_text
+    from qwenkit.core.report import Report
+
+    directory.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(directory / f"{name}.json", json.dumps({**record_info, "rows": rows}, indent=1))
+    report = Report("qwenkit.permute: row copies streamed in spans")
+    report.text(f"Run {record_info['started']} on {record_info['cpu']}, {launched_text(record_info)}; load average "
+                f"before {_fmt_load(record_info['load_average_before'])}, after "
+                f"{_fmt_load(record_info['load_average_after'])}. `bench.span_experiment`: float32 row copies into "
+                "a plain np.empty output (16 bytes past a cache line), their runs streamed in spans of several runs "
+                "(`Plan.spans`) and one by one, and the span plan into a 64-byte-aligned output, against NumPy's "
+                f"copy into the np.empty output; one interleaved loop per layout, median of {record_info['repeats']} "
+                "rounds, 1 thread. `planner spans`: the planner streams this layout in spans "
+                "(`planner.SPAN_RUN_BYTES`).")
+    report.table(rows, list(rows[0]), float_format="{:.3g}")
+    md_path, _ = report.write(directory, name=name)
+    return md_path
+
+
 def write_tile_report(rows: list[dict], directory: Path, record_info: dict, *, name: str = "permute_tiles",
                       alias_rows: list[dict] | None = None) -> Path:
     from qwenkit.core.checkpoint import atomic_write_text

@@ -73,6 +73,8 @@ def random_case(rng: np.random.Generator, max_elements: int = 60_000) -> tuple[n
 FORCED_SETTINGS = {
     "MIN_KERNEL_BYTES": 0, "MIN_ROW_BYTES_FOR_ROWS": 0, "MIN_PLANE_ELEMENTS": 0, "STREAM_MIN_BYTES": 0,
     "WHOLE_ROW_MIN_BYTES": 16, "MIN_BYTES_PER_THREAD": 1,
+    # every streaming row copy whose next-outer axis continues its runs streams them in spans
+    "SPAN_RUN_BYTES": (1, 1 << 62),
     # small macro tiles in both walking orders, so that small arrays hold several full tiles plus edges
     "TILE_SHAPES": {w: (128, 64, w in (2, 8)) for w in (1, 2, 4, 8, 16)},
 }

@@ -40,6 +40,15 @@ PROBE_READS, PROBE_WRITES, PROBE_NO_PREFETCH = 1, 2, 3
 its output stores; its stores without its loads or its prefetches of the input (until commit 0b7c1da this probe still
 fetched the whole input ahead, so its "writes alone" included reads); the whole kernel without its software
 prefetches."""
+SPAN_BUFFER_BYTES = 1 << 20
+"""The heap buffer of a row copy that streams its runs in spans (``Plan.spans``): half the Xeon's 2 MiB L2. In the
+ad-hoc A/B that chose it (float32 BSHD->BHSD into np.empty, 512-byte runs) 256 KiB gave 1.55x NumPy, 1 MiB 1.72x,
+2 MiB 1.29x."""
+SPAN_BYTES = 4096
+"""How long a span a row copy with ``Plan.spans`` gathers for each output position, at most (as the buffer allows).
+Longer spans leave fewer partial lines but make the copy into the buffer and the streaming out longer phases, which do
+not overlap; ad-hoc on the Xeon, BSHD->BHSD into np.empty, 512-byte runs: 1 KiB spans 1.14x NumPy, 2 KiB 1.40x,
+4 KiB 1.49x, 16 KiB 1.54x; 128-byte runs lost at every length (the committed A/B: ``bench.span_experiment``)."""
 DENSE_PREFETCH_MIN_BYTES = 65536
 """A plane that goes through the dense buffer and holds more than this many bytes fetches the next plane's input rows
 while it is transposed (6-D random #2 int16: 285 rows of 578 bytes, 68 KiB apart, 161 KiB a plane; the column
@@ -68,7 +77,7 @@ typedef struct {
 } qk_tile_args;
 void qk_tile(const char *a, char *b, const qk_tile_args *t, int64_t o0, int64_t o1, int64_t p0, int64_t p1);
 void qk_rows(const char *a, char *b, int64_t row_bytes, int32_t nouter, const int64_t *oshape,
-             const int64_t *oa, const int64_t *ob, int64_t o0, int64_t o1, int32_t stream);
+             const int64_t *oa, const int64_t *ob, int64_t o0, int64_t o1, int32_t stream, int32_t spans);
 void qk_strided(const char *a, char *b, int64_t n, int64_t sa, int64_t sb, int64_t run, int32_t nouter,
                 const int64_t *oshape, const int64_t *oa, const int64_t *ob, int64_t o0, int64_t o1);
 int32_t qk_micro_p(void);
@@ -253,6 +262,8 @@ def generate_source(isa: str, width: int) -> str:
 #define MQ {mq}
 #define TILE_BUFFER_BYTES {TILE_BUFFER_BYTES}
 #define DENSE_BUFFER_BYTES {DENSE_BUFFER_BYTES}
+#define SPAN_BUFFER_BYTES {SPAN_BUFFER_BYTES}
+#define SPAN_BYTES {SPAN_BYTES}
 #define MAX_TILE_P {MAX_TILE_P}
 #define MAX_OUTER_DIMS {MAX_OUTER_DIMS}
 #define DENSE_PREFETCH_MIN_BYTES {DENSE_PREFETCH_MIN_BYTES}
@@ -461,19 +472,69 @@ static inline void outer_next(int32_t n, const int64_t *shape, const int64_t *sa
     }
 }
 
+/* Runs streamed in spans (Plan.spans: the planner has checked that the second-innermost outer axis lays its runs
+   back to back in the output, BSHD->BHSD: one head's positions, while the input is walked with the innermost axis
+   fastest, the heads). Each run streamed alone stores its two partial end lines normally whenever the runs are not
+   whole, aligned lines (an np.empty output starts 16 bytes past one). Here k whole cycles of the innermost axis are
+   copied, in the input's order, into a buffer that holds each cycle position's k runs back to back at its output
+   offset within a line, and each of those spans is streamed as one run: two partial lines per span instead of two
+   per run. Returns the buffer's slot size per innermost index, or 0 when this call does not take the path (every run
+   whole aligned lines, or the buffer too small for two runs a slot; then `*k_max` is 0). */
+static int64_t span_slots(char *b, int64_t off_b, int64_t row_bytes, int32_t nouter, const int64_t *oshape,
+                          const int64_t *ob, int64_t *k_max)
+{
+    *k_max = 0;
+    if (nouter < 2 || ob[nouter - 2] != row_bytes || oshape[nouter - 1] < 2) return 0;
+    uintptr_t low = (uintptr_t)(b + off_b) | (uintptr_t)row_bytes;
+    for (int32_t d = 0; d < nouter; ++d) low |= (uintptr_t)ob[d];
+    if ((low & 63) == 0) return 0;  /* every run is whole aligned lines: streamed alone already */
+    const int64_t slot = SPAN_BUFFER_BYTES / oshape[nouter - 1] / 64 * 64;
+    if (slot < 128) return 0;
+    *k_max = (slot - 64) / row_bytes;
+    const int64_t k_span = (SPAN_BYTES + row_bytes - 1) / row_bytes;
+    if (*k_max > k_span) *k_max = k_span;
+    return *k_max >= 2 ? slot : 0;
+}
+
 void qk_rows(const char *a, char *b, int64_t row_bytes, int32_t nouter, const int64_t *oshape,
-             const int64_t *oa, const int64_t *ob, int64_t o0, int64_t o1, int32_t stream)
+             const int64_t *oa, const int64_t *ob, int64_t o0, int64_t o1, int32_t stream, int32_t spans)
 {
     int64_t idx[MAX_OUTER_DIMS], off_a, off_b;
     stream = stream && HAVE_STREAM;
     outer_seek(nouter, oshape, oa, ob, o0, idx, &off_a, &off_b);
-    for (int64_t o = o0; o < o1; ++o) {
+    int64_t k_max = 0;
+    const int64_t slot = stream && spans ? span_slots(b, off_b, row_bytes, nouter, oshape, ob, &k_max) : 0;
+    char *staged = slot ? aligned_alloc(64, SPAN_BUFFER_BYTES) : NULL;
+    const int64_t cycle = nouter >= 2 ? oshape[nouter - 1] : 1, cycle_step = nouter >= 2 ? ob[nouter - 1] : 0;
+    for (int64_t o = o0; o < o1;) {
+        if (staged && idx[nouter - 1] == 0) {
+            /* whole cycles left in this thread's share, without leaving the current run of the span axis */
+            int64_t k = (o1 - o) / cycle;
+            if (k > oshape[nouter - 2] - idx[nouter - 2]) k = oshape[nouter - 2] - idx[nouter - 2];
+            if (k > k_max) k = k_max;
+            if (k >= 2) {
+                const int64_t first_b = off_b;
+                for (int64_t g = 0; g < k; ++g)
+                    for (int64_t h = 0; h < cycle; ++h, ++o) {
+                        const uintptr_t lead = (uintptr_t)(b + first_b + h * cycle_step) & 63;
+                        memcpy(staged + h * slot + lead + g * row_bytes, a + off_a, (size_t)row_bytes);
+                        outer_next(nouter, oshape, oa, ob, idx, &off_a, &off_b);
+                    }
+                for (int64_t h = 0; h < cycle; ++h) {
+                    char *dst = b + first_b + h * cycle_step;
+                    stream_row_unaligned(dst, staged + h * slot + ((uintptr_t)dst & 63), k * row_bytes);
+                }
+                continue;
+            }
+        }
         char *dst = b + off_b;
         if (stream) stream_row_unaligned(dst, a + off_a, row_bytes);
         else memcpy(dst, a + off_a, (size_t)row_bytes);
         outer_next(nouter, oshape, oa, ob, idx, &off_a, &off_b);
+        ++o;
     }
     if (stream) stream_fence();
+    free(staged);
 }
 
 /* n items along one axis (byte strides sa, sb), each a run of `run` contiguous elements on both sides. */

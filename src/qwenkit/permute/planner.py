@@ -48,6 +48,13 @@ ROWS_INPUT_ORDER_MIN_BYTES = 128
 Measured on an AVX-512 Xeon, float32 (8, S, 32, D) -> (8, 32, S, D), 64 MiB, in-sequence / output-order time:
 64-byte runs 1.17x (slower, so they keep output order), 128 B 0.89x, 256 B 0.42x, 512 B 0.45x, 1 KiB 0.82x, 2 KiB
 0.92x, 4 KiB 0.93x; the benchmark's attention case (512 B) went from 0.90x to 1.8-2.0x NumPy with one thread."""
+SPAN_RUN_BYTES = (320, 1024)
+"""Row copies whose runs are at least the first and under the second this many bytes stream their runs in spans
+(``Plan.spans``, codegen ``qk_rows``) where the next-outer axis continues each run in the output. Ad-hoc interleaved
+A/Bs on the Xeon, float32 (B, S, H, D) -> (B, H, S, D) into np.empty, spans / run by run x NumPy: 128-byte runs
+1.0-1.7 / 1.5-2.0 (lost), 256 B 2.4-2.7 / 2.6-2.8 (lost), 320 B 1.73 / 1.36, 384 B 1.5-1.8 / 1.0-1.2, 512 B
+1.4-1.7 / 1.1-1.2, 640 B 1.26 / 1.10, 1 KiB (3-D (1, 0, 2)) 1.2-1.5 / 1.2-1.5 (even), 2 KiB 1.21 / 1.66 (lost),
+4 KiB 1.37 / 1.36; the committed A/B is ``bench.span_experiment``. The window is ours, fitted to these runs."""
 MIN_PLANE_ELEMENTS = 64
 """A block smaller than this many elements spends more on tile bookkeeping than on moving data; delegated."""
 TILE_SHAPES: dict[int, tuple[int, int, bool]] = {
@@ -129,6 +136,7 @@ class Plan:
     dense: bool = False  # tile: the block's output is one contiguous span, streamed whole
     column_order: bool = False  # tile: walk macro tiles down columns (True) or along rows
     probe: int = 0  # tile, diagnosis only: one of codegen.PROBE_READS, PROBE_WRITES, PROBE_NO_PREFETCH
+    spans: bool = False  # rows: stream runs in spans of several runs (SPAN_RUN_BYTES)
     short_idx: np.ndarray | None = field(default=None, repr=False)  # (de)interleave: permute index vectors
     short_mask: np.ndarray | None = field(default=None, repr=False)  # (de)interleave: lane masks
     chunks: tuple[Chunk, ...] = ()
@@ -151,7 +159,8 @@ class Plan:
                          f"{int(np.count_nonzero(self.short_mask))} masked register permutes per "
                          f"{self.q_axes.shape[0]} registers")
         if self.kind == "rows":
-            lines.append(f"runs of {self.row_bytes} bytes")
+            spans = "; streamed in spans of several runs" if self.spans else ""
+            lines.append(f"runs of {self.row_bytes} bytes{spans}")
         if self.kind == "strided":
             lines.append(f"inner axis {self.inner.shape[0]} (A stride {self.inner.sa[0]}, B {self.inner.sb[0]}), "
                          f"items of {self.row_bytes} bytes")
@@ -276,8 +285,12 @@ def _plan_rows(axes: Axes, n_threads: int, common: dict) -> Plan:
     outer = _order_outer(outer, n_threads, input_sequence_on_ties=row_bytes >= ROWS_INPUT_ORDER_MIN_BYTES)
     # Runs stream whatever their alignment: their partial end lines are stored normally (stream_row_unaligned).
     stream = int(_streams(common) and row_bytes >= WHOLE_ROW_MIN_BYTES)
+    # Runs of a few hundred bytes whose next-outer axis continues them in the output stream in spans of several runs
+    # (codegen.SPAN_BYTES), so that an output off a cache line stores two partial lines per span, not per run.
+    spans = bool(stream and SPAN_RUN_BYTES[0] <= row_bytes < SPAN_RUN_BYTES[1] and len(outer.shape) >= 2
+                 and outer.sb[-2] == row_bytes)
     return Plan("rows", "input and output share their unit-stride axis", row_bytes=row_bytes, outer=outer,
-                stream=stream, chunks=_split_outer(math.prod(outer.shape), n_threads), **common)
+                stream=stream, spans=spans, chunks=_split_outer(math.prod(outer.shape), n_threads), **common)
 
 
 def _streams(common: dict) -> bool:
