@@ -182,8 +182,8 @@ def test_streamed_outputs_at_any_offset_in_a_cache_line(forced_kernels, isa, off
 def test_row_copies_streamed_in_spans(forced_kernels, dtype, threads):
     """BSHD->BHSD row copies with their runs streamed in spans (``Plan.spans``): outputs off a cache line by every
     offset class and aligned ones, cycles cut by the threads' shares (odd S and H), runs of odd lengths, a next-outer
-    axis that ends inside a span, and so many heads that the buffer holds fewer than two runs a head (run by run);
-    the bytes around the output stay untouched."""
+    axis that ends inside a span, so many heads that the buffer holds fewer than two runs a head (run by run), and
+    the reverse relayout whose long position axis is cut into blocks; the bytes around the output stay untouched."""
     import warnings
 
     from qwenkit.permute import PermuteFallbackWarning, make_plan
@@ -192,15 +192,18 @@ def test_row_copies_streamed_in_spans(forced_kernels, dtype, threads):
     rng = np.random.default_rng(7)
     itemsize = np.dtype(dtype).itemsize
     short, long = 128 // itemsize + 3, 320 // itemsize + 1  # runs the planner walks in the input's order
-    for shape in ((2, 7, 5, short), (3, 33, 3, long), (1, 9, 4096, short), (2, 65, 2, long)):
+    for shape, axes in (((2, 7, 5, short), (0, 2, 1, 3)), ((3, 33, 3, long), (0, 2, 1, 3)),
+                        ((1, 9, 4096, short), (0, 2, 1, 3)), ((2, 65, 2, long), (0, 2, 1, 3)),
+                        # BHSD->BSHD: the positions, fastest, cut into blocks (600) or not (601, a prime)
+                        ((2, 5, 600, short), (0, 2, 1, 3)), ((1, 3, 601, short), (0, 2, 1, 3))):
         a = _random_bytes(rng, shape, dtype)
-        out_shape = (shape[0], shape[2], shape[1], shape[3])
+        out_shape = tuple(shape[k] for k in axes)
         nbytes = int(np.prod(shape)) * itemsize
         for offset in (0, 4, 16, 48, 64 - itemsize):
             backing = np.zeros(nbytes + 128, np.uint8)
             start = -backing.ctypes.data % 64 + offset
             out = backing[start:start + nbytes].view(dtype).reshape(out_shape)
-            assert make_plan(a, (0, 2, 1, 3), out, threads=threads).plan.spans
-            assert permute(a, (0, 2, 1, 3), out=out, threads=threads) is out
-            _assert_bits_equal(out, _expected(a, (0, 2, 1, 3)))
+            assert make_plan(a, axes, out, threads=threads).plan.spans
+            assert permute(a, axes, out=out, threads=threads) is out
+            _assert_bits_equal(out, _expected(a, axes))
             assert not backing[:start].any() and not backing[start + nbytes:].any()

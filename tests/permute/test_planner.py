@@ -231,6 +231,8 @@ def test_row_copies_stream_in_spans_only_in_the_measured_window():
     for head in (low // 4 - 8, high // 4):
         plan = spans((4, 1024, 8, head), (0, 2, 1, 3))
         assert plan.kind == "rows" and plan.stream and not plan.spans
+    reverse = spans((8, 32, 2048, 128), (0, 2, 1, 3))  # BHSD->BSHD: 2,048 positions fastest, cut into blocks
+    assert reverse.spans and reverse.outer.shape == (8, 16, 32, 128) and reverse.outer.sb[-2] == 512
     a = np.zeros((4, 1024, 8, 128), np.float32)
     gapped = np.empty((4, 8, 1024, 256), np.float32)[..., :128]  # 512-byte runs 1 KiB apart: none continues one
     plan = make_plan(a, (0, 2, 1, 3), gapped, threads=1).plan

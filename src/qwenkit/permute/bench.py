@@ -1074,9 +1074,11 @@ def alias_experiment(side: int = 256, repeats: int = 7, axes_list=ALIAS_EXPERIME
 SPAN_EXPERIMENT_LAYOUTS: tuple[tuple[tuple[int, ...], tuple[int, ...]], ...] = (
     ((1, 2048, 32, 32), (0, 2, 1, 3)), ((4, 1024, 8, 64), (0, 2, 1, 3)), ((8, 2048, 32, 80), (0, 2, 1, 3)),
     ((8, 2048, 32, 96), (0, 2, 1, 3)), ((8, 2048, 32, 128), (0, 2, 1, 3)), ((8, 1024, 32, 160), (0, 2, 1, 3)),
-    ((256, 256, 256), (1, 0, 2)), ((2, 1024, 32, 512), (0, 2, 1, 3)))
+    ((256, 256, 256), (1, 0, 2)), ((2, 1024, 32, 512), (0, 2, 1, 3)), ((8, 32, 2048, 128), (0, 2, 1, 3)),
+    ((8, 32, 1024, 96), (0, 2, 1, 3)))
 """float32 row copies whose next-outer axis continues each run in the output (BSHD->BHSD with head sizes of 32-512
-elements, and 3-D (1, 0, 2)): runs of 128 bytes to 2 KiB."""
+elements, 3-D (1, 0, 2), and BHSD->BSHD, whose long position axis the planner cuts into blocks): runs of 128 bytes to
+2 KiB."""
 
 
 def span_experiment(repeats: int = 5, layouts=SPAN_EXPERIMENT_LAYOUTS) -> list[dict]:

@@ -289,8 +289,31 @@ def _plan_rows(axes: Axes, n_threads: int, common: dict) -> Plan:
     # (codegen.SPAN_BYTES), so that an output off a cache line stores two partial lines per span, not per run.
     spans = bool(stream and SPAN_RUN_BYTES[0] <= row_bytes < SPAN_RUN_BYTES[1] and len(outer.shape) >= 2
                  and outer.sb[-2] == row_bytes)
+    if spans:
+        outer = _span_cycles(outer, row_bytes)
     return Plan("rows", "input and output share their unit-stride axis", row_bytes=row_bytes, outer=outer,
                 stream=stream, spans=spans, chunks=_split_outer(math.prod(outer.shape), n_threads), **common)
+
+
+def _span_cycles(outer: Axes, row_bytes: int) -> Axes:
+    """A span copy holds one cycle of the innermost outer axis, times the runs of each span, in its buffer
+    (codegen ``qk_rows``). When that axis is too long for spans of ``codegen.SPAN_BYTES`` (BHSD->BSHD: 2,048
+    positions fastest, the heads next), it is cut into blocks of the largest divisor of its length that fits, and the
+    blocks go outside the span axis: (..., heads, positions) becomes (..., position blocks, heads, positions in a
+    block). Each head then still reads whole blocks of positions in sequence (the same run order inside a block, 32 KiB
+    pieces for 64 positions of 512 bytes), and the spans can grow. Below 8 positions a block, it is left as it is."""
+    span_runs = -(-codegen.SPAN_BYTES // row_bytes)
+    fits = codegen.SPAN_BUFFER_BYTES // (span_runs * row_bytes + 128)
+    cycle = outer.shape[-1]
+    if cycle <= fits:
+        return outer
+    block = max((d for d in range(1, fits + 1) if cycle % d == 0), default=1)
+    if block < 8:
+        return outer
+    head = outer.take(range(len(outer.shape) - 2))
+    return Axes(head.shape + (cycle // block, outer.shape[-2], block),
+                head.sa + (outer.sa[-1] * block, outer.sa[-2], outer.sa[-1]),
+                head.sb + (outer.sb[-1] * block, outer.sb[-2], outer.sb[-1]))
 
 
 def _streams(common: dict) -> bool:
