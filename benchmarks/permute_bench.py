@@ -43,12 +43,16 @@ from qwenkit.permute.bench import (
     summary_rows,
     sweep_minimum_line,
     tile_shape_experiment,
+    tile_table_experiment,
+    tile_table_summary,
     write_diagnosis_report,
     write_report,
     write_span_report,
     write_sweep_report,
     write_tile_report,
+    write_tile_table_report,
 )
+from qwenkit.permute.planner import tile_table_name
 
 
 def main() -> None:
@@ -65,6 +69,9 @@ def main() -> None:
                              "or below 1.6x with 2 threads")
     parser.add_argument("--tiles", action="store_true",
                         help="time the macro tile shapes of the square transposes against each other")
+    parser.add_argument("--tile-table", action="store_true",
+                        help="time every candidate macro tile shape on every tiled case of 8 MiB or more "
+                             "(the evidence for this machine's row of planner.TILE_SHAPE_TABLES)")
     parser.add_argument("--spans", action="store_true",
                         help="time row copies into np.empty outputs with their runs streamed in spans and one by one")
     parser.add_argument("--report-only", action="store_true", help="rewrite the report from the existing JSON")
@@ -87,6 +94,18 @@ def main() -> None:
         for row in alias_rows:
             print(f"{row['axes']:10s} {row['rule']:32s} {row['% of np.copyto']:5.1f} % of np.copyto", flush=True)
         print(f"wrote {write_tile_report(rows, args.out, info, alias_rows=alias_rows)}")
+        return
+    if args.tile_table:
+        info = {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "load_average_before": os.getloadavg(),
+                "cpu": cpu_model(), "launched": launch_conditions(), "repeats": args.repeats,
+                "table": tile_table_name()}
+        rows = tile_table_experiment(repeats=args.repeats)
+        info["load_average_after"] = os.getloadavg()
+        for row in tile_table_summary(rows):
+            print(f"width {row['width']:2d} {row['tile']:14s} geomean {row['geomean % of np.copyto']:5.1f} % of "
+                  f"np.copyto, min {row['min x NumPy']:.2f}x NumPy{'  (best)' if row['best mean'] else ''}"
+                  f"{'  (table now)' if row['in table now'] else ''}", flush=True)
+        print(f"wrote {write_tile_table_report(rows, args.out, info)}")
         return
     if args.spans:
         info = {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "load_average_before": os.getloadavg(),

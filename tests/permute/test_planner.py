@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from qwenkit.permute import planner
+from qwenkit.permute import codegen, planner
 from qwenkit.permute.planner import make_plan_for, normalize
 
 
@@ -169,7 +169,9 @@ def test_rows_per_cache_set_counts_first_lines_per_set():
 
 def test_input_rows_that_alias_in_the_l2_get_shorter_tiles_and_long_runs(monkeypatch):
     """256^3 float32 (2, 1, 0): input rows 256 KiB apart all fall in one set of a 2 MiB 16-way L2. The tile keeps
-    one cache line of each output row (16 rows) and the p side takes the outer axis that continues it in A."""
+    one cache line of each output row (16 rows) and the p side takes the outer axis that continues it in A (the
+    Intel tile table: 128-byte output rows, 32 float32 input rows a tile)."""
+    monkeypatch.setattr(planner.system, "cpu_vendor", lambda: "GenuineIntel")
     monkeypatch.setattr(planner.system, "l2_cache_geometry", lambda: (2048, 16, 64))
     cube = np.empty((256, 256, 256), np.float32)
     aliased = _plan(cube, (2, 1, 0), isa="avx512")
@@ -237,3 +239,42 @@ def test_row_copies_stream_in_spans_only_in_the_measured_window():
     gapped = np.empty((4, 8, 1024, 256), np.float32)[..., :128]  # 512-byte runs 1 KiB apart: none continues one
     plan = make_plan(a, (0, 2, 1, 3), gapped, threads=1).plan
     assert plan.kind == "rows" and plan.stream and not plan.spans
+
+
+@pytest.mark.parametrize(("vendor", "table"), [("AuthenticAMD", "amd"), ("GenuineIntel", "intel"), ("", "intel")])
+def test_the_tile_table_and_the_row_strips_follow_the_cpu_vendor(monkeypatch, vendor, table):
+    monkeypatch.setattr(planner.system, "cpu_vendor", lambda: vendor)
+    assert planner.tile_table_name() == table and planner.tile_shapes() is planner.TILE_SHAPE_TABLES[table]
+    plan = _plan(np.empty((32, 64, 56, 56), np.float32), (0, 2, 3, 1), isa="avx512")  # NCHW -> NHWC, 25 MB
+    assert plan.kind == "tile" and plan.stream == planner.STREAM_TILES
+    assert plan.tq == planner.TILE_SHAPE_TABLES[table][4][1] // 4
+    assert plan.whole_row_strips is planner.WHOLE_ROW_STRIPS[table]
+
+
+def test_every_tile_table_covers_every_width_with_whole_output_lines():
+    for table in planner.TILE_SHAPE_TABLES.values():
+        assert sorted(table) == [1, 2, 4, 8, 16]
+        assert all(tq_bytes % 64 == 0 and tp_bytes % 64 == 0 for tp_bytes, tq_bytes, _ in table.values())
+    assert set(planner.WHOLE_ROW_STRIPS) == set(planner.TILE_SHAPE_TABLES)
+
+
+@pytest.mark.parametrize("strips", [True, False])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])  # row order and column order under forced_kernels
+def test_back_to_back_rows_off_a_cache_line_copy_the_right_bytes_as_strips_or_tiles(forced_kernels, strips, dtype):
+    """NCHW -> NHWC into an output 16 bytes past a cache line (what np.empty gives): its 64-element rows lie back
+    to back, and each plane (too large for the dense path's buffer) goes out as whole-row strips or as whole-line
+    tiles with direct partial lines."""
+    import dataclasses
+
+    from qwenkit.permute import empty_aligned, make_plan
+
+    a = np.random.default_rng(5).standard_normal((2, 64, 33, 40)).astype(dtype)
+    expected = np.ascontiguousarray(a.transpose(0, 2, 3, 1))
+    buffer = empty_aligned((expected.nbytes + 64,), np.uint8)
+    out = buffer[16:16 + expected.nbytes].view(dtype).reshape(expected.shape)
+    runner = make_plan(a, (0, 2, 3, 1), out, threads=1)
+    assert runner.plan.kind == "tile" and runner.plan.stream == planner.STREAM_TILES and runner.plan.tq < 64
+    assert not runner.plan.dense and 33 * 40 * 64 * a.itemsize > codegen.DENSE_BUFFER_BYTES
+    runner._use(dataclasses.replace(runner.plan, whole_row_strips=strips))
+    runner(a, out)
+    assert out.tobytes() == expected.tobytes()

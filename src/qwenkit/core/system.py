@@ -22,6 +22,19 @@ def cpu_model() -> str:
 
 
 @functools.cache
+def cpu_vendor() -> str:
+    """The CPU's ``vendor_id`` (``GenuineIntel``, ``AuthenticAMD``; empty where the kernel reports none, as on ARM),
+    read once per process."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text(errors="replace").splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "vendor_id":
+                return value.strip()
+    return ""
+
+
+@functools.cache
 def cpu_flags() -> frozenset[str]:
     """The CPU feature flags the kernel reports (``flags`` on x86, ``Features`` on ARM), read once per process."""
     cpuinfo = Path("/proc/cpuinfo")

@@ -1034,6 +1034,91 @@ def tile_shape_experiment(side: int = 8192, repeats: int = 7, variants=None) -> 
     return rows
 
 
+TILE_TABLE_CANDIDATES: tuple[tuple[int, int, bool], ...] = tuple(
+    (tp_bytes, tq_bytes, True) for tp_bytes in (64, 128, 256) for tq_bytes in (64, 128))
+"""Rows of ``planner.TILE_SHAPE_TABLES`` timed by ``tile_table_experiment``: 64-256 bytes of each input row, 64 or 128
+bytes of each output row (whole cache lines, as the streaming tiles need), column order; every entry of the
+existing tables is among them."""
+
+
+def tile_table_experiment(repeats: int = 5, candidates=TILE_TABLE_CANDIDATES, cases=None) -> list[dict]:
+    """Every candidate table entry on every case of the matrix (``full_cases``) of 8 MiB or more that the planner
+    tiles: the case is planned with the candidate as its element width's entry (``planner.TILE_SHAPES`` overridden,
+    so the planner's other rules, the L2 alias cut and the stream modes, apply as they would), into a pre-touched
+    64-byte-aligned output and into a plain np.empty output, in one interleaved loop per case with np.copyto of the
+    same bytes and NumPy's copy into each output (medians). The table's own entry also runs into the np.empty output
+    with the other choice of ``planner.WHOLE_ROW_STRIPS`` ("np.empty, other row strips"). Every variant writes NumPy's
+    bytes (checked)."""
+    import dataclasses
+
+    from qwenkit.permute import empty_aligned, make_plan, planner
+
+    rows = []
+    for case in cases if cases is not None else full_cases():
+        if case.nbytes < BANDWIDTH_CASE_MIN_BYTES and cases is None:
+            continue
+        a = _filled(case.shape, case.dtype)
+        view = a.transpose(case.axes)
+        out = empty_aligned(view.shape, case.dtype)
+        if make_plan(a, case.axes, out, threads=1).plan.kind != "tile":
+            continue
+        user_out, flat_dst = np.empty(view.shape, case.dtype), empty_aligned((a.size,), case.dtype)
+        for buffer in (out, user_out, flat_dst):
+            buffer.fill(0)
+        contenders = {"np.copyto": functools.partial(np.copyto, flat_dst, a.reshape(-1))}
+        expected = np.ascontiguousarray(view).tobytes()
+        contenders["NumPy, aligned"] = functools.partial(np.copyto, out, view)
+        contenders["NumPy, np.empty"] = functools.partial(np.copyto, user_out, view)
+        width = planner.element_width(a.itemsize)
+        labels = []
+        for shape in candidates:
+            saved = planner.TILE_SHAPES
+            planner.TILE_SHAPES = {**planner.tile_shapes(), width: shape}
+            try:
+                plans = {kind: make_plan(a, case.axes, target, threads=1).plan
+                         for kind, target in (("aligned", out), ("np.empty", user_out))}
+            finally:
+                planner.TILE_SHAPES = saved
+            if shape == planner.tile_shapes()[width] and plans["np.empty"].kind == "tile":
+                plans["np.empty, other row strips"] = dataclasses.replace(
+                    plans["np.empty"], whole_row_strips=not plans["np.empty"].whole_row_strips)
+            for kind, plan in plans.items():
+                label = f"{shape[0]} x {shape[1]} B, {kind}"
+                contenders[label] = _checked_run(a, case.axes, out if kind == "aligned" else user_out, plan,
+                                                 expected, f"{case.name} {label}")
+                labels.append((label, shape, kind, plan))
+        _, medians = time_interleaved(contenders, repeats)
+        for label, shape, kind, plan in labels:
+            numpy_label = "NumPy, aligned" if kind == "aligned" else "NumPy, np.empty"
+            rows.append({"case": case.name, "width": width, "tile": f"{shape[0]} x {shape[1]} B", "output": kind,
+                         "in table now": shape == planner.tile_shapes()[width],
+                         "macro tile (elements)": f"{plan.tp} x {plan.tq}", "ms": 1e3 * medians[label],
+                         "% of np.copyto": 100 * medians["np.copyto"] / medians[label],
+                         "x NumPy": medians[numpy_label] / medians[label]})
+    return rows
+
+
+def tile_table_summary(rows: list[dict]) -> list[dict]:
+    """Per element width and candidate: the geometric mean of ``% of np.copyto`` over the cases and both outputs,
+    and the lowest ratio to NumPy, with the candidate of the highest mean marked (the rows with the other row-strip
+    choice left out)."""
+    groups: dict[tuple[int, str], list[dict]] = {}
+    for row in rows:
+        if row["output"] not in ("aligned", "np.empty"):
+            continue
+        groups.setdefault((row["width"], row["tile"]), []).append(row)
+    summary = [{"width": width, "tile": tile, "cases": len({r["case"] for r in group}),
+                "in table now": group[0]["in table now"],
+                "geomean % of np.copyto": statistics.geometric_mean([r["% of np.copyto"] for r in group]),
+                "min x NumPy": min(r["x NumPy"] for r in group)} for (width, tile), group in sorted(groups.items())]
+    for width in {row["width"] for row in summary}:
+        best = max((row for row in summary if row["width"] == width), key=lambda r: r["geomean % of np.copyto"])
+        for row in summary:
+            if row["width"] == width:
+                row["best mean"] = row is best
+    return summary
+
+
 ALIAS_EXPERIMENT_AXES: tuple[tuple[int, ...], ...] = ((1, 2, 0), (2, 1, 0))
 """The 3-D float32 permutations whose input rows lie ``side**2`` elements apart: with ``side=256``, 256 KiB, a
 multiple of the L2's set span, so every row of a tile maps to one set."""
@@ -1156,6 +1241,32 @@ def write_tile_report(rows: list[dict], directory: Path, record_info: dict, *, n
                     "`bench.alias_experiment`, 256^3 float32, `planner._alias_free_tq` and the long p side on and "
                     "off, same loop discipline.")
         report.table(alias_rows, list(alias_rows[0]), float_format="{:.3g}")
+    md_path, _ = report.write(directory, name=name)
+    return md_path
+
+
+def write_tile_table_report(rows: list[dict], directory: Path, record_info: dict,
+                            *, name: str = "permute_tile_table") -> Path:
+    from qwenkit.core.checkpoint import atomic_write_text
+    from qwenkit.core.report import Report
+
+    directory.mkdir(parents=True, exist_ok=True)
+    summary = tile_table_summary(rows)
+    atomic_write_text(directory / f"{name}.json",
+                      json.dumps({**record_info, "rows": rows, "summary": summary}, indent=1))
+    report = Report("qwenkit.permute: candidate macro tile shapes on every tiled case")
+    report.text(f"Run {record_info['started']} on {record_info['cpu']}, {launched_text(record_info)}; load average "
+                f"before {_fmt_load(record_info['load_average_before'])}, after "
+                f"{_fmt_load(record_info['load_average_after'])}. `bench.tile_table_experiment`: each case of the "
+                "matrix of 8 MiB or more that the planner tiles, planned with each candidate as its element width's "
+                "entry of the tile table, into an aligned and a plain np.empty output, one interleaved loop per "
+                f"case, median of {record_info['repeats']} rounds, 1 thread. `in table now`: the entry of this "
+                f"machine's table (`{record_info.get('table', '?')}`) when the run was made.")
+    report.text("**Per element width** (geometric mean over the cases and both outputs; `best mean` marks the "
+                "highest):")
+    report.table(summary, list(summary[0]), float_format="{:.3g}")
+    report.text("**Every case:**")
+    report.table(rows, list(rows[0]), float_format="{:.3g}")
     md_path, _ = report.write(directory, name=name)
     return md_path
 

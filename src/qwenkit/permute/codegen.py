@@ -74,6 +74,7 @@ typedef struct {
     int32_t stream;
     int32_t dense;
     int32_t probe;
+    int32_t whole_row_strips;
 } qk_tile_args;
 void qk_tile(const char *a, char *b, const qk_tile_args *t, int64_t o0, int64_t o1, int64_t p0, int64_t p1);
 void qk_rows(const char *a, char *b, int64_t row_bytes, int32_t nouter, const int64_t *oshape,
@@ -675,9 +676,12 @@ static void plane(const char *a, char *b, const qk_tile_args *t, int64_t p0, int
     if (head > nq) head = nq;
     const int64_t lines_end = head + (nq - head) * W / 64 * 64 / W;
     /* Unaligned output whose rows lie back to back (NCHW->NHWC: 256-byte rows): strips of whole rows stream as one
-       run each, so only the strip's two end lines are partial, not two per row. The same when no whole line fits. */
+       run each, so only the strip's two end lines are partial, not two per row, where the plan says so
+       (`whole_row_strips`, planner.WHOLE_ROW_STRIPS); else whole-line tiles, the partial lines stored directly. The
+       strips too when no whole line fits. */
     const int contiguous_rows = p1 - p0 > 1 && t->pb[p0 + 1] == t->pb[p0] + nq * W;
-    if (misalign != 0 && rows_fit >= MP && (contiguous_rows || lines_end == head || misalign % W != 0)) {
+    if (misalign != 0 && rows_fit >= MP
+        && ((contiguous_rows && t->whole_row_strips) || lines_end == head || misalign % W != 0)) {
         plane_whole_rows(a, b, t, p0, p1, buf, prow, rows_fit < tp ? rows_fit : tp);
         return;
     }

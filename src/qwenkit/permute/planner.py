@@ -57,18 +57,58 @@ A/Bs on the Xeon, float32 (B, S, H, D) -> (B, H, S, D) into np.empty, spans / ru
 4 KiB 1.37 / 1.36; the committed A/B is ``bench.span_experiment``. The window is ours, fitted to these runs."""
 MIN_PLANE_ELEMENTS = 64
 """A block smaller than this many elements spends more on tile bookkeeping than on moving data; delegated."""
-TILE_SHAPES: dict[int, tuple[int, int, bool]] = {
-    1: (128, 64, True), 2: (256, 128, True), 4: (128, 128, True), 8: (128, 128, True), 16: (256, 128, True)}
-"""Per element width: (bytes of each input row a macro tile reads, bytes of each output row it writes, column order).
-Walking tiles down a column of narrow tiles reads each input row in sequence, and the kernel fetches the next tile
-of the walk ahead (docs/permute.md, "Prefetch"); the fewer input rows a tile spans, the fewer streams are in flight.
-Measured by ``benchmarks/permute_bench.py --tiles`` on 8192^2 transposes on the AVX-512 Xeon
+TILE_SHAPE_TABLES: dict[str, dict[int, tuple[int, int, bool]]] = {
+    "intel": {1: (128, 64, True), 2: (256, 128, True), 4: (128, 128, True), 8: (128, 128, True),
+              16: (256, 128, True)},
+    "amd": {1: (64, 64, True), 2: (64, 128, True), 4: (128, 64, True), 8: (128, 128, True), 16: (256, 128, True)}}
+"""Per CPU vendor (``tile_table_name``), per element width: (bytes of each input row a macro tile reads, bytes of each
+output row it writes, column order). Walking tiles down a column of narrow tiles reads each input row in sequence,
+and the kernel fetches the next tile of the walk ahead (docs/permute.md, "Prefetch"); the fewer input rows a tile
+spans (its output-row bytes over the element width), the fewer streams are in flight.
+
+``intel``, measured by ``benchmarks/permute_bench.py --tiles`` on 8192^2 transposes on the AVX-512 Xeon
 (benchmarks/results/permute_xeon/permute_tiles.md, the figures of each run in docs/permute.md, "Tile order"): uint8
 in row order with 1 KiB runs (the shape before commit 967278f) ran at 13 % of np.copyto against 39-45 % in column
 order; float64 47-55 % as 256 x 256 against 64-70 % as 128 x 128; complex128 34-35 % as 256 x 512 against 67-75 % as
 256 x 128. Shapes within about 10 points of each other trade places from run to run on this VM (int16: the table's
 shape the fastest of four in one run, the slowest in the next), so the table keeps a shape unless another wins in
-every run."""
+every run. It is also the table of every machine that is not AMD's (untuned there).
+
+``amd``, measured on an AMD EPYC Zen 4 (1 MiB 8-way L2) by ``benchmarks/permute_bench.py --tile-table``
+(``bench.tile_table_experiment``: every candidate on every tiled matrix case of 8 MiB or more, into aligned and
+np.empty outputs; benchmarks/results/permute_zen4/permute_tile_table.md): there the kernel's gather reads alone take
+53-92 % of its time (permute_limits.md), and tiles over fewer input rows won. Geometric mean of % of np.copyto over
+the cases and both outputs in two runs (17:51, permute_tile_table_run1.md; 17:54, after the table was set), the Intel
+entry / this one: uint8 128 x 64 25 / 64 x 64 29-30, int16 256 x 128 34-35 / 64 x 128 37 (64 x 64 36-39: the two
+trade places), float32 128 x 128 45-48 / 128 x 64 50-54; float64 and complex128 keep the Intel entry (no other
+shape won in every run). The Zen 3 (AVX2) machine of the first benchmark runs also takes this table, unmeasured
+with it."""
+TILE_SHAPES: dict[int, tuple[int, int, bool]] | None = None
+"""An override of the machine's table (``check.forced_kernels``, ``bench.tile_table_experiment``); None: the table of
+``tile_table_name()``."""
+
+
+def tile_table_name() -> str:
+    """The row of ``TILE_SHAPE_TABLES`` for this machine: ``amd`` on AMD CPUs, ``intel`` on every other one."""
+    return "amd" if system.cpu_vendor() == "AuthenticAMD" else "intel"
+
+
+def tile_shapes() -> dict[int, tuple[int, int, bool]]:
+    """The macro tile shapes the planner uses: the override ``TILE_SHAPES`` if set, else this machine's table."""
+    return TILE_SHAPES if TILE_SHAPES is not None else TILE_SHAPE_TABLES[tile_table_name()]
+
+
+WHOLE_ROW_STRIPS: dict[str, bool] = {"intel": True, "amd": False}
+"""Per CPU vendor (``tile_table_name``): whether a whole-line tile plan whose output plane starts off a cache line
+and whose rows lie back to back (a plain np.empty output, 16 bytes past a line) streams strips of whole rows, two
+partial lines a strip (True), or keeps its whole-line tiles and stores the partial lines of each row directly
+(False). The strips (commit 4daea27) replaced direct stores of the whole plane; they were not compared with
+whole-line tiles then, and are kept on the Xeon, unmeasured there against them. On the Zen 4 a strip reads every
+input row of the block in turn, and the tiles won: the rows "np.empty, other row strips" of
+benchmarks/results/permute_zen4/permute_tile_table.md (``bench.tile_table_experiment``) time the other choice in the
+same loop."""
+
+
 THREAD_MIN_BYTES = 4 * 1024 * 1024
 """Default threading: one thread per this many bytes of output, at most the usable cores."""
 MIN_BYTES_PER_THREAD = 4 * 1024 * 1024
@@ -135,6 +175,7 @@ class Plan:
     stream: int = 0  # rows: 0/1; tile: 0 direct, STREAM_TILES, STREAM_WHOLE_ROWS
     dense: bool = False  # tile: the block's output is one contiguous span, streamed whole
     column_order: bool = False  # tile: walk macro tiles down columns (True) or along rows
+    whole_row_strips: bool = True  # tile, whole-line tiles: back-to-back output rows off a line go out as row strips
     probe: int = 0  # tile, diagnosis only: one of codegen.PROBE_READS, PROBE_WRITES, PROBE_NO_PREFETCH
     spans: bool = False  # rows: stream runs in spans of several runs (SPAN_RUN_BYTES)
     short_idx: np.ndarray | None = field(default=None, repr=False)  # (de)interleave: permute index vectors
@@ -416,7 +457,7 @@ def _plan_tile(axes: Axes, p: int, n_threads: int, common: dict) -> Plan:
             return Plan("numpy", f"input runs of {n_p} elements fill at most half a vector and this ISA has no "
                         "masked loads", **common)
     qa = _offsets(axes, q_side, axes.sa)
-    tile_p_bytes, tile_q_bytes, column_order = TILE_SHAPES[width]
+    tile_p_bytes, tile_q_bytes, column_order = tile_shapes()[width]
     tq = max(mq, tile_q_bytes // width)
     geometry = system.l2_cache_geometry()
     reason = "block transpose between the two unit-stride sides"
@@ -452,7 +493,8 @@ def _plan_tile(axes: Axes, p: int, n_threads: int, common: dict) -> Plan:
     chunks = _split_planes(math.prod(outer.shape), n_p, n_threads, tp)
     return Plan("tile", reason, outer=outer,
                 p_axes=axes.take(p_side), q_axes=axes.take(q_side), pb=pb, qa=qa, tp=tp, tq=tq, stream=stream,
-                dense=dense, column_order=column_order, chunks=chunks, **common)
+                dense=dense, column_order=column_order, whole_row_strips=WHOLE_ROW_STRIPS[tile_table_name()],
+                chunks=chunks, **common)
 
 
 def plan_variants(plan: Plan) -> list[Plan]:
