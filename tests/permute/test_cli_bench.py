@@ -33,10 +33,13 @@ from qwenkit.permute.bench import (
     sweep_minimum,
     sweep_ratios,
     tile_shape_experiment,
+    tile_table_experiment,
+    tile_table_summary,
     write_diagnosis_report,
     write_report,
     write_sweep_report,
     write_tile_report,
+    write_tile_table_report,
 )
 from qwenkit.permute.check import run_check
 from qwenkit.permute.cli import app
@@ -214,3 +217,30 @@ def test_limit_verdict_names_the_resource_from_the_numbers():
     assert neither["1 thread"].startswith("neither half") and neither["2 threads"].startswith("meets 1.6x")
     in_turn = limit_verdict(_diagnosis(10.0, 5.0, 4.5, 10.0, 10.0, 1.7, 1.0))
     assert in_turn["1 thread"].startswith("the loads and the stores in turn (not overlapped: together 95 %")
+
+
+def test_tile_table_experiment_times_every_candidate_and_the_other_row_strips(tmp_path, forced_kernels):
+    """NCHW -> NHWC float32, planes too large for the dense buffer: every candidate into both outputs, and the
+    table's own entry once more into np.empty with the other row-strip choice; the summary leaves that row out."""
+    from qwenkit.permute import planner
+
+    default = planner.tile_shapes()[4]
+    candidates = (default, (64, 64, True))
+    rows = tile_table_experiment(repeats=1, candidates=candidates,
+                                 cases=[Case("NCHW", (2, 64, 33, 40), "float32", (0, 2, 3, 1), "4-D")])
+    assert [(r["tile"], r["output"]) for r in rows] == [
+        (f"{default[0]} x {default[1]} B", "aligned"), (f"{default[0]} x {default[1]} B", "np.empty"),
+        (f"{default[0]} x {default[1]} B", "np.empty, other row strips"), ("64 x 64 B", "aligned"),
+        ("64 x 64 B", "np.empty")]
+    assert all(r["ms"] > 0 and r["% of np.copyto"] > 0 and r["x NumPy"] > 0 for r in rows)
+    summary = tile_table_summary(rows)
+    assert len(summary) == 2 and all(row["cases"] == 1 for row in summary)
+    assert sum(row["best mean"] for row in summary) == 1
+    assert [row["in table now"] for row in summary] == [r["tile"] == f"{default[0]} x {default[1]} B"
+                                                        for r in summary]
+    md = write_tile_table_report(rows, tmp_path, {"started": "now", "cpu": "test", "launched": "started directly",
+                                                  "repeats": 1, "table": "intel",
+                                                  "load_average_before": (0.0, 0.0, 0.0),
+                                                  "load_average_after": (0.0, 0.0, 0.0)})
+    assert "other row strips" in md.read_text()
+    assert json.loads((tmp_path / "permute_tile_table.json").read_text())["summary"] == summary
