@@ -25,6 +25,7 @@ from qwenkit.permute.bench import (
     limit_verdict,
     lowest_ratio,
     merge_records,
+    quiet_peer_thread_pools,
     run_benchmark,
     run_sweep,
     stride_experiment,
@@ -244,3 +245,17 @@ def test_tile_table_experiment_times_every_candidate_and_the_other_row_strips(tm
                                                   "load_average_after": (0.0, 0.0, 0.0)})
     assert "other row strips" in md.read_text()
     assert json.loads((tmp_path / "permute_tile_table.json").read_text())["summary"] == summary
+
+
+def test_peer_thread_pools_wait_passively_unless_torch_came_first(monkeypatch):
+    import os
+    import sys
+
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    monkeypatch.setitem(sys.modules, "torch", object())
+    assert quiet_peer_thread_pools().startswith("unknown (torch imported before the benchmark")
+    assert "OMP_WAIT_POLICY" not in os.environ
+    monkeypatch.delitem(sys.modules, "torch")
+    assert quiet_peer_thread_pools() == "PASSIVE" == os.environ["OMP_WAIT_POLICY"]
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    assert quiet_peer_thread_pools() == "ACTIVE", "a policy the user set is kept"

@@ -266,11 +266,31 @@ def run_case(case: Case, threads: int, repeats: int, *, with_peers: bool) -> Res
                   peers_correct)
 
 
+PEER_OMP_WAIT_POLICY = "PASSIVE"
+"""``OMP_WAIT_POLICY`` for the peers' OpenMP pools (torch's), set before torch is first imported unless the user set
+it. Spinning (libgomp's default), torch's idle workers keep the second of 2 cores busy after each torch call and
+slow whatever runs next in the loop: 3-D (2, 0, 1) float32, qwenkit 2 threads / 1 thread in one loop with torch's
+2-thread ``copy_``, 0.84-0.97x spinning against 1.57-1.65x passive (ad-hoc, 2026-12-04, the Zen 4 guest; the
+matrices before then timed their 2-thread pass beside spinning workers)."""
+
+
+def quiet_peer_thread_pools() -> str:
+    """Set ``OMP_WAIT_POLICY`` (``PEER_OMP_WAIT_POLICY`` unless already set) before torch loads, and say what is in
+    effect: the policy, or that torch was imported before this could be set."""
+    import sys
+
+    if "torch" in sys.modules:
+        return f"unknown (torch imported before the benchmark; OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')})"
+    return os.environ.setdefault("OMP_WAIT_POLICY", PEER_OMP_WAIT_POLICY)
+
+
 def environment() -> dict:
     """What the numbers depend on: machine, ISA, load, thread variables, glibc's non-temporal threshold."""
     from qwenkit.permute.isa import resolve_isa
 
+    wait_policy = quiet_peer_thread_pools()
     record = machine_summary()
+    record["peer_omp_wait_policy"] = wait_policy
     record["isa"] = resolve_isa("auto")
     record["numpy"] = np.__version__
     for module in ("torch", "numba", "jax"):
@@ -496,7 +516,8 @@ def write_report(record: dict, directory: Path, *, name: str = "permute", title:
                     f"{_fmt_load(sweep['load_average_before'])} / {_fmt_load(sweep['load_average_after'])})")
     report.text(
         f"Machine: {env['cpu']} ({env['cores']} usable cores), ISA `{env['isa']}`, NumPy {env['numpy']}, "
-        f"torch {env['torch']}, numba {env['numba']}, JAX {env.get('jax')} (CPU, single-threaded XLA). Minimum of "
+        f"torch {env['torch']} (OpenMP wait policy {env.get('peer_omp_wait_policy', 'not recorded: spinning')}), "
+        f"numba {env['numba']}, JAX {env.get('jax')} (CPU, single-threaded XLA). Minimum of "
         f"{record['repeats']} interleaved runs per contender. Bandwidth counts bytes read plus bytes written "
         "(2 x the array) over the same timer for every contender; `% of copy` is against the best plain copy of "
         "the same bytes in the same loop (np.copyto or qwenkit's streaming copy), so above 100 % is a "
