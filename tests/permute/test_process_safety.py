@@ -324,7 +324,7 @@ def test_cpu_features_are_read_once_per_process(forced_kernels, monkeypatch):
         return real_read_text(path, *args, **kwargs)
 
     monkeypatch.setattr(Path, "read_text", counting_read_text)
-    for cached in (READ_CPU_FLAGS, isa._cpu_isas, isa._resolve_isa):
+    for cached in (system._cpuinfo_fields, READ_CPU_FLAGS, isa._cpu_isas, isa._resolve_isa):
         cached.cache_clear()
     api._cached_plan.cache_clear()
     try:
@@ -334,7 +334,7 @@ def test_cpu_features_are_read_once_per_process(forced_kernels, monkeypatch):
             make_plan(a, axes)
         assert len(calls) == (1 if Path("/proc/cpuinfo").exists() else 0)
     finally:
-        for cached in (READ_CPU_FLAGS, isa._cpu_isas, isa._resolve_isa):
+        for cached in (system._cpuinfo_fields, READ_CPU_FLAGS, isa._cpu_isas, isa._resolve_isa):
             cached.cache_clear()
         api._cached_plan.cache_clear()
 

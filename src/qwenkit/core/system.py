@@ -11,40 +11,40 @@ _SIMD_FLAGS = ("sse2", "ssse3", "sse4_1", "sse4_2", "avx", "avx2", "fma", "avx51
                "avx512vbmi", "avx512_vnni", "amx_tile", "neon", "asimd", "sve", "sve2")
 
 
-def cpu_model() -> str:
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text(errors="replace").splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() in {"model name", "Hardware", "Processor"} and value.strip():
-                return value.strip()
-    return platform.processor() or platform.machine()
-
-
 @functools.cache
-def cpu_vendor() -> str:
-    """The CPU's ``vendor_id`` (``GenuineIntel``, ``AuthenticAMD``; empty where the kernel reports none, as on ARM),
-    read once per process."""
+def _cpuinfo_fields() -> dict[str, str] | None:
+    """Each key of ``/proc/cpuinfo`` with its first non-empty value, in the file's order (None where the file does not
+    exist), read once per process for every reader below."""
     cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text(errors="replace").splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "vendor_id":
-                return value.strip()
-    return ""
+    if not cpuinfo.exists():
+        return None
+    fields: dict[str, str] = {}
+    for line in cpuinfo.read_text(errors="replace").splitlines():
+        key, _, value = line.partition(":")
+        if value.strip():
+            fields.setdefault(key.strip(), value.strip())
+    return fields
+
+
+def _first_field(keys: set[str]) -> str | None:
+    return next((value for key, value in (_cpuinfo_fields() or {}).items() if key in keys), None)
+
+
+def cpu_model() -> str:
+    return _first_field({"model name", "Hardware", "Processor"}) or platform.processor() or platform.machine()
+
+
+def cpu_vendor() -> str:
+    """The CPU's ``vendor_id`` (``GenuineIntel``, ``AuthenticAMD``; empty where the kernel reports none, as on ARM)."""
+    return _first_field({"vendor_id"}) or ""
 
 
 @functools.cache
 def cpu_flags() -> frozenset[str]:
-    """The CPU feature flags the kernel reports (``flags`` on x86, ``Features`` on ARM), read once per process."""
-    cpuinfo = Path("/proc/cpuinfo")
-    if not cpuinfo.exists():
+    """The CPU feature flags the kernel reports (``flags`` on x86, ``Features`` on ARM)."""
+    if _cpuinfo_fields() is None:
         return frozenset({"neon", "asimd"} if platform.machine() in {"arm64", "aarch64"} else ())
-    for line in cpuinfo.read_text(errors="replace").splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() in {"flags", "Features"}:
-            return frozenset(value.split())
-    return frozenset()
+    return frozenset((_first_field({"flags", "Features"}) or "").split())
 
 
 def simd_features() -> list[str]:
