@@ -23,7 +23,12 @@ from qwenkit.core.checkpoint import atomic_write_text
 from qwenkit.core.report import Report
 from qwenkit.core.system import cpu_model
 from qwenkit.permute import permute
-from qwenkit.permute.bench import JAX_SINGLE_THREAD_FLAGS, quiet_peer_thread_pools, time_interleaved
+from qwenkit.permute.bench import (
+    JAX_SINGLE_THREAD_FLAGS,
+    fmt_load,
+    quiet_peer_thread_pools,
+    time_interleaved,
+)
 
 
 def measure(a: np.ndarray, after: str, repeats: int) -> dict:
@@ -63,9 +68,9 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out / "permute_allocating.json", json.dumps({**info, "rows": rows}, indent=1))
     report = Report("qwenkit.permute: the allocating calls alone")
-    load = lambda v: "/".join(f"{x:.1f}" for x in v)  # noqa: E731
-    report.text(f"Run {info['started']} on {info['cpu']}, load average before {load(info['load_average_before'])}, "
-                f"after {load(info['load_average_after'])}; `benchmarks/permute_allocating.py`: 2-D 8192^2 float32, "
+    report.text(f"Run {info['started']} on {info['cpu']}, load average before "
+                f"{fmt_load(info['load_average_before'])}, after "
+                f"{fmt_load(info['load_average_after'])}; `benchmarks/permute_allocating.py`: 2-D 8192^2 float32, "
                 f"`permute(a, (1, 0))` against `np.ascontiguousarray(a.T)`, one interleaved loop of {args.repeats} "
                 "rounds per row, 1 thread, in one fresh process, the peers imported one after another.")
     report.table(rows, list(rows[0]), float_format="{:.3g}")

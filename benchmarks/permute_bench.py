@@ -55,6 +55,12 @@ from qwenkit.permute.bench import (
 from qwenkit.permute.planner import tile_table_name
 
 
+def run_info(**extra) -> dict:
+    """The head of an experiment's record: when it started, the load average then, the CPU and how it was launched."""
+    return {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "load_average_before": os.getloadavg(),
+            "cpu": cpu_model(), "launched": launch_conditions(), **extra}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
@@ -83,8 +89,7 @@ def main() -> None:
         print(f"wrote {md_path}")
         return
     if args.tiles:
-        info = {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "load_average_before": os.getloadavg(),
-                "cpu": cpu_model(), "launched": launch_conditions(), "repeats": args.repeats}
+        info = run_info(repeats=args.repeats)
         rows = tile_shape_experiment(repeats=args.repeats)
         alias_rows = alias_experiment(repeats=args.repeats)
         info["load_average_after"] = os.getloadavg()
@@ -96,9 +101,7 @@ def main() -> None:
         print(f"wrote {write_tile_report(rows, args.out, info, alias_rows=alias_rows)}")
         return
     if args.tile_table:
-        info = {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "load_average_before": os.getloadavg(),
-                "cpu": cpu_model(), "launched": launch_conditions(), "repeats": args.repeats,
-                "table": tile_table_name()}
+        info = run_info(repeats=args.repeats, table=tile_table_name())
         rows = tile_table_experiment(repeats=args.repeats)
         info["load_average_after"] = os.getloadavg()
         for row in tile_table_summary(rows):
@@ -108,8 +111,7 @@ def main() -> None:
         print(f"wrote {write_tile_table_report(rows, args.out, info)}")
         return
     if args.spans:
-        info = {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "load_average_before": os.getloadavg(),
-                "cpu": cpu_model(), "launched": launch_conditions(), "repeats": args.repeats}
+        info = run_info(repeats=args.repeats)
         rows = span_experiment(repeats=args.repeats)
         info["load_average_after"] = os.getloadavg()
         for row in rows:
@@ -137,8 +139,7 @@ def diagnose(directory: Path, repeats: int) -> None:
     record = json.loads((directory / "permute.json").read_text())
     slow = {row["case"] for row in summary_rows(record) if row["MiB"] * 2**20 >= BANDWIDTH_CASE_MIN_BYTES
             and (row["% of np.copyto"] < BANDWIDTH_TARGET_PERCENT or row.get("2 threads / 1", 2.0) < 1.6)}
-    info = {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "load_average_before": os.getloadavg(),
-            "cpu": cpu_model(), "launched": launch_conditions(), "cpu_pmu": has_cpu_pmu()}
+    info = run_info(cpu_pmu=has_cpu_pmu())
     entries = []
     for case in full_cases():
         if case.name in slow:

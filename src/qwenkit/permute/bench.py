@@ -26,6 +26,7 @@ import os
 import platform
 import statistics
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -277,8 +278,6 @@ matrices before then timed their 2-thread pass beside spinning workers)."""
 def quiet_peer_thread_pools() -> str:
     """Set ``OMP_WAIT_POLICY`` (``PEER_OMP_WAIT_POLICY`` unless already set) before torch loads, and say what is in
     effect: the policy, or that torch was imported before this could be set."""
-    import sys
-
     if "torch" in sys.modules:
         return f"unknown (torch imported before the benchmark; OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')})"
     return os.environ.setdefault("OMP_WAIT_POLICY", PEER_OMP_WAIT_POLICY)
@@ -288,9 +287,7 @@ def environment() -> dict:
     """What the numbers depend on: machine, ISA, load, thread variables, glibc's non-temporal threshold."""
     from qwenkit.permute.isa import resolve_isa
 
-    wait_policy = quiet_peer_thread_pools()
     record = machine_summary()
-    record["peer_omp_wait_policy"] = wait_policy
     record["isa"] = resolve_isa("auto")
     record["numpy"] = np.__version__
     for module in ("torch", "numba", "jax"):
@@ -348,7 +345,9 @@ def run_benchmark(cases: list[Case], *, threads_list=(1, 2), repeats: int = 5, w
                   progress: Callable[[str], None] = print) -> dict:
     """Time every case at every thread count. The peers (allocating calls, JAX, numba) run in the 1-thread pass;
     the other passes time qwenkit against its own 1-thread plan in the same loop (NumPy has no threads)."""
-    record = {"environment": environment(), "load_average_before": os.getloadavg(), "repeats": repeats,
+    wait_policy = quiet_peer_thread_pools()  # before environment() imports torch
+    record = {"environment": {**environment(), "peer_omp_wait_policy": wait_policy},
+              "load_average_before": os.getloadavg(), "repeats": repeats,
               "started": time.strftime("%Y-%m-%d %H:%M:%S"), "results": []}
     results = []
     for threads in threads_list:
@@ -513,7 +512,7 @@ def write_report(record: dict, directory: Path, *, name: str = "permute", title:
     if sweep_path.exists():
         sweep = json.loads(sweep_path.read_text())
         report.text(f"{sweep_minimum_line(sweep)} (`{sweep_path.stem}.md`, run {sweep['started']}, load "
-                    f"{_fmt_load(sweep['load_average_before'])} / {_fmt_load(sweep['load_average_after'])})")
+                    f"{fmt_load(sweep['load_average_before'])} / {fmt_load(sweep['load_average_after'])})")
     report.text(
         f"Machine: {env['cpu']} ({env['cores']} usable cores), ISA `{env['isa']}`, NumPy {env['numpy']}, "
         f"torch {env['torch']} (OpenMP wait policy {env.get('peer_omp_wait_policy', 'not recorded: spinning')}), "
@@ -527,8 +526,8 @@ def write_report(record: dict, directory: Path, *, name: str = "permute", title:
         "torch .contiguous(), JAX) are compared with each other. x = time of the other / time of qwenkit. "
         "The 2-thread pass times qwenkit with 2 threads against its own 1-thread plan in the same loop.")
     report.text(f"Runs (each a few minutes, {launched_text(env)}; load average before / after):\n"
-                + "\n".join(f"- {r['started']}: load {_fmt_load(r['load_average_before'])} / "
-                            f"{_fmt_load(r['load_average_after'])}" + (f" ({', '.join(r['cases'])})"
+                + "\n".join(f"- {r['started']}: load {fmt_load(r['load_average_before'])} / "
+                            f"{fmt_load(r['load_average_after'])}" + (f" ({', '.join(r['cases'])})"
                                                                      if r.get("cases") else "") for r in runs))
     report.table(rows, _columns(rows), float_format="{:.3g}")
     for chart, caption in charts:
@@ -546,7 +545,7 @@ def _columns(rows: list[dict]) -> list[str]:
     return columns
 
 
-def _fmt_load(load) -> str:
+def fmt_load(load) -> str:
     return "/".join(f"{x:.1f}" for x in load) if isinstance(load, list | tuple) else f"{load:.1f}"
 
 
@@ -708,8 +707,8 @@ def write_sweep_report(record: dict, directory: Path, *, name: str = "permute_sw
                       ylabel="x NumPy", title="permute() as called vs NumPy, float32, 1 thread (auto)")
     report = Report("qwenkit.permute: size sweep")
     report.text(sweep_minimum_line(record))
-    report.text(f"Load average before {_fmt_load(record['load_average_before'])}, after "
-                f"{_fmt_load(record['load_average_after'])}; run {record['started']} on "
+    report.text(f"Load average before {fmt_load(record['load_average_before'])}, after "
+                f"{fmt_load(record['load_average_after'])}; run {record['started']} on "
                 f"{record['environment']['cpu']}, {launched_text(record['environment'])}; minimum "
                 f"of {record['repeats']} interleaved measurements of at least {MIN_MEASURE_S * 1e3:.0f} ms each "
                 "(many back-to-back calls for small arrays). `out=`: `permute(a, axes, out=out)` against "
@@ -1227,8 +1226,8 @@ def write_span_report(rows: list[dict], directory: Path, record_info: dict, *, n
     atomic_write_text(directory / f"{name}.json", json.dumps({**record_info, "rows": rows}, indent=1))
     report = Report("qwenkit.permute: row copies streamed in spans")
     report.text(f"Run {record_info['started']} on {record_info['cpu']}, {launched_text(record_info)}; load average "
-                f"before {_fmt_load(record_info['load_average_before'])}, after "
-                f"{_fmt_load(record_info['load_average_after'])}. `bench.span_experiment`: float32 row copies into "
+                f"before {fmt_load(record_info['load_average_before'])}, after "
+                f"{fmt_load(record_info['load_average_after'])}. `bench.span_experiment`: float32 row copies into "
                 "a plain np.empty output (16 bytes past a cache line), their runs streamed in spans of several runs "
                 "(`Plan.spans`) and one by one, and the span plan into a 64-byte-aligned output, against NumPy's "
                 f"copy into the np.empty output; one interleaved loop per layout, median of {record_info['repeats']} "
@@ -1249,8 +1248,8 @@ def write_tile_report(rows: list[dict], directory: Path, record_info: dict, *, n
                       json.dumps({**record_info, "rows": rows, "alias_rows": alias_rows or []}, indent=1))
     report = Report("qwenkit.permute: macro tile shapes of the square transpose")
     report.text(f"Run {record_info['started']} on {record_info['cpu']}, {launched_text(record_info)}; load average "
-                f"before {_fmt_load(record_info['load_average_before'])}, after "
-                f"{_fmt_load(record_info['load_average_after'])}. `bench.tile_shape_experiment`: every shape of "
+                f"before {fmt_load(record_info['load_average_before'])}, after "
+                f"{fmt_load(record_info['load_average_after'])}. `bench.tile_shape_experiment`: every shape of "
                 "one dtype and np.copyto of the same bytes in one interleaved loop, median of "
                 f"{record_info['repeats']} rounds, 1 thread, streaming as planned; a row \"prefetch off\" runs "
                 "the shape above it without the kernel's software prefetches (`Plan.probe` 3). `default now` marks "
@@ -1277,8 +1276,8 @@ def write_tile_table_report(rows: list[dict], directory: Path, record_info: dict
                       json.dumps({**record_info, "rows": rows, "summary": summary}, indent=1))
     report = Report("qwenkit.permute: candidate macro tile shapes on every tiled case")
     report.text(f"Run {record_info['started']} on {record_info['cpu']}, {launched_text(record_info)}; load average "
-                f"before {_fmt_load(record_info['load_average_before'])}, after "
-                f"{_fmt_load(record_info['load_average_after'])}. `bench.tile_table_experiment`: each case of the "
+                f"before {fmt_load(record_info['load_average_before'])}, after "
+                f"{fmt_load(record_info['load_average_after'])}. `bench.tile_table_experiment`: each case of the "
                 "matrix of 8 MiB or more that the planner tiles, planned with each candidate as its element width's "
                 "entry of the tile table, into an aligned and a plain np.empty output, one interleaved loop per "
                 f"case, median of {record_info['repeats']} rounds, 1 thread. `in table now`: the entry of this "
@@ -1301,8 +1300,8 @@ def write_diagnosis_report(entries: list[dict], directory: Path, record_info: di
     atomic_write_text(directory / f"{name}.json",
                       json.dumps({**record_info, "cases": entries, "strides": strides or []}, indent=1))
     report = Report("qwenkit.permute: what limits the cases below the bandwidth and threading targets")
-    report.text(f"Load average before {_fmt_load(record_info['load_average_before'])}, after "
-                f"{_fmt_load(record_info['load_average_after'])}; run {record_info['started']} on "
+    report.text(f"Load average before {fmt_load(record_info['load_average_before'])}, after "
+                f"{fmt_load(record_info['load_average_after'])}; run {record_info['started']} on "
                 f"{record_info.get('cpu', 'the machine of permute.json')}, {launched_text(record_info)}. GB/s count "
                 "bytes read plus written (the one-sided probes: their one side). "
                 + ("This machine exposes hardware performance counters, but each resource is isolated"
