@@ -27,6 +27,7 @@ from qwenkit.permute.bench import (
     merge_records,
     quiet_peer_thread_pools,
     run_benchmark,
+    run_case,
     run_sweep,
     stride_experiment,
     summary_rows,
@@ -36,6 +37,7 @@ from qwenkit.permute.bench import (
     tile_shape_experiment,
     tile_table_experiment,
     tile_table_summary,
+    time_interleaved,
     write_diagnosis_report,
     write_report,
     write_sweep_report,
@@ -81,6 +83,7 @@ def test_benchmark_writes_json_markdown_and_charts(tmp_path):
     assert json.loads(json_path.read_text())["repeats"] == 2
     text = md_path.read_text()
     assert "tiny 2-D" in text and "x NumPy" in text and chart.exists()
+    assert "free memory to" in text, "the report says whether the host takes freed pages back"
     assert (tmp_path / "permute_copy_bandwidth.png").exists()
 
 
@@ -259,3 +262,29 @@ def test_peer_thread_pools_wait_passively_unless_torch_came_first(monkeypatch):
     assert quiet_peer_thread_pools() == "PASSIVE" == os.environ["OMP_WAIT_POLICY"]
     monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
     assert quiet_peer_thread_pools() == "ACTIVE", "a policy the user set is kept"
+
+
+def test_a_before_hook_runs_untimed_right_before_each_measurement_of_its_contender():
+    log = []
+    contenders = {"plain": lambda: log.append("plain"), "allocating": lambda: log.append("allocating")}
+    seconds_min, _ = time_interleaved(contenders, 3, before={"allocating": lambda: log.append("fault in")})
+    assert set(seconds_min) == {"plain", "allocating"}, "the hook is not timed as a contender"
+    assert log.count("fault in") == 4, "once before the calibration call, once before each of 3 measurements"
+    for i, entry in enumerate(log):
+        if entry == "fault in":
+            assert log[i + 1] == "allocating" and (i == 0 or log[i - 1] != "fault in")
+
+
+def test_every_allocating_contender_of_the_matrix_is_timed_after_memory_is_faulted_in(monkeypatch):
+    """``run_case`` gives each allocating contender (permute(), ascontiguousarray, torch .contiguous(), JAX) a
+    ``fault_in_free_memory`` of the case's bytes before each measurement, and none to the contenders with outputs."""
+    from qwenkit.permute import bench
+
+    faulted = []
+    monkeypatch.setattr(bench, "fault_in_free_memory", faulted.append)
+    case = Case("tiny 2-D", (64, 48), "float32", (1, 0), "2-D")
+    result = run_case(case, 1, 2, with_peers=True)
+    allocating = [name for name in bench.ALLOCATING_CONTENDERS if name in result.seconds_min]
+    assert "qwenkit permute() allocating" in allocating and "numpy ascontiguousarray" in allocating
+    assert faulted == [case.nbytes] * (3 * len(allocating))
+

@@ -82,6 +82,28 @@ def usable_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
+VIRTIO_BALLOON_DEVICE_ID = "0x0005"
+VIRTIO_BALLOON_F_REPORTING = 5
+"""The virtio feature bit by which a balloon device takes the guest's free-page reports (virtio spec 5.5.3)."""
+
+
+def free_page_reporting(virtio_devices: Path = Path("/sys/bus/virtio/devices")) -> bool:
+    """Whether this machine is a VM guest that reports its free memory to the hypervisor (a virtio balloon with
+    ``VIRTIO_BALLOON_F_REPORTING``). The host then takes freed pages back a moment after they are freed, and the
+    next allocation that touches them pays a page fault in the host as well as in the guest."""
+    if not virtio_devices.is_dir():
+        return False
+    for device in virtio_devices.iterdir():
+        try:
+            is_balloon = (device / "device").read_text().strip() == VIRTIO_BALLOON_DEVICE_ID
+            features = (device / "features").read_text().strip()
+        except OSError:
+            continue
+        if is_balloon and features[VIRTIO_BALLOON_F_REPORTING:VIRTIO_BALLOON_F_REPORTING + 1] == "1":
+            return True
+    return False
+
+
 def machine_summary() -> dict[str, object]:
     return {
         "machine": platform.machine(),

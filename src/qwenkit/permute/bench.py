@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import mmap
 import os
 import platform
 import statistics
@@ -34,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from qwenkit.core.system import machine_summary
+from qwenkit.core.system import free_page_reporting, machine_summary
 from qwenkit.permute import codegen
 
 MIN_MEASURE_S = 2e-3
@@ -138,13 +139,18 @@ def copy_ceiling(seconds: dict[str, float]) -> float:
     return min(seconds[k] for k in ("copy: np.copyto", "copy: qwenkit") if k in seconds)
 
 
-def time_interleaved(contenders: dict[str, Callable[[], object]], repeats: int) -> tuple[dict, dict]:
+def time_interleaved(contenders: dict[str, Callable[[], object]], repeats: int, *,
+                     before: dict[str, Callable[[], object]] | None = None) -> tuple[dict, dict]:
     """Per-call minimum and median seconds of every contender; each repetition times all of them in turn.
 
     A first call of each (untimed beyond calibration) warms it up and sets how many back-to-back calls make one
-    measurement of at least ``MIN_MEASURE_S``."""
+    measurement of at least ``MIN_MEASURE_S``. ``before[name]``, where given, runs untimed right before each of that
+    contender's measurements (``fault_in_free_memory`` for the allocating calls)."""
+    before = before or {}
     numbers = {}
     for name, fn in contenders.items():
+        if name in before:
+            before[name]()
         started = time.perf_counter()
         fn()
         single = time.perf_counter() - started
@@ -153,11 +159,27 @@ def time_interleaved(contenders: dict[str, Callable[[], object]], repeats: int) 
     for _ in range(repeats):
         for name, fn in contenders.items():
             number = numbers[name]
+            if name in before:
+                before[name]()
             started = time.perf_counter()
             for _ in range(number):
                 fn()
             times[name].append((time.perf_counter() - started) / number)
     return {k: min(v) for k, v in times.items()}, {k: statistics.median(v) for k, v in times.items()}
+
+
+def fault_in_free_memory(nbytes: int) -> None:
+    """Allocate ``nbytes``, write one byte in every page, free them: the next allocation of that size then maps
+    pages this process has just freed, as a call that follows another allocating call does.
+
+    Without it an allocating contender's time depends on what ran before it. On a VM guest that reports free memory
+    to its host (``core.system.free_page_reporting``), memory left free for about half a second is taken back by
+    the host, and faulting 512 MiB in again took 470-550 ms against 46-49 ms right after a free (the Zen 4 guest,
+    2026-12-05, ``benchmarks/permute_allocating.py``); in the matrix, the allocating contender that came after the
+    contenders with pre-allocated outputs paid that and the one after it did not."""
+    pages = np.empty(nbytes, np.uint8)
+    pages[::mmap.PAGESIZE] = 0
+    del pages
 
 
 def _filled(case_shape, dtype) -> np.ndarray:
@@ -260,9 +282,16 @@ def _numba_assign():
     return assign
 
 
+ALLOCATING_CONTENDERS = ("qwenkit permute() allocating", "numpy ascontiguousarray", "torch permute().contiguous()",
+                         "jax jit transpose (allocating)")
+"""The matrix's contenders that allocate their output: each is timed right after ``fault_in_free_memory``."""
+
+
 def run_case(case: Case, threads: int, repeats: int, *, with_peers: bool) -> Result:
     contenders, plan, correct, peers_correct = _contenders(case, threads, with_peers=with_peers)
-    seconds_min, seconds_median = time_interleaved(contenders, repeats)
+    before = {name: functools.partial(fault_in_free_memory, case.nbytes) for name in ALLOCATING_CONTENDERS
+              if name in contenders}
+    seconds_min, seconds_median = time_interleaved(contenders, repeats, before=before)
     return Result(case, threads, seconds_min, seconds_median, plan.describe(), correct, plan.plan.threads,
                   peers_correct)
 
@@ -299,6 +328,7 @@ def environment() -> dict:
                      if k.startswith(("OPENBLAS", "OMP_", "MKL_", "QWENKIT_PERMUTE", "XLA_"))}
     record["glibc_non_temporal_threshold"] = _glibc_tunable("glibc.cpu.x86_non_temporal_threshold")
     record["platform"] = platform.platform()
+    record["free_page_reporting"] = free_page_reporting()
     record["launched"] = launch_conditions()
     return record
 
@@ -326,6 +356,15 @@ def has_cpu_pmu() -> bool:
 def launched_text(environment_record: dict) -> str:
     """The report's words for how a run was started; records made before this was kept ran under ``qk-cpu quiet``."""
     return environment_record.get("launched", "under `qk-cpu quiet`")
+
+
+def page_reporting_text(environment_record: dict) -> str:
+    """The report's words for whether the machine hands freed memory back to a hypervisor."""
+    reporting = environment_record.get("free_page_reporting")
+    if reporting is None:
+        return "free-page reporting not recorded"
+    return ("this machine is a VM guest that reports free memory to its host" if reporting
+            else "this machine does not report free memory to a host")
 
 
 def _glibc_tunable(name: str) -> str | None:
@@ -523,7 +562,9 @@ def write_report(record: dict, directory: Path, *, name: str = "permute", title:
         "measurement error and is shown as such. Outputs pre-allocated and pre-touched (qwenkit plan, np.copyto, "
         "torch out.copy_, numba), 64-byte aligned; `np.empty out` runs the same plan into a plain np.empty "
         "output (16 bytes past a cache line); the allocating calls (qwenkit permute(), np.ascontiguousarray, "
-        "torch .contiguous(), JAX) are compared with each other. x = time of the other / time of qwenkit. "
+        "torch .contiguous(), JAX) are compared with each other, each timed right after memory of its output's "
+        "size was faulted in and freed, so that none of them pays for pages the host took back while the others "
+        f"ran ({page_reporting_text(env)}). x = time of the other / time of qwenkit. "
         "The 2-thread pass times qwenkit with 2 threads against its own 1-thread plan in the same loop.")
     report.text(f"Runs (each a few minutes, {launched_text(env)}; load average before / after):\n"
                 + "\n".join(f"- {r['started']}: load {fmt_load(r['load_average_before'])} / "
@@ -584,7 +625,10 @@ def run_sweep(max_bytes: int = SWEEP_DEFAULT_MAX_BYTES, *, repeats: int = 5, sma
         correct = out.tobytes() == np.ascontiguousarray(a.transpose(axes)).tobytes()
         # below 16 MiB a measurement is a few ms: take more of them, the minimum is then robust to other processes
         size_repeats = repeats if a.nbytes >= 16 * 2**20 else max(repeats, small_repeats)
-        seconds, _ = time_interleaved(_sweep_contenders(a, axes, out), size_repeats)
+        contenders = _sweep_contenders(a, axes, out)
+        before = {name: functools.partial(fault_in_free_memory, a.nbytes) for name in SWEEP_ALLOCATING_CONTENDERS
+                  if name in contenders}
+        seconds, _ = time_interleaved(contenders, size_repeats, before=before)
         entry = {"layout": layout, "shape": shape, "axes": axes, "elements": a.size, "bytes": a.nbytes,
                  "seconds_min": seconds, "correct": correct}
         record["sizes"].append(entry)
@@ -649,6 +693,9 @@ def call_costs(repeats: int = SWEEP_SMALL_REPEATS) -> dict[str, float]:
     }
     seconds, _ = time_interleaved(contenders, repeats)
     return seconds
+
+
+SWEEP_ALLOCATING_CONTENDERS = ("qwenkit permute(a, axes)", "numpy ascontiguousarray(a.transpose(axes))")
 
 
 def _sweep_contenders(a: np.ndarray, axes, out: np.ndarray) -> dict[str, Callable[[], object]]:
@@ -755,8 +802,6 @@ def _paged_copy(array: np.ndarray, huge: bool) -> tuple[np.ndarray, object]:
     """A copy of ``array`` in its own private anonymous mapping (shared ones are shmem, outside anonymous THP),
     2 MiB-aligned, advised to use huge pages or not to;
     returns the array and the mapping (which must outlive it)."""
-    import mmap
-
     size = array.nbytes
     mapping = mmap.mmap(-1, size + 2 * 2**20, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
     advice = getattr(mmap, "MADV_HUGEPAGE" if huge else "MADV_NOHUGEPAGE", None)
