@@ -31,6 +31,7 @@ from qwenkit.permute.bench import (
     JAX_SINGLE_THREAD_FLAGS,
     fault_in_free_memory,
     fmt_load,
+    page_reporting_text,
     quiet_peer_thread_pools,
     time_interleaved,
 )
@@ -105,8 +106,7 @@ def main() -> None:
     report.table(rows, list(rows[0]), float_format="{:.3g}")
     report.text(f"Faulting in {REFAULT_BYTES >> 20} MiB (allocate, write one byte per page) after as much memory was "
                 f"freed and left free for a while, {args.repeats} runs each; "
-                + ("this machine is a VM guest that reports free memory to its host."
-                   if info["free_page_reporting"] else "this machine does not report free memory to a host."))
+                f"{page_reporting_text(info['free_page_reporting'])}.")
     report.table(refaults, list(refaults[0]), float_format="{:.3g}")
     md_path, _ = report.write(args.out, name="permute_allocating")
     print(f"wrote {md_path}")

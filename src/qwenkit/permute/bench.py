@@ -174,12 +174,19 @@ def fault_in_free_memory(nbytes: int) -> None:
 
     Without it an allocating contender's time depends on what ran before it. On a VM guest that reports free memory
     to its host (``core.system.free_page_reporting``), memory left free for about half a second is taken back by
-    the host, and faulting 512 MiB in again took 470-550 ms against 46-49 ms right after a free (the Zen 4 guest,
-    2026-12-05, ``benchmarks/permute_allocating.py``); in the matrix, the allocating contender that came after the
-    contenders with pre-allocated outputs paid that and the one after it did not."""
+    the host, and faulting 512 MiB in again took 470-550 ms against 46-49 ms right after a free (the Zen 4
+    guest, 2026-12-05, an ad-hoc loop; ``benchmarks/permute_allocating.py`` times the same); in the matrix, the
+    allocating contender that came after the contenders with pre-allocated outputs paid that and the one after it
+    did not."""
     pages = np.empty(nbytes, np.uint8)
     pages[::mmap.PAGESIZE] = 0
     del pages
+
+
+def fault_in_before(contenders: dict, allocating: tuple[str, ...], nbytes: int) -> dict[str, Callable[[], None]]:
+    """``time_interleaved``'s ``before`` hooks: ``fault_in_free_memory(nbytes)`` for each of ``allocating`` present
+    in ``contenders``."""
+    return {name: functools.partial(fault_in_free_memory, nbytes) for name in allocating if name in contenders}
 
 
 def _filled(case_shape, dtype) -> np.ndarray:
@@ -289,9 +296,8 @@ ALLOCATING_CONTENDERS = ("qwenkit permute() allocating", "numpy ascontiguousarra
 
 def run_case(case: Case, threads: int, repeats: int, *, with_peers: bool) -> Result:
     contenders, plan, correct, peers_correct = _contenders(case, threads, with_peers=with_peers)
-    before = {name: functools.partial(fault_in_free_memory, case.nbytes) for name in ALLOCATING_CONTENDERS
-              if name in contenders}
-    seconds_min, seconds_median = time_interleaved(contenders, repeats, before=before)
+    seconds_min, seconds_median = time_interleaved(
+        contenders, repeats, before=fault_in_before(contenders, ALLOCATING_CONTENDERS, case.nbytes))
     return Result(case, threads, seconds_min, seconds_median, plan.describe(), correct, plan.plan.threads,
                   peers_correct)
 
@@ -358,9 +364,8 @@ def launched_text(environment_record: dict) -> str:
     return environment_record.get("launched", "under `qk-cpu quiet`")
 
 
-def page_reporting_text(environment_record: dict) -> str:
-    """The report's words for whether the machine hands freed memory back to a hypervisor."""
-    reporting = environment_record.get("free_page_reporting")
+def page_reporting_text(reporting: bool | None) -> str:
+    """The report's words for ``core.system.free_page_reporting`` (None: a record made before it was kept)."""
     if reporting is None:
         return "free-page reporting not recorded"
     return ("this machine is a VM guest that reports free memory to its host" if reporting
@@ -564,7 +569,7 @@ def write_report(record: dict, directory: Path, *, name: str = "permute", title:
         "output (16 bytes past a cache line); the allocating calls (qwenkit permute(), np.ascontiguousarray, "
         "torch .contiguous(), JAX) are compared with each other, each timed right after memory of its output's "
         "size was faulted in and freed, so that none of them pays for pages the host took back while the others "
-        f"ran ({page_reporting_text(env)}). x = time of the other / time of qwenkit. "
+        f"ran ({page_reporting_text(env.get('free_page_reporting'))}). x = time of the other / time of qwenkit. "
         "The 2-thread pass times qwenkit with 2 threads against its own 1-thread plan in the same loop.")
     report.text(f"Runs (each a few minutes, {launched_text(env)}; load average before / after):\n"
                 + "\n".join(f"- {r['started']}: load {fmt_load(r['load_average_before'])} / "
@@ -626,9 +631,8 @@ def run_sweep(max_bytes: int = SWEEP_DEFAULT_MAX_BYTES, *, repeats: int = 5, sma
         # below 16 MiB a measurement is a few ms: take more of them, the minimum is then robust to other processes
         size_repeats = repeats if a.nbytes >= 16 * 2**20 else max(repeats, small_repeats)
         contenders = _sweep_contenders(a, axes, out)
-        before = {name: functools.partial(fault_in_free_memory, a.nbytes) for name in SWEEP_ALLOCATING_CONTENDERS
-                  if name in contenders}
-        seconds, _ = time_interleaved(contenders, size_repeats, before=before)
+        seconds, _ = time_interleaved(contenders, size_repeats,
+                                      before=fault_in_before(contenders, SWEEP_ALLOCATING_CONTENDERS, a.nbytes))
         entry = {"layout": layout, "shape": shape, "axes": axes, "elements": a.size, "bytes": a.nbytes,
                  "seconds_min": seconds, "correct": correct}
         record["sizes"].append(entry)
