@@ -25,10 +25,11 @@ import numpy as np
 
 from qwenkit.core.checkpoint import atomic_write_text
 from qwenkit.core.report import Report
-from qwenkit.core.system import cpu_model, free_page_reporting
+from qwenkit.core.system import cpu_family_model, cpu_model, free_page_reporting
 from qwenkit.permute import permute
 from qwenkit.permute.bench import (
     JAX_SINGLE_THREAD_FLAGS,
+    cpu_text,
     fault_in_free_memory,
     fmt_load,
     page_reporting_text,
@@ -69,7 +70,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     info = {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "load_average_before": os.getloadavg(),
-            "cpu": cpu_model(), "omp_wait_policy": quiet_peer_thread_pools(),
+            "cpu": cpu_model(), "cpu_family_model": cpu_family_model(), "omp_wait_policy": quiet_peer_thread_pools(),
             "free_page_reporting": free_page_reporting()}
     a = np.random.default_rng(0).standard_normal((8192, 8192), dtype=np.float32)
     rows = [measure(a, "no peer imported", args.repeats)]
@@ -98,7 +99,7 @@ def main() -> None:
     atomic_write_text(args.out / "permute_allocating.json",
                       json.dumps({**info, "rows": rows, "refaults": refaults}, indent=1))
     report = Report("qwenkit.permute: the allocating calls alone")
-    report.text(f"Run {info['started']} on {info['cpu']}, load average before "
+    report.text(f"Run {info['started']} on {cpu_text(info)}, load average before "
                 f"{fmt_load(info['load_average_before'])}, after "
                 f"{fmt_load(info['load_average_after'])}; `benchmarks/permute_allocating.py`: 2-D 8192^2 float32, "
                 f"`permute(a, (1, 0))` against `np.ascontiguousarray(a.T)`, one interleaved loop of {args.repeats} "

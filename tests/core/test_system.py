@@ -23,3 +23,15 @@ def test_free_page_reporting_is_the_balloon_feature_bit(tmp_path):
     _virtio_device(tmp_path, "virtio3", "0x0005", "0110010000")
     assert system.free_page_reporting(tmp_path)
     assert isinstance(system.free_page_reporting(), bool)
+
+
+def test_cpu_family_model_reads_the_exact_keys(monkeypatch):
+    """``model`` is its own key, not the ``model name`` line; either key missing gives None (ARM has neither)."""
+    fields = {"vendor_id": "AuthenticAMD", "cpu family": "23", "model": "49", "model name": "AMD EPYC"}
+    monkeypatch.setattr(system, "_cpuinfo_fields", lambda: fields)
+    assert system.cpu_family_model() == "family 23 model 49"
+    assert system.machine_summary()["cpu_family_model"] == "family 23 model 49"
+    monkeypatch.setattr(system, "_cpuinfo_fields", lambda: {"model name": "AMD EPYC", "cpu family": "23"})
+    assert system.cpu_family_model() is None
+    monkeypatch.setattr(system, "_cpuinfo_fields", lambda: None)
+    assert system.cpu_family_model() is None

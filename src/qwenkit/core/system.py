@@ -39,6 +39,15 @@ def cpu_vendor() -> str:
     return _first_field({"vendor_id"}) or ""
 
 
+def cpu_family_model() -> str | None:
+    """``family F model M`` from ``/proc/cpuinfo`` (decimal, as the kernel prints them): the CPU generation where the
+    model name says only "AMD EPYC" (family 23 is Zen 1/2, 25 Zen 3/4); None where the kernel reports neither."""
+    family, model = _first_field({"cpu family"}), _first_field({"model"})
+    if family is None or model is None:
+        return None
+    return f"family {family} model {model}"
+
+
 @functools.cache
 def cpu_flags() -> frozenset[str]:
     """The CPU feature flags the kernel reports (``flags`` on x86, ``Features`` on ARM)."""
@@ -108,6 +117,7 @@ def machine_summary() -> dict[str, object]:
     return {
         "machine": platform.machine(),
         "cpu": cpu_model(),
+        "cpu_family_model": cpu_family_model(),
         "cores": usable_cores(),
         "simd": simd_features(),
         "python": platform.python_version(),

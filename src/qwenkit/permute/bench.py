@@ -359,6 +359,12 @@ def has_cpu_pmu() -> bool:
     return Path("/sys/bus/event_source/devices/cpu").exists()
 
 
+def cpu_text(environment_record: dict) -> str:
+    """The report's name for the CPU: its model name and, where recorded, its x86 family and model."""
+    family_model = environment_record.get("cpu_family_model")
+    return f"{environment_record['cpu']} ({family_model})" if family_model else environment_record["cpu"]
+
+
 def launched_text(environment_record: dict) -> str:
     """The report's words for how a run was started; records made before this was kept ran under ``qk-cpu quiet``."""
     return environment_record.get("launched", "under `qk-cpu quiet`")
@@ -558,7 +564,7 @@ def write_report(record: dict, directory: Path, *, name: str = "permute", title:
         report.text(f"{sweep_minimum_line(sweep)} (`{sweep_path.stem}.md`, run {sweep['started']}, load "
                     f"{fmt_load(sweep['load_average_before'])} / {fmt_load(sweep['load_average_after'])})")
     report.text(
-        f"Machine: {env['cpu']} ({env['cores']} usable cores), ISA `{env['isa']}`, NumPy {env['numpy']}, "
+        f"Machine: {cpu_text(env)}, {env['cores']} usable cores, ISA `{env['isa']}`, NumPy {env['numpy']}, "
         f"torch {env['torch']} (OpenMP wait policy {env.get('peer_omp_wait_policy', 'not recorded: spinning')}), "
         f"numba {env['numba']}, JAX {env.get('jax')} (CPU, single-threaded XLA). Minimum of "
         f"{record['repeats']} interleaved runs per contender. Bandwidth counts bytes read plus bytes written "
@@ -760,7 +766,7 @@ def write_sweep_report(record: dict, directory: Path, *, name: str = "permute_sw
     report.text(sweep_minimum_line(record))
     report.text(f"Load average before {fmt_load(record['load_average_before'])}, after "
                 f"{fmt_load(record['load_average_after'])}; run {record['started']} on "
-                f"{record['environment']['cpu']}, {launched_text(record['environment'])}; minimum "
+                f"{cpu_text(record['environment'])}, {launched_text(record['environment'])}; minimum "
                 f"of {record['repeats']} interleaved measurements of at least {MIN_MEASURE_S * 1e3:.0f} ms each "
                 "(many back-to-back calls for small arrays). `out=`: `permute(a, axes, out=out)` against "
                 "`np.copyto(out, a.transpose(axes))`; allocating: `permute(a, axes)` against "
@@ -1274,7 +1280,7 @@ def write_span_report(rows: list[dict], directory: Path, record_info: dict, *, n
     directory.mkdir(parents=True, exist_ok=True)
     atomic_write_text(directory / f"{name}.json", json.dumps({**record_info, "rows": rows}, indent=1))
     report = Report("qwenkit.permute: row copies streamed in spans")
-    report.text(f"Run {record_info['started']} on {record_info['cpu']}, {launched_text(record_info)}; load average "
+    report.text(f"Run {record_info['started']} on {cpu_text(record_info)}, {launched_text(record_info)}; load average "
                 f"before {fmt_load(record_info['load_average_before'])}, after "
                 f"{fmt_load(record_info['load_average_after'])}. `bench.span_experiment`: float32 row copies into "
                 "a plain np.empty output (16 bytes past a cache line), their runs streamed in spans of several runs "
@@ -1296,7 +1302,7 @@ def write_tile_report(rows: list[dict], directory: Path, record_info: dict, *, n
     atomic_write_text(directory / f"{name}.json",
                       json.dumps({**record_info, "rows": rows, "alias_rows": alias_rows or []}, indent=1))
     report = Report("qwenkit.permute: macro tile shapes of the square transpose")
-    report.text(f"Run {record_info['started']} on {record_info['cpu']}, {launched_text(record_info)}; load average "
+    report.text(f"Run {record_info['started']} on {cpu_text(record_info)}, {launched_text(record_info)}; load average "
                 f"before {fmt_load(record_info['load_average_before'])}, after "
                 f"{fmt_load(record_info['load_average_after'])}. `bench.tile_shape_experiment`: every shape of "
                 "one dtype and np.copyto of the same bytes in one interleaved loop, median of "
@@ -1324,7 +1330,7 @@ def write_tile_table_report(rows: list[dict], directory: Path, record_info: dict
     atomic_write_text(directory / f"{name}.json",
                       json.dumps({**record_info, "rows": rows, "summary": summary}, indent=1))
     report = Report("qwenkit.permute: candidate macro tile shapes on every tiled case")
-    report.text(f"Run {record_info['started']} on {record_info['cpu']}, {launched_text(record_info)}; load average "
+    report.text(f"Run {record_info['started']} on {cpu_text(record_info)}, {launched_text(record_info)}; load average "
                 f"before {fmt_load(record_info['load_average_before'])}, after "
                 f"{fmt_load(record_info['load_average_after'])}. `bench.tile_table_experiment`: each case of the "
                 "matrix of 8 MiB or more that the planner tiles, planned with each candidate as its element width's "
