@@ -698,9 +698,10 @@ def call_costs(repeats: int = SWEEP_SMALL_REPEATS) -> dict[str, float]:
                                                          None, "auto"),
         "kernel path: plan._run (overlap check, pointers, kernel)": lambda: plan._run(big_view, big_out, big),
         "kernel path: np.may_share_memory": lambda: np.may_share_memory(big_view, big_out),
-        "kernel path: data pointer by ffi.from_buffer": lambda: plan._ffi.from_buffer(big),
         "kernel path: data pointer by __array_interface__": lambda: big.__array_interface__["data"][0],
     }
+    if plan._ffi is not None:  # None where the kernels fell back to NumPy (no working compiler)
+        contenders["kernel path: data pointer by ffi.from_buffer"] = lambda: plan._ffi.from_buffer(big)
     seconds, _ = time_interleaved(contenders, repeats)
     return seconds
 

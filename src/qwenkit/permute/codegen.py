@@ -11,8 +11,9 @@ Each unit exports these functions (see ``CDEF``):
   byte ``qa[j]``, output row ``i`` at ``pb[i]`` (tables, so a row index may span several short axes). The plane is cut
   into macro tiles (``tp x tq``) and those into micro tiles that are transposed in registers. When the input's
   fastest axis is itself strided (``sp != width``, a sliced view), the same tiling runs with element copies;
-- ``qk_interleave``/``qk_deinterleave`` (AVX-512 units only): a short axis beside a long one, whole registers
-  permuted by tables from ``short_axis_tables``.
+- ``qk_interleave``/``qk_deinterleave`` (AVX-512 and AVX2 units only): a short axis beside a long one, whole
+  registers permuted by tables: 64-byte registers by ``vperm*`` from ``short_axis_tables`` (AVX-512), 16-byte
+  registers by ``pshufb`` from ``byte_shuffle_tables`` (AVX2).
 
 The micro tile is a *lane-parallel* transpose: a vector of ``V`` bytes holds ``V/16`` independent 128-bit lanes, each
 lane an ``m x m`` block with ``m = 16/width``. ``log2(m)`` stages of unpack-low/high (x86) or zip1/zip2 (NEON) with
@@ -162,7 +163,7 @@ ISA_SPECS: dict[str, IsaSpec] = {
 }
 
 
-SHORT_AXIS_ISAS = ("avx512",)
+SHORT_AXIS_ISAS = ("avx512", "avx2")
 MAX_SHORT_AXIS = 8
 """The short-axis kernels permute across up to this many registers (the short axis' length)."""
 
@@ -197,6 +198,51 @@ def short_axis_tables(kind: str, k: int, width: int) -> tuple[np.ndarray, np.nda
             idx[m, source, e] = position * units + sub
             mask[m, source] |= np.uint64(1) << np.uint64(e)
     return idx, mask
+
+
+SHUFFLE_BYTES = 16
+"""The AVX2 short-axis kernels permute 16-byte registers (``pshufb`` works within 128-bit lanes)."""
+SHUFFLE_ZERO = 0x80
+"""A ``pshufb`` index with its high bit set writes a zero byte: the lane comes from another source register."""
+
+
+def byte_shuffle_tables(kind: str, k: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Byte index vectors and source masks of the AVX2 register permutation for ``qk_interleave``/
+    ``qk_deinterleave``: the same permutation as ``short_axis_tables`` on 16-byte registers of ``L = 16/width``
+    elements, by ``pshufb``, which has no lane mask: output register ``m`` = OR over sources ``s`` of
+    ``pshufb(r_s, idx[m, s])``, where ``idx[m, s]`` holds the byte of ``r_s`` for every lane that ``s`` supplies and
+    ``SHUFFLE_ZERO`` elsewhere. ``mask[m, s]`` has bit ``b`` set where output byte ``b`` comes from ``s`` (zero:
+    ``s`` supplies nothing to ``m``). Element ``g`` of the interleaved run is element ``g // k`` of row ``g % k``
+    (``interleave``); ``deinterleave`` is the inverse."""
+    if width not in WIDTHS or width > SHUFFLE_BYTES // 2:
+        raise ValueError(f"a 16-byte register holds at least two elements; width {width} does not fit")
+    lanes = SHUFFLE_BYTES // width
+    idx = np.full((k, k, SHUFFLE_BYTES), SHUFFLE_ZERO, dtype=np.uint8)
+    mask = np.zeros((k, k), dtype=np.uint64)
+    element_bytes = np.arange(width, dtype=np.uint8)
+    for m in range(k):
+        for e in range(lanes):
+            if kind == "interleave":
+                g = m * lanes + e
+                source, position = g % k, g // k
+            elif kind == "deinterleave":
+                g = e * k + m
+                source, position = divmod(g, lanes)
+            else:
+                raise ValueError(f"unknown short-axis kernel {kind!r}")
+            idx[m, source, e * width:(e + 1) * width] = position * width + element_bytes
+            mask[m, source] |= np.uint64(((1 << width) - 1) << (e * width))
+    return idx, mask
+
+
+def short_axis_permutation(isa: str, kind: str, k: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """The tables ``isa``'s short-axis kernels read: ``short_axis_tables`` (AVX-512) or ``byte_shuffle_tables``
+    (AVX2)."""
+    if isa == "avx512":
+        return short_axis_tables(kind, k, width)
+    if isa == "avx2":
+        return byte_shuffle_tables(kind, k, width)
+    raise ValueError(f"no short-axis kernels for ISA {isa!r}; they exist for {SHORT_AXIS_ISAS}")
 
 
 def bit_reverse(value: int, bits: int) -> int:
@@ -277,7 +323,12 @@ def generate_source(isa: str, width: int) -> str:
 {CDEF}
 """
     stream_row = _stream_row(spec)
-    short = _SHORT_AXIS_C.replace("@PW@", str(min(width, 8))) if isa in SHORT_AXIS_ISAS else ""
+    if isa == "avx512":
+        short = _SHORT_AXIS_C.replace("@PW@", str(min(width, 8)))
+    elif isa == "avx2" and width <= SHUFFLE_BYTES // 2:
+        short = _SHORT_AXIS_SHUFFLE_C
+    else:
+        short = ""
     return head + micro + stream_row + _COMMON_C + short
 
 
@@ -861,4 +912,104 @@ void qk_deinterleave(const char *a, char *b, const qk_short_args *t, int64_t o0,
     short_axis(a, b, t, o0, o1, p0, p1, 0);
 }
 #endif
+"""
+
+# AVX2 short-axis kernels: the same loops on 16-byte registers, permuted with pshufb from the byte tables of
+# ``byte_shuffle_tables`` (an index byte of 0x80 gives zero, so the k sources are ORed). The k x k tables are copied
+# into a local array once per call, so the stores (char pointers, which may alias anything) do not force them to be
+# reloaded; k is a constant in each case of the switch, so the loops over sources and registers unroll. Tails
+# (fewer than one register's elements) go through a zeroed register by memcpy.
+_SHORT_AXIS_SHUFFLE_C = r"""
+#define SHORT_L (16 / W)
+#define SHUFFLE_INLINE static inline __attribute__((always_inline))
+
+SHUFFLE_INLINE __m128i shuffle_load(const char *p, int64_t bytes)
+{
+    if (bytes >= 16) return _mm_loadu_si128((const __m128i *)p);
+    __m128i v = _mm_setzero_si128();
+    if (bytes > 0) memcpy(&v, p, (size_t)bytes);
+    return v;
+}
+
+SHUFFLE_INLINE void shuffle_store(char *p, __m128i v, int64_t bytes)
+{
+    if (bytes >= 16) _mm_storeu_si128((__m128i *)p, v);
+    else if (bytes > 0) memcpy(p, &v, (size_t)bytes);
+}
+
+SHUFFLE_INLINE __m128i shuffle_from(const __m128i *r, const __m128i *tab, int32_t k, int32_t m)
+{
+    __m128i out = _mm_shuffle_epi8(r[0], tab[m * k]);
+    for (int32_t s = 1; s < k; ++s) out = _mm_or_si128(out, _mm_shuffle_epi8(r[s], tab[m * k + s]));
+    return out;
+}
+
+/* Interleave: k input rows (at rows[s]) -> one contiguous output run, row index fastest; n (<= SHORT_L) elements of
+   each row from element i on. */
+SHUFFLE_INLINE void interleave_group(const char *src, char *dst, const int64_t *rows, const __m128i *tab, int32_t k,
+                                     int64_t i, int64_t n)
+{
+    __m128i r[MAX_SHORT_AXIS];
+    for (int32_t s = 0; s < k; ++s) r[s] = shuffle_load(src + rows[s] + i * W, n * W);
+    char *run = dst + i * k * W;
+    for (int32_t m = 0; m < k; ++m) shuffle_store(run + m * 16, shuffle_from(r, tab, k, m), n * k * W - m * 16);
+}
+
+/* Deinterleave: one contiguous input run, short index fastest -> k output rows (at rows[i]) of the long axis. */
+SHUFFLE_INLINE void deinterleave_group(const char *src, char *dst, const int64_t *rows, const __m128i *tab,
+                                       int32_t k, int64_t j, int64_t n)
+{
+    __m128i r[MAX_SHORT_AXIS];
+    const char *run = src + j * k * W;
+    for (int32_t m = 0; m < k; ++m) r[m] = shuffle_load(run + m * 16, n * k * W - m * 16);
+    for (int32_t i = 0; i < k; ++i) shuffle_store(dst + rows[i] + j * W, shuffle_from(r, tab, k, i), n * W);
+}
+
+SHUFFLE_INLINE void short_axis_k(const char *a, char *b, const qk_short_args *t, int32_t k, int64_t o0, int64_t o1,
+                                 int64_t p0, int64_t p1, int interleave)
+{
+    __m128i tab[MAX_SHORT_AXIS * MAX_SHORT_AXIS];
+    int64_t rows[MAX_SHORT_AXIS];
+    for (int32_t e = 0; e < k * k; ++e) tab[e] = _mm_loadu_si128((const __m128i *)((const char *)t->idx + e * 16));
+    for (int32_t s = 0; s < k; ++s) rows[s] = t->rows[s];
+    int64_t ix[MAX_OUTER_DIMS], off_a, off_b;
+    outer_seek(t->nouter, t->oshape, t->oa, t->ob, o0, ix, &off_a, &off_b);
+    for (int64_t o = o0; o < o1; ++o) {
+        int64_t e = p0;
+        for (; e + SHORT_L <= p1; e += SHORT_L) {
+            if (interleave) interleave_group(a + off_a, b + off_b, rows, tab, k, e, SHORT_L);
+            else deinterleave_group(a + off_a, b + off_b, rows, tab, k, e, SHORT_L);
+        }
+        if (e < p1) {
+            if (interleave) interleave_group(a + off_a, b + off_b, rows, tab, k, e, p1 - e);
+            else deinterleave_group(a + off_a, b + off_b, rows, tab, k, e, p1 - e);
+        }
+        outer_next(t->nouter, t->oshape, t->oa, t->ob, ix, &off_a, &off_b);
+    }
+}
+
+static void short_axis(const char *a, char *b, const qk_short_args *t, int64_t o0, int64_t o1, int64_t p0,
+                       int64_t p1, int interleave)
+{
+    switch (t->k) {
+    case 2: short_axis_k(a, b, t, 2, o0, o1, p0, p1, interleave); break;
+    case 3: short_axis_k(a, b, t, 3, o0, o1, p0, p1, interleave); break;
+    case 4: short_axis_k(a, b, t, 4, o0, o1, p0, p1, interleave); break;
+    case 5: short_axis_k(a, b, t, 5, o0, o1, p0, p1, interleave); break;
+    case 6: short_axis_k(a, b, t, 6, o0, o1, p0, p1, interleave); break;
+    case 7: short_axis_k(a, b, t, 7, o0, o1, p0, p1, interleave); break;
+    default: /* 8: the planner asks for 2..MAX_SHORT_AXIS */
+        short_axis_k(a, b, t, MAX_SHORT_AXIS, o0, o1, p0, p1, interleave); break;
+    }
+}
+
+void qk_interleave(const char *a, char *b, const qk_short_args *t, int64_t o0, int64_t o1, int64_t p0, int64_t p1)
+{
+    short_axis(a, b, t, o0, o1, p0, p1, 1);
+}
+
+void qk_deinterleave(const char *a, char *b, const qk_short_args *t, int64_t o0, int64_t o1, int64_t p0, int64_t p1)
+{
+    short_axis(a, b, t, o0, o1, p0, p1, 0);
+}
 """

@@ -14,7 +14,7 @@ the output's strides are B's. Every decision below is made on (shape, A strides,
    block transpose between A's fastest axes and B's contiguous axes; several short axes may be packed on each
    side of the block, see ``_grow_block``; A's fastest axis may be strided, as in a sliced view), ``strided``
    (common runs too short for memcpy, copied item by item), ``interleave``/``deinterleave`` (a short axis beside a
-   long one: whole AVX-512 registers permuted by table, see ``_plan_short_axis``), or ``numpy`` when the cost
+   long one: whole AVX-512 or AVX2 registers permuted by table, see ``_plan_short_axis``), or ``numpy`` when the cost
    model predicts no gain (tiny arrays, outputs without a unit-stride axis, layouts NumPy's loops already copy
    near bandwidth).
 """
@@ -197,7 +197,8 @@ class Plan:
                          f"streaming stores: {DENSE_MODE if self.dense else STREAM_MODES[self.stream]}")
         if self.kind in {"interleave", "deinterleave"}:
             lines.append(f"short axis {self.q_axes.shape[0]} x long axis {self.p_axes.shape[0]}, "
-                         f"{int(np.count_nonzero(self.short_mask))} masked register permutes per "
+                         f"{int(np.count_nonzero(self.short_mask))} "
+                         f"{'masked register permutes' if self.isa == 'avx512' else 'byte shuffles (pshufb)'} per "
                          f"{self.q_axes.shape[0]} registers")
         if self.kind == "rows":
             spans = "; streamed in spans of several runs" if self.spans else ""
@@ -520,9 +521,16 @@ def plan_variants(plan: Plan) -> list[Plan]:
     return variants
 
 
+SHUFFLE_MAX_WIDTH = 4
+"""AVX2 runs its short-axis kernels for elements of up to this many bytes (four or more to a 16-byte register)."""
+
+
 def has_short_axis_kernels(isa: str, width: int) -> bool:
-    """Whether the unit for ``isa``/``width`` holds ``qk_interleave``/``qk_deinterleave`` (bytes need VBMI)."""
-    if isa not in codegen.SHORT_AXIS_ISAS:
+    """Whether the unit for ``isa``/``width`` holds ``qk_interleave``/``qk_deinterleave`` and the planner uses them
+    (AVX-512: bytes need VBMI; AVX2: elements of at most ``SHUFFLE_MAX_WIDTH`` bytes)."""
+    if isa == "avx2":
+        return width <= SHUFFLE_MAX_WIDTH
+    if isa != "avx512":
         return False
     return width != 1 or "-mavx512vbmi" in compiler_flags(isa)
 
@@ -546,7 +554,7 @@ def _plan_short_axis(axes: Axes, p: int, n_threads: int, common: dict) -> Plan |
         kind, short, long_axis, rows = "deinterleave", p, q, [i * axes.sb[p] for i in range(n_p)]
     else:
         return None
-    idx, mask = codegen.short_axis_tables(kind, axes.shape[short], width)
+    idx, mask = codegen.short_axis_permutation(isa, kind, axes.shape[short], width)
     outer = _order_outer(axes.take([k for k in range(len(axes.shape)) if k not in (short, long_axis)]), n_threads)
     chunks = _split_planes(math.prod(outer.shape), axes.shape[long_axis], n_threads, 64)
     return Plan(kind, f"short axis of {axes.shape[short]} packed with a long one into whole registers",
