@@ -22,7 +22,7 @@ import os
 import time
 from pathlib import Path
 
-from qwenkit.core.system import cpu_model, l2_cache_geometry
+from qwenkit.core.system import cpu_family_model, cpu_model, l2_cache_geometry
 from qwenkit.permute.bench import (
     BANDWIDTH_CASE_MIN_BYTES,
     BANDWIDTH_TARGET_PERCENT,
@@ -58,7 +58,7 @@ from qwenkit.permute.planner import tile_table_name
 def run_info(**extra) -> dict:
     """The head of an experiment's record: when it started, the load average then, the CPU and how it was launched."""
     return {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "load_average_before": os.getloadavg(),
-            "cpu": cpu_model(), "launched": launch_conditions(), **extra}
+            "cpu": cpu_model(), "cpu_family_model": cpu_family_model(), "launched": launch_conditions(), **extra}
 
 
 def main() -> None:

@@ -1358,7 +1358,8 @@ def write_diagnosis_report(entries: list[dict], directory: Path, record_info: di
     report = Report("qwenkit.permute: what limits the cases below the bandwidth and threading targets")
     report.text(f"Load average before {fmt_load(record_info['load_average_before'])}, after "
                 f"{fmt_load(record_info['load_average_after'])}; run {record_info['started']} on "
-                f"{record_info.get('cpu', 'the machine of permute.json')}, {launched_text(record_info)}. GB/s count "
+                f"{cpu_text(record_info) if 'cpu' in record_info else 'the machine of permute.json'}, "
+                f"{launched_text(record_info)}. GB/s count "
                 "bytes read plus written (the one-sided probes: their one side). "
                 + ("This machine exposes hardware performance counters, but each resource is isolated"
                    if record_info.get("cpu_pmu") else
