@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 
 from qwenkit.permute.bench import (
     HUGE_PAGES_LABEL,
+    LIMIT_NOT_ISOLATED,
     ORDINARY_WRITE_LABEL,
     PROBE_READS_LABEL,
     PROBE_WRITES_LABEL,
@@ -221,6 +222,11 @@ def test_limit_verdict_names_the_resource_from_the_numbers():
     assert neither["1 thread"].startswith("neither half") and neither["2 threads"].startswith("meets 1.6x")
     in_turn = limit_verdict(_diagnosis(10.0, 5.0, 4.5, 10.0, 10.0, 1.7, 1.0))
     assert in_turn["1 thread"].startswith("the loads and the stores in turn (not overlapped: together 95 %")
+    unprobed = {"variants": ["variant 0: outer (), streaming whole-line tiles"], "huge_pages_obtained_bytes": 2**21,
+                "seconds_min": {"variant 0: outer (), streaming whole-line tiles": 10.0, SMALL_PAGES_LABEL: 10.0,
+                                HUGE_PAGES_LABEL: 10.0},
+                "kernel 2T/1T": 1.2, "copy 2T/1T": 1.9, "np.copyto 2T/1T": 1.9}
+    assert limit_verdict(unprobed)["1 thread"].startswith(LIMIT_NOT_ISOLATED)
 
 
 def test_tile_table_experiment_times_every_candidate_and_the_other_row_strips(tmp_path, forced_kernels):

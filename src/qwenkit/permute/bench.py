@@ -962,6 +962,10 @@ means that the two halves hardly overlap (ours; on the Xeon their sum was 90-103
 tile case once the writes-alone probe stopped fetching the input)."""
 
 
+LIMIT_NOT_ISOLATED = "the limit not isolated by these experiments"
+"""The one-thread verdict where no experiment names a resource (the report then does not say "limited by")."""
+
+
 def limit_verdict(entry: dict) -> dict[str, str]:
     """From ``diagnose_case``'s times: the resource that limits one thread (``"1 thread"``) and what limits two
     (``"2 threads"``), each a sentence with the measured numbers. The rules (ours): the half of the traffic
@@ -1009,7 +1013,7 @@ def limit_verdict(entry: dict) -> dict[str, str]:
         parts.append(f"an ordinary write costs {allocate:.2f}x a streaming one (write-allocate)")
         if allocate >= 1.1 and "streaming off" in entry["variants"][0]:
             limit = f"{limit}, and write-allocate" if limit else "write-allocate"
-    one = f"{limit or 'not isolated'}: " + "; ".join(parts)
+    one = f"{limit or LIMIT_NOT_ISOLATED}: " + "; ".join(parts)
     copy_gain = max(entry["copy 2T/1T"], entry["np.copyto 2T/1T"])
     two = (f"kernel 2T/1T {entry['kernel 2T/1T']:.2f}x; np.copyto 2T/1T {entry['np.copyto 2T/1T']:.2f}x, "
            f"qwenkit copy 2T/1T {entry['copy 2T/1T']:.2f}x")
@@ -1391,7 +1395,10 @@ def write_diagnosis_report(entries: list[dict], directory: Path, record_info: di
     report.table(rows, _columns(rows), float_format="{:.3g}")
     for entry in entries:
         verdict = entry["verdict"]
-        report.text(f"**{entry['case']['name']}** — 1 thread, limited by {verdict['1 thread']}. "
+        one_thread = verdict["1 thread"]
+        if not one_thread.startswith(LIMIT_NOT_ISOLATED):
+            one_thread = f"limited by {one_thread}"
+        report.text(f"**{entry['case']['name']}** — 1 thread, {one_thread}. "
                     f"2 threads: {verdict['2 threads']}.")
     for entry in entries:
         g = entry["GB/s"]
