@@ -197,9 +197,9 @@ class Plan:
                          f"streaming stores: {DENSE_MODE if self.dense else STREAM_MODES[self.stream]}")
         if self.kind in {"interleave", "deinterleave"}:
             lines.append(f"short axis {self.q_axes.shape[0]} x long axis {self.p_axes.shape[0]}, "
-                         f"{int(np.count_nonzero(self.short_mask))} "
-                         f"{'masked register permutes' if self.isa == 'avx512' else 'byte shuffles (pshufb)'} per "
-                         f"{self.q_axes.shape[0]} registers")
+                         + (f"{int(np.count_nonzero(self.short_mask))} masked register permutes"
+                            if self.isa == "avx512" else f"{self.q_axes.shape[0] ** 2} byte shuffles (pshufb)")
+                         + f" per {self.q_axes.shape[0]} registers")
         if self.kind == "rows":
             spans = "; streamed in spans of several runs" if self.spans else ""
             lines.append(f"runs of {self.row_bytes} bytes{spans}")
