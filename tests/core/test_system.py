@@ -31,7 +31,8 @@ def test_cpu_family_model_reads_the_exact_keys(monkeypatch):
     monkeypatch.setattr(system, "_cpuinfo_fields", lambda: fields)
     assert system.cpu_family_model() == "family 23 model 49"
     assert system.machine_summary()["cpu_family_model"] == "family 23 model 49"
+    assert system.cpu_family() == 23
     monkeypatch.setattr(system, "_cpuinfo_fields", lambda: {"model name": "AMD EPYC", "cpu family": "23"})
     assert system.cpu_family_model() is None
     monkeypatch.setattr(system, "_cpuinfo_fields", lambda: None)
-    assert system.cpu_family_model() is None
+    assert system.cpu_family_model() is None and system.cpu_family() is None

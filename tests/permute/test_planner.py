@@ -193,6 +193,7 @@ def test_input_rows_that_alias_in_the_l2_get_shorter_tiles_and_long_runs(monkeyp
     one cache line of each output row (16 rows) and the p side takes the outer axis that continues it in A (the
     Intel tile table: 128-byte output rows, 32 float32 input rows a tile)."""
     monkeypatch.setattr(planner.system, "cpu_vendor", lambda: "GenuineIntel")
+    assert planner.ALIAS_CUT["intel"]
     monkeypatch.setattr(planner.system, "l2_cache_geometry", lambda: (2048, 16, 64))
     cube = np.empty((256, 256, 256), np.float32)
     aliased = _plan(cube, (2, 1, 0), isa="avx512")
@@ -211,6 +212,7 @@ def test_alias_free_tiles_copy_the_right_bytes(monkeypatch, forced_kernels, axes
     from qwenkit.permute import make_plan
 
     monkeypatch.setattr(planner.system, "l2_cache_geometry", lambda: (16, 2, 64))  # a 1 KiB set span
+    monkeypatch.setitem(planner.ALIAS_CUT, planner.tile_table_name(), True)  # the rule, whatever this machine's table
     a = np.random.default_rng(3).standard_normal((128, 8, 128)).astype(np.float32)  # input rows 4 KiB apart
     expected = np.ascontiguousarray(a.transpose(axes))
     plan = make_plan(a, axes, threads=1)
@@ -262,9 +264,12 @@ def test_row_copies_stream_in_spans_only_in_the_measured_window():
     assert plan.kind == "rows" and plan.stream and not plan.spans
 
 
-@pytest.mark.parametrize(("vendor", "table"), [("AuthenticAMD", "amd"), ("GenuineIntel", "intel"), ("", "intel")])
-def test_the_tile_table_and_the_row_strips_follow_the_cpu_vendor(monkeypatch, vendor, table):
+@pytest.mark.parametrize(("vendor", "family", "table"), [
+    ("AuthenticAMD", 25, "amd"), ("AuthenticAMD", None, "amd"), ("AuthenticAMD", 23, "amd-family-23"),
+    ("GenuineIntel", 6, "intel"), ("GenuineIntel", 23, "intel"), ("", None, "intel")])
+def test_the_tile_table_and_the_row_strips_follow_the_cpu_vendor_and_family(monkeypatch, vendor, family, table):
     monkeypatch.setattr(planner.system, "cpu_vendor", lambda: vendor)
+    monkeypatch.setattr(planner.system, "cpu_family", lambda: family)
     assert planner.tile_table_name() == table and planner.tile_shapes() is planner.TILE_SHAPE_TABLES[table]
     plan = _plan(np.empty((32, 64, 56, 56), np.float32), (0, 2, 3, 1), isa="avx512")  # NCHW -> NHWC, 25 MB
     assert plan.kind == "tile" and plan.stream == planner.STREAM_TILES
@@ -276,7 +281,22 @@ def test_every_tile_table_covers_every_width_with_whole_output_lines():
     for table in planner.TILE_SHAPE_TABLES.values():
         assert sorted(table) == [1, 2, 4, 8, 16]
         assert all(tq_bytes % 64 == 0 and tp_bytes % 64 == 0 for tp_bytes, tq_bytes, _ in table.values())
-    assert set(planner.WHOLE_ROW_STRIPS) == set(planner.TILE_SHAPE_TABLES)
+    assert set(planner.WHOLE_ROW_STRIPS) == set(planner.TILE_SHAPE_TABLES) == set(planner.ALIAS_CUT)
+
+
+def test_the_family_23_table_keeps_aliasing_input_rows_in_one_tile(monkeypatch):
+    """8192^2 float32 on a 512 KiB 8-way L2 (the Zen 2's): 64 input rows 32 KiB apart fall in two sets, 32 a set. The
+    ``amd-family-23`` table keeps its tile (ALIAS_CUT off there); the ``amd`` table's rule halves it."""
+    monkeypatch.setattr(planner.system, "cpu_vendor", lambda: "AuthenticAMD")
+    monkeypatch.setattr(planner.system, "l2_cache_geometry", lambda: (1024, 8, 64))
+    monkeypatch.setattr(planner, "TILE_SHAPES", {**planner.TILE_SHAPE_TABLES["amd"], 4: (256, 256, True)})
+    square = np.empty((8192, 8192), np.float32)
+    monkeypatch.setattr(planner.system, "cpu_family", lambda: 23)
+    kept = _plan(square, (1, 0))
+    assert kept.kind == "tile" and kept.tq == 64 and "share one L2 set" not in kept.reason
+    monkeypatch.setattr(planner.system, "cpu_family", lambda: 25)
+    cut = _plan(square, (1, 0))
+    assert cut.tq == 16 and "32 of a tile's 64 input rows share one L2 set of 8 ways: 16 rows a tile" in cut.reason
 
 
 @pytest.mark.parametrize("strips", [True, False])

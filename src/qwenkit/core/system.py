@@ -39,6 +39,12 @@ def cpu_vendor() -> str:
     return _first_field({"vendor_id"}) or ""
 
 
+def cpu_family() -> int | None:
+    """The x86 ``cpu family`` from ``/proc/cpuinfo`` as a number (AMD: 23 Zen 1/2, 25 Zen 3/4); None elsewhere."""
+    family = _first_field({"cpu family"})
+    return int(family) if family is not None and family.isdigit() else None
+
+
 def cpu_family_model() -> str | None:
     """``family F model M`` from ``/proc/cpuinfo`` (decimal, as the kernel prints them): the CPU generation where the
     model name says only "AMD EPYC" (family 23 is Zen 1/2, 25 Zen 3/4); None where the kernel reports neither."""

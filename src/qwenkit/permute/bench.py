@@ -1115,10 +1115,10 @@ def tile_shape_experiment(side: int = 8192, repeats: int = 7, variants=None) -> 
 
 
 TILE_TABLE_CANDIDATES: tuple[tuple[int, int, bool], ...] = tuple(
-    (tp_bytes, tq_bytes, True) for tp_bytes in (64, 128, 256) for tq_bytes in (64, 128))
-"""Rows of ``planner.TILE_SHAPE_TABLES`` timed by ``tile_table_experiment``: 64-256 bytes of each input row, 64 or 128
-bytes of each output row (whole cache lines, as the streaming tiles need), column order; every entry of the
-existing tables is among them."""
+    (tp_bytes, tq_bytes, True) for tp_bytes in (64, 128, 256, 512) for tq_bytes in (64, 128, 256, 512))
+"""Rows of ``planner.TILE_SHAPE_TABLES`` timed by ``tile_table_experiment``: 64-512 bytes of each input row, 64-512
+bytes of each output row (whole cache lines, as the streaming tiles need), column order (the planner shrinks a tile
+that would overflow the buffer); every entry of the existing tables is among them."""
 
 
 def tile_table_experiment(repeats: int = 5, candidates=TILE_TABLE_CANDIDATES, cases=None) -> list[dict]:

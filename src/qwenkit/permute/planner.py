@@ -60,7 +60,9 @@ MIN_PLANE_ELEMENTS = 64
 TILE_SHAPE_TABLES: dict[str, dict[int, tuple[int, int, bool]]] = {
     "intel": {1: (128, 64, True), 2: (256, 128, True), 4: (128, 128, True), 8: (128, 128, True),
               16: (256, 128, True)},
-    "amd": {1: (64, 64, True), 2: (64, 128, True), 4: (128, 64, True), 8: (128, 128, True), 16: (256, 128, True)}}
+    "amd": {1: (64, 64, True), 2: (64, 128, True), 4: (128, 64, True), 8: (128, 128, True), 16: (256, 128, True)},
+    "amd-family-23": {1: (256, 256, True), 2: (512, 256, True), 4: (128, 64, True), 8: (128, 256, True),
+                      16: (128, 512, True)}}
 """Per CPU vendor (``tile_table_name``), per element width: (bytes of each input row a macro tile reads, bytes of each
 output row it writes, column order). Walking tiles down a column of narrow tiles reads each input row in sequence,
 and the kernel fetches the next tile of the walk ahead (docs/permute.md, "Prefetch"); the fewer input rows a tile
@@ -81,16 +83,28 @@ np.empty outputs; benchmarks/results/permute_zen4/permute_tile_table.md): there 
 the cases and both outputs in two runs (17:51, permute_tile_table_run1.md; 17:54, after the table was set), the Intel
 entry / this one: uint8 128 x 64 25 / 64 x 64 29-30, int16 256 x 128 34-35 / 64 x 128 37 (64 x 64 36-39: the two
 trade places), float32 128 x 128 45-48 / 128 x 64 50-54; float64 and complex128 keep the Intel entry (no other
-shape won in every run). The Zen 3 (AVX2) machine of the first benchmark runs also takes this table, unmeasured
-with it."""
+shape won in every run). It was measured with the earlier micro-tile order (output rows outermost); the AVX2 guest
+of the first benchmark runs (family not recorded) took it too, unmeasured with it.
+
+``amd-family-23``, measured on an AMD EPYC Zen 2 guest (family 23 model 49, 512 KiB 8-way L2, AVX2) by the same
+experiment with the present micro-tile order (input rows outermost) and no L2 alias cut (``ALIAS_CUT``), candidates
+64-512 x 64-512 bytes; benchmarks/results/permute_tile_table_run1.md (01:23, before the table was set) and
+permute_tile_table.md (01:41, after), geometric mean of % of np.copyto, the ``amd`` entry / this one, run 1 and run 2:
+uint8 64 x 64 30 and 35 / 256 x 256 40 and 47; int16 64 x 128 61 and 61 / 512 x 256 70 and 74; float64 128 x 128 42
+and 38 / 128 x 256 56 and 44; complex128 256 x 128 40 and 42 / 128 x 512 57 and 64. float32 keeps 128 x 64 (54 and
+52 %): 128 x 128 and 256 x 256 were 1-3 points ahead, one in each run."""
 TILE_SHAPES: dict[int, tuple[int, int, bool]] | None = None
 """An override of the machine's table (``check.forced_kernels``, ``bench.tile_table_experiment``); None: the table of
 ``tile_table_name()``."""
 
 
 def tile_table_name() -> str:
-    """The row of ``TILE_SHAPE_TABLES`` for this machine: ``amd`` on AMD CPUs, ``intel`` on every other one."""
-    return "amd" if system.cpu_vendor() == "AuthenticAMD" else "intel"
+    """The row of ``TILE_SHAPE_TABLES`` for this machine: ``amd-family-23`` on AMD CPUs of family 23 (measured on a
+    Zen 2, model 49; Zen and Zen+ share the family and take it unmeasured), ``amd`` on other AMD CPUs, ``intel`` on
+    every other one."""
+    if system.cpu_vendor() != "AuthenticAMD":
+        return "intel"
+    return "amd-family-23" if system.cpu_family() == 23 else "amd"
 
 
 def tile_shapes() -> dict[int, tuple[int, int, bool]]:
@@ -98,7 +112,7 @@ def tile_shapes() -> dict[int, tuple[int, int, bool]]:
     return TILE_SHAPES if TILE_SHAPES is not None else TILE_SHAPE_TABLES[tile_table_name()]
 
 
-WHOLE_ROW_STRIPS: dict[str, bool] = {"intel": True, "amd": False}
+WHOLE_ROW_STRIPS: dict[str, bool] = {"intel": True, "amd": False, "amd-family-23": False}
 """Per CPU vendor (``tile_table_name``): whether a whole-line tile plan whose output plane starts off a cache line
 and whose rows lie back to back (a plain np.empty output, 16 bytes past a line) streams strips of whole rows, two
 partial lines a strip (True), or keeps its whole-line tiles and stores the partial lines of each row directly
@@ -108,6 +122,14 @@ input row of the block in turn, and the tiles won: the rows "np.empty, other row
 benchmarks/results/permute_zen4/permute_tile_table.md (``bench.tile_table_experiment``) time the other choice in the
 same loop."""
 
+
+ALIAS_CUT: dict[str, bool] = {"intel": True, "amd": True, "amd-family-23": False}
+"""Per table (``tile_table_name``): whether a tile whose input rows alias in the L2 gets fewer input rows and a long
+p side (``_alias_free_tq``). Measured with the earlier micro-tile order (output rows outermost, which reads each input
+line in passes and needs it to stay cached between them) on the Xeon; kept there and on the ``amd`` table,
+unmeasured with the present order (input rows outermost: each input line is read whole in one pass). Off on the
+Zen 2, where it cost the 8192^2 float32 transpose a third of its speed (bench.tile_table_experiment, docs/permute.md,
+"Micro-tile order")."""
 
 THREAD_MIN_BYTES = 4 * 1024 * 1024
 """Default threading: one thread per this many bytes of output, at most the usable cores."""
@@ -462,7 +484,7 @@ def _plan_tile(axes: Axes, p: int, n_threads: int, common: dict) -> Plan:
     tq = max(mq, tile_q_bytes // width)
     geometry = system.l2_cache_geometry()
     reason = "block transpose between the two unit-stride sides"
-    if (aliasing := rows_per_cache_set(qa[:tq], geometry)) > geometry[1]:
+    if ALIAS_CUT[tile_table_name()] and (aliasing := rows_per_cache_set(qa[:tq], geometry)) > geometry[1]:
         # Input rows that alias in the L2: fewer rows a tile, and the p side packs every further axis that continues
         # it densely in A, so that a column of tiles reads each input row as one long run (3-D (2, 1, 0) float32,
         # 16 rows a tile: 1 KiB runs 29-44 %, 256 KiB runs 47-49 % of np.copyto in two runs; permute_tiles.md).
