@@ -611,23 +611,36 @@ void qk_strided(const char *a, char *b, int64_t n, int64_t sa, int64_t sb, int64
    A block at least one micro tile wide never runs a partial tile: the last tile of a row or column is moved back
    to end at the edge and rewrites a few elements with the same values (inside this block, so inside this thread's
    share). Only blocks narrower than a micro tile take the masked / buffered partial path.
-   The micro tiles walk the block's input rows outermost: the MQ input rows of one step are read across the whole
-   block before the next MQ rows, so each input cache line is read whole in one pass and need not stay cached
-   between passes (with output rows outermost, a block of 64 input rows 32 KiB apart read each line in two passes
-   and ran 8192^2 float32 at 21 % of np.copyto against 46 % on the Zen 2: docs/permute.md, "Micro-tile order"). */
+   `inputs_outer` picks the order of the micro tiles. Into the tile buffer (1): the block's input rows outermost, the
+   MQ input rows of one step read across the whole block before the next MQ rows, so each input cache line is read
+   whole in one pass and need not stay cached between passes (with output rows outermost, a block of 64 input rows
+   32 KiB apart read each line in two passes: 8192^2 float32 ran at 21 % of np.copyto against 46 % on the Zen 2).
+   Straight to the output (0): output rows outermost, so that each output line is written whole by consecutive
+   micro tiles (input rows outermost ran 512^2 float32, in cache, at 10 GB/s against 23). docs/permute.md,
+   "Micro-tile order". */
 static void transpose_block(const char *a, int64_t sp, const int64_t *qa, char *b, const int64_t *pb, int64_t np,
-                            int64_t nq)
+                            int64_t nq, int inputs_outer)
 {
     if (sp != W) {  /* the input's fastest axis is strided (a sliced view): blocked element copies */
         for (int64_t i = 0; i < np; ++i)
             for (int64_t j = 0; j < nq; ++j) memcpy(b + pb[i] + j * W, a + qa[j] + i * sp, W);
         return;
     }
-    if (np >= MP && nq >= MQ) {
+    if (np >= MP && nq >= MQ && inputs_outer) {
         for (int64_t j0 = 0; j0 < nq; j0 += MQ) {
             const int64_t j = j0 + MQ <= nq ? j0 : nq - MQ;
             for (int64_t i0 = 0; i0 < np; i0 += MP) {
                 const int64_t i = i0 + MP <= np ? i0 : np - MP;
+                micro_full(a + i * W, qa + j, b + j * W, pb + i);
+            }
+        }
+        return;
+    }
+    if (np >= MP && nq >= MQ) {
+        for (int64_t i0 = 0; i0 < np; i0 += MP) {
+            const int64_t i = i0 + MP <= np ? i0 : np - MP;
+            for (int64_t j0 = 0; j0 < nq; j0 += MQ) {
+                const int64_t j = j0 + MQ <= nq ? j0 : nq - MQ;
                 micro_full(a + i * W, qa + j, b + j * W, pb + i);
             }
         }
@@ -649,7 +662,7 @@ static void plane_direct(const char *a, char *b, const qk_tile_args *t, int64_t 
         const int64_t rows = p1 - ip < t->tp ? p1 - ip : t->tp;
         for (int64_t jq = 0; jq < t->nq; jq += t->tq) {
             const int64_t cols = t->nq - jq < t->tq ? t->nq - jq : t->tq;
-            transpose_block(a + ip * t->sp, t->sp, t->qa + jq, b + jq * W, t->pb + ip, rows, cols);
+            transpose_block(a + ip * t->sp, t->sp, t->qa + jq, b + jq * W, t->pb + ip, rows, cols, 0);
         }
     }
 }
@@ -675,7 +688,7 @@ static inline void prefetch_rows(const char *a, const int64_t *qa, int64_t j0, i
 static inline void buffered_tile(const char *a_rows, const qk_tile_args *t, char *b, const int64_t *pb,
                                  int64_t rows, int64_t jq, int64_t cols, char *buf, const int64_t *pbuf)
 {
-    if (t->probe != PROBE_WRITES) transpose_block(a_rows, t->sp, t->qa + jq, buf, pbuf, rows, cols);
+    if (t->probe != PROBE_WRITES) transpose_block(a_rows, t->sp, t->qa + jq, buf, pbuf, rows, cols, 1);
     if (t->probe != PROBE_READS)
         for (int64_t i = 0; i < rows; ++i) stream_row(b + pb[i] + jq * W, buf + i * t->tq * W, cols * W);
 }
@@ -695,7 +708,7 @@ static void plane_whole_rows(const char *a, char *b, const qk_tile_args *t, int6
         const int64_t next = ip + rows, next_rows = p1 - next < rows_fit ? p1 - next : rows_fit;
         if (prefetches(t) && next < p1)
             prefetch_rows(a + next * t->sp, t->qa, 0, t->nq, next_rows * t->sp);
-        if (t->probe != PROBE_WRITES) transpose_block(a + ip * t->sp, t->sp, t->qa, strip, prow, rows, t->nq);
+        if (t->probe != PROBE_WRITES) transpose_block(a + ip * t->sp, t->sp, t->qa, strip, prow, rows, t->nq, 1);
         if (t->probe == PROBE_READS) continue;
         for (int64_t i = 0; i < rows;) {
             int64_t k = i + 1;
@@ -712,7 +725,7 @@ static void plane_whole_rows(const char *a, char *b, const qk_tile_args *t, int6
 static void plane_dense(const char *a, char *b, const qk_tile_args *t, char *buf)
 {
     char *block = buf + ((uintptr_t)b & 63);
-    if (t->probe != PROBE_WRITES) transpose_block(a, t->sp, t->qa, block, t->pb, t->np, t->nq);
+    if (t->probe != PROBE_WRITES) transpose_block(a, t->sp, t->qa, block, t->pb, t->np, t->nq, 1);
     if (t->probe != PROBE_READS) stream_row_unaligned(b, block, t->np * t->nq * W);
 }
 
@@ -744,9 +757,9 @@ static void plane(const char *a, char *b, const qk_tile_args *t, int64_t p0, int
     const int may_prefetch = prefetches(t);
     for (int64_t ip = p0; ip < p1; ip += tp) {
         const int64_t rows = p1 - ip < tp ? p1 - ip : tp;
-        if (head > 0) transpose_block(a + ip * sp, sp, t->qa, b, t->pb + ip, rows, head);
+        if (head > 0) transpose_block(a + ip * sp, sp, t->qa, b, t->pb + ip, rows, head, 0);
         if (lines_end < nq)
-            transpose_block(a + ip * sp, sp, t->qa + lines_end, b + lines_end * W, t->pb + ip, rows, nq - lines_end);
+            transpose_block(a + ip * sp, sp, t->qa + lines_end, b + lines_end * W, t->pb + ip, rows, nq - lines_end, 0);
         if (!t->column_order)
             for (int64_t jq = head; jq < lines_end; jq += tq) {
                 if (may_prefetch)
