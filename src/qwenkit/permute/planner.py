@@ -94,8 +94,8 @@ uint8 64 x 64 30 and 35 / 256 x 256 40 and 47; int16 64 x 128 61 and 61 / 512 x 
 and 38 / 128 x 256 56 and 44; complex128 256 x 128 40 and 42 / 128 x 512 57 and 64. float32 keeps 128 x 64 (54.0 and
 52.4 %), though 128 x 128 (56.5, 54.5) and 256 x 256 (55.0, 54.6) were ahead in both runs, by about the runs' spread:
 the shapes trade per case. 128 x 128 takes 2-D 8192^2 (aligned) from 33-34 to 47-48 % and 3-D (2, 0, 1) from 44-45
-to 59-61 %, and costs NCHW->NHWC into an aligned output 90-91 -> 59 % (run 1), one of the cases at the issue's 75 %. A choice per plane (by how far
-apart a column walk's output rows lie) is not built."""
+to 59-61 %, and costs NCHW->NHWC into an aligned output 90-91 -> 59 % (run 1), one of the cases at the issue's
+75 %. A choice per plane (by how far apart a column walk's output rows lie) is not built."""
 TILE_SHAPES: dict[int, tuple[int, int, bool]] | None = None
 """An override of the machine's table (``check.forced_kernels``, ``bench.tile_table_experiment``); None: the table of
 ``tile_table_name()``."""
