@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from qwenkit.core.system import cpu_family_model, cpu_model, l2_cache_geometry
+from qwenkit.permute import planner
 from qwenkit.permute.bench import (
     BANDWIDTH_CASE_MIN_BYTES,
     BANDWIDTH_TARGET_PERCENT,
@@ -78,6 +79,9 @@ def main() -> None:
     parser.add_argument("--tile-table", action="store_true",
                         help="time every candidate macro tile shape on every tiled case of 8 MiB or more "
                              "(the evidence for this machine's row of planner.TILE_SHAPE_TABLES)")
+    parser.add_argument("--alias-cut", choices=("table", "on", "off"), default="table",
+                        help="with --tile-table: the L2 alias cut (planner.ALIAS_CUT) as this machine's table says, "
+                             "or forced on or off for the run")
     parser.add_argument("--spans", action="store_true",
                         help="time row copies into np.empty outputs with their runs streamed in spans and one by one")
     parser.add_argument("--report-only", action="store_true", help="rewrite the report from the existing JSON")
@@ -101,7 +105,11 @@ def main() -> None:
         print(f"wrote {write_tile_report(rows, args.out, info, alias_rows=alias_rows)}")
         return
     if args.tile_table:
-        info = run_info(repeats=args.repeats, table=tile_table_name())
+        table = tile_table_name()
+        if args.alias_cut != "table":
+            planner.ALIAS_CUT[table] = args.alias_cut == "on"
+        info = run_info(repeats=args.repeats, table=table, alias_cut=planner.ALIAS_CUT[table],
+                        alias_cut_forced=args.alias_cut != "table")
         rows = tile_table_experiment(repeats=args.repeats)
         info["load_average_after"] = os.getloadavg()
         for row in tile_table_summary(rows):

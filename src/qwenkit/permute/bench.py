@@ -1325,6 +1325,14 @@ def write_tile_report(rows: list[dict], directory: Path, record_info: dict, *, n
     return md_path
 
 
+def alias_cut_text(record_info: dict) -> str:
+    """The tile-table report's words on the L2 alias cut (``planner.ALIAS_CUT``) in the run, where it was recorded."""
+    if "alias_cut" not in record_info:
+        return ""
+    how = "forced for this run" if record_info.get("alias_cut_forced") else "as the table says"
+    return f" L2 alias cut (`planner.ALIAS_CUT`): {'on' if record_info['alias_cut'] else 'off'}, {how}."
+
+
 def write_tile_table_report(rows: list[dict], directory: Path, record_info: dict,
                             *, name: str = "permute_tile_table") -> Path:
     from qwenkit.core.checkpoint import atomic_write_text
@@ -1341,7 +1349,8 @@ def write_tile_table_report(rows: list[dict], directory: Path, record_info: dict
                 "matrix of 8 MiB or more that the planner tiles, planned with each candidate as its element width's "
                 "entry of the tile table, into an aligned and a plain np.empty output, one interleaved loop per "
                 f"case, median of {record_info['repeats']} rounds, 1 thread. `in table now`: the entry of this "
-                f"machine's table (`{record_info.get('table', '?')}`) when the run was made.")
+                f"machine's table (`{record_info.get('table', '?')}`) when the run was made."
+                + alias_cut_text(record_info))
     report.text("**Per element width** (geometric mean over the cases and both outputs; `best mean` marks the "
                 "highest):")
     report.table(summary, list(summary[0]), float_format="{:.3g}")

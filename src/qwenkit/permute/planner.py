@@ -60,7 +60,7 @@ MIN_PLANE_ELEMENTS = 64
 TILE_SHAPE_TABLES: dict[str, dict[int, tuple[int, int, bool]]] = {
     "intel": {1: (128, 64, True), 2: (256, 128, True), 4: (128, 128, True), 8: (128, 128, True),
               16: (256, 128, True)},
-    "amd": {1: (64, 64, True), 2: (64, 128, True), 4: (128, 64, True), 8: (128, 128, True), 16: (256, 128, True)},
+    "amd": {1: (64, 64, True), 2: (256, 128, True), 4: (128, 64, True), 8: (256, 128, True), 16: (256, 128, True)},
     "amd-family-23": {1: (256, 256, True), 2: (512, 256, True), 4: (128, 64, True), 8: (128, 256, True),
                       16: (128, 512, True)}}
 """Per CPU vendor (``tile_table_name``), per element width: (bytes of each input row a macro tile reads, bytes of each
@@ -80,11 +80,16 @@ every run. It is also the table of every machine that is not AMD's (untuned ther
 (``bench.tile_table_experiment``: every candidate on every tiled matrix case of 8 MiB or more, into aligned and
 np.empty outputs; benchmarks/results/permute_zen4/permute_tile_table.md): there the kernel's gather reads alone take
 53-92 % of its time (permute_limits.md), and tiles over fewer input rows won. Geometric mean of % of np.copyto over
-the cases and both outputs in two runs (17:51, permute_tile_table_run1.md; 17:54, after the table was set), the Intel
+the cases and both outputs in two runs of 2026-12-04 (17:51 and 17:54; the reports of commit 38a14a6), the Intel
 entry / this one: uint8 128 x 64 25 / 64 x 64 29-30, int16 256 x 128 34-35 / 64 x 128 37 (64 x 64 36-39: the two
 trade places), float32 128 x 128 45-48 / 128 x 64 50-54; float64 and complex128 keep the Intel entry (no other
-shape won in every run). It was measured with the earlier micro-tile order (output rows outermost); the AVX2 guest
-of the first benchmark runs (family not recorded) took it too, unmeasured with it.
+shape won in every run). That was with the earlier micro-tile order (output rows outermost). Remeasured on the same
+kind of guest (family 25 model 17) with the present order (commit 59e1512) in four runs on 2026-12-06: the table as it
+was with the alias cut on (21:11, permute_tile_table_run1.md) and off (21:15, a wrapper not committed), then the
+present table with the cut off (21:46, permute_tile_table.md) and forced on (21:50, permute_tile_table_alias_cut_on.md),
+geomean % of np.copyto, old entry / new entry: int16 64 x 128 39-41 / 256 x 128 44-45, float64 128 x 128 55-64 /
+256 x 128 62-68, in all four runs; uint8, float32 and complex128 keep theirs. The AVX2 guest of the first benchmark
+runs (family not recorded) took the table too, unmeasured with it.
 
 ``amd-family-23``, measured on an AMD EPYC Zen 2 guest (family 23 model 49, 512 KiB 8-way L2, AVX2) by the same
 experiment with the present micro-tile order (input rows outermost) and no L2 alias cut (``ALIAS_CUT``), candidates
@@ -126,13 +131,16 @@ benchmarks/results/permute_zen4/permute_tile_table.md (``bench.tile_table_experi
 same loop."""
 
 
-ALIAS_CUT: dict[str, bool] = {"intel": True, "amd": True, "amd-family-23": False}
+ALIAS_CUT: dict[str, bool] = {"intel": True, "amd": False, "amd-family-23": False}
 """Per table (``tile_table_name``): whether a tile whose input rows alias in the L2 gets fewer input rows and a long
 p side (``_alias_free_tq``). Measured with the earlier micro-tile order (output rows outermost, which reads each input
-line in passes and needs it to stay cached between them) on the Xeon; kept there and on the ``amd`` table,
-unmeasured with the present order (input rows outermost: each input line is read whole in one pass). Off on the
-Zen 2, where it cost the 8192^2 float32 transpose a third of its speed (bench.tile_table_experiment, docs/permute.md,
-"Micro-tile order")."""
+line in passes and needs it to stay cached between them) on the Xeon; kept there, unmeasured with the present order
+(input rows outermost: each input line is read whole in one pass). Off on the Zen 2, where it cost the 8192^2 float32
+transpose a third of its speed (bench.tile_table_experiment, docs/permute.md, "Micro-tile order"), and off on the
+Zen 4 (``amd``): in the two committed runs of the present table (benchmarks/results/permute_zen4/permute_tile_table.md
+with it off, permute_tile_table_alias_cut_on.md with it forced on, ``--alias-cut on``), geomean % of np.copyto of
+the table's entries, off / on: uint8 34.5 / 30.8, int16 44.5 / 44.8, float32 53.3 / 54.5, float64 68.0 / 62.2,
+complex128 80.7 / 76.0."""
 
 THREAD_MIN_BYTES = 4 * 1024 * 1024
 """Default threading: one thread per this many bytes of output, at most the usable cores."""
