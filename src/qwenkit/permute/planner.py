@@ -85,8 +85,8 @@ entry / this one: uint8 128 x 64 25 / 64 x 64 29-30, int16 256 x 128 34-35 / 64 
 trade places), float32 128 x 128 45-48 / 128 x 64 50-54; float64 and complex128 keep the Intel entry (no other
 shape won in every run). That was with the earlier micro-tile order (output rows outermost). Remeasured on the same
 kind of guest (family 25 model 17) with the present order (commit 59e1512) in four runs on 2026-12-06: the table as it
-was with the alias cut on (21:11, permute_tile_table_run1.md) and off (21:15, a wrapper not committed), then the
-present table with the cut off (21:46, permute_tile_table.md) and forced on (21:50, permute_tile_table_alias_cut_on.md),
+was with the alias cut on (21:11, permute_tile_table_run1.md) and off (21:15, a wrapper not committed), then this
+table with the cut off (21:46, permute_tile_table.md) and forced on (21:50, permute_tile_table_alias_cut_on.md),
 geomean % of np.copyto, old entry / new entry: int16 64 x 128 39-41 / 256 x 128 44-45, float64 128 x 128 55-64 /
 256 x 128 62-68, in all four runs; uint8, float32 and complex128 keep theirs. The AVX2 guest of the first benchmark
 runs (family not recorded) took the table too, unmeasured with it.
@@ -131,16 +131,17 @@ benchmarks/results/permute_zen4/permute_tile_table.md (``bench.tile_table_experi
 same loop."""
 
 
-ALIAS_CUT: dict[str, bool] = {"intel": True, "amd": False, "amd-family-23": False}
+ALIAS_CUT: dict[str, bool] = {"intel": True, "amd": True, "amd-family-23": False}
 """Per table (``tile_table_name``): whether a tile whose input rows alias in the L2 gets fewer input rows and a long
 p side (``_alias_free_tq``). Measured with the earlier micro-tile order (output rows outermost, which reads each input
 line in passes and needs it to stay cached between them) on the Xeon; kept there, unmeasured with the present order
 (input rows outermost: each input line is read whole in one pass). Off on the Zen 2, where it cost the 8192^2 float32
-transpose a third of its speed (bench.tile_table_experiment, docs/permute.md, "Micro-tile order"), and off on the
-Zen 4 (``amd``): in the two committed runs of the present table (benchmarks/results/permute_zen4/permute_tile_table.md
-with it off, permute_tile_table_alias_cut_on.md with it forced on, ``--alias-cut on``), geomean % of np.copyto of
-the table's entries, off / on: uint8 34.5 / 30.8, int16 44.5 / 44.8, float32 53.3 / 54.5, float64 68.0 / 62.2,
-complex128 80.7 / 76.0."""
+transpose a third of its speed (bench.tile_table_experiment, docs/permute.md, "Micro-tile order"). On on the Zen 4
+(``amd``), where it changes the plans of three matrix cases: in the two committed runs of the present table with
+it off and forced on (benchmarks/results/permute_zen4/permute_tile_table.md, 21:46, and
+permute_tile_table_alias_cut_on.md, 21:50, ``--alias-cut on``), % of np.copyto into aligned / np.empty outputs, off
+against on: 256^3 float32 (2, 1, 0) 43.8 / 39.7 against 58.8 / 51.2, (1, 2, 0) 76.5 / 68.3 against 74.8 / 66.4,
+uint8 (2, 1, 0) 33.5 / 22.4 against 26.6 / 20.4 (34.3 / 23.1 with the cut in the 21:11 run: the runs' spread)."""
 
 THREAD_MIN_BYTES = 4 * 1024 * 1024
 """Default threading: one thread per this many bytes of output, at most the usable cores."""
