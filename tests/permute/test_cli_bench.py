@@ -248,17 +248,13 @@ def test_tile_table_experiment_times_every_candidate_and_the_other_row_strips(tm
     assert sum(row["best mean"] for row in summary) == 1
     assert [row["in table now"] for row in summary] == [r["tile"] == f"{default[0]} x {default[1]} B"
                                                         for r in summary]
-    md = write_tile_table_report(rows, tmp_path, {"started": "now", "cpu": "test", "launched": "started directly",
-                                                  "repeats": 1, "table": "intel",
-                                                  "load_average_before": (0.0, 0.0, 0.0),
-                                                  "load_average_after": (0.0, 0.0, 0.0)})
+    record = {"started": "now", "cpu": "test", "launched": "started directly", "repeats": 1, "table": "intel",
+              "load_average_before": (0.0, 0.0, 0.0), "load_average_after": (0.0, 0.0, 0.0)}
+    md = write_tile_table_report(rows, tmp_path, record)
     assert "other row strips" in md.read_text() and "alias cut" not in md.read_text()
     assert json.loads((tmp_path / "permute_tile_table.json").read_text())["summary"] == summary
-    forced = write_tile_table_report(rows, tmp_path, {"started": "now", "cpu": "test", "launched": "started directly",
-                                                      "repeats": 1, "table": "amd", "alias_cut": True,
-                                                      "alias_cut_forced": True,
-                                                      "load_average_before": (0.0, 0.0, 0.0),
-                                                      "load_average_after": (0.0, 0.0, 0.0)}, name="forced")
+    forced = write_tile_table_report(rows, tmp_path, {**record, "table": "amd", "alias_cut": True,
+                                                      "alias_cut_forced": True}, name="forced")
     assert "L2 alias cut (`planner.ALIAS_CUT`): on, forced for this run." in forced.read_text()
 
 

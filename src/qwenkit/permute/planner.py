@@ -78,8 +78,9 @@ every run. It is also the table of every machine that is not AMD's (untuned ther
 
 ``amd``, measured on an AMD EPYC Zen 4 (1 MiB 8-way L2) by ``benchmarks/permute_bench.py --tile-table``
 (``bench.tile_table_experiment``: every candidate on every tiled matrix case of 8 MiB or more, into aligned and
-np.empty outputs; benchmarks/results/permute_zen4/permute_tile_table.md): there the kernel's gather reads alone take
-53-92 % of its time (permute_limits.md), and tiles over fewer input rows won. Geometric mean of % of np.copyto over
+np.empty outputs; benchmarks/results/permute_zen4/permute_tile_table.md): there the kernel's gather reads alone took
+53-92 % of its time (the diagnosis of 2026-12-04; 42-84 % in permute_limits.md of 2026-12-06), and tiles over fewer
+input rows won. Geometric mean of % of np.copyto over
 the cases and both outputs in two runs of 2026-12-04 (17:51 and 17:54; the reports of commit 38a14a6), the Intel
 entry / this one: uint8 128 x 64 25 / 64 x 64 29-30, int16 256 x 128 34-35 / 64 x 128 37 (64 x 64 36-39: the two
 trade places), float32 128 x 128 45-48 / 128 x 64 50-54; float64 and complex128 keep the Intel entry (no other
@@ -136,7 +137,7 @@ ALIAS_CUT: dict[str, bool] = {"intel": True, "amd": True, "amd-family-23": False
 p side (``_alias_free_tq``). Measured with the earlier micro-tile order (output rows outermost, which reads each input
 line in passes and needs it to stay cached between them) on the Xeon; kept there, unmeasured with the present order
 (input rows outermost: each input line is read whole in one pass). Off on the Zen 2, where it cost the 8192^2 float32
-transpose a third of its speed (bench.tile_table_experiment, docs/permute.md, "Micro-tile order"). On on the Zen 4
+transpose a third of its speed (bench.tile_table_experiment, docs/permute.md, "Micro-tile order"). Kept on the Zen 4
 (``amd``), where it changes the plans of three matrix cases: in the two committed runs of the present table with
 it off and forced on (benchmarks/results/permute_zen4/permute_tile_table.md, 21:46, and
 permute_tile_table_alias_cut_on.md, 21:50, ``--alias-cut on``), % of np.copyto into aligned / np.empty outputs, off
