@@ -26,7 +26,7 @@ _DRIVER = r"""
 #include <string.h>
 typedef struct { int64_t np, nq, tp, tq; int64_t sp; int32_t column_order; const int64_t *pb; const int64_t *qa;
                  int32_t nouter; const int64_t *oshape; const int64_t *oa; const int64_t *ob; int32_t stream;
-                 int32_t dense; int32_t probe;
+                 int32_t dense; int32_t probe; int32_t whole_row_strips; int32_t strips;
 } qk_tile_args;
 #define DECLARE(prefix) \
   void prefix##_qk_tile(const char *, char *, const qk_tile_args *, int64_t, int64_t, int64_t, int64_t); \

@@ -319,3 +319,90 @@ def test_back_to_back_rows_off_a_cache_line_copy_the_right_bytes_as_strips_or_ti
     runner._use(dataclasses.replace(runner.plan, whole_row_strips=strips))
     runner(a, out)
     assert out.tobytes() == expected.tobytes()
+
+
+@pytest.mark.parametrize(("vendor", "family", "width", "isa", "p_len", "expected"), [
+    ("AuthenticAMD", 25, 4, "avx512", 8192, True), ("AuthenticAMD", 25, 8, "avx512", 8192, True),
+    ("AuthenticAMD", 25, 4, "avx512", 64, False),  # 256-byte input runs: shorter than STRIP_MIN_RUN_BYTES
+    ("AuthenticAMD", 25, 16, "avx512", 8192, False), ("AuthenticAMD", 25, 2, "avx512", 8192, False),
+    ("AuthenticAMD", 25, 4, "avx2", 8192, False), ("GenuineIntel", 6, 4, "avx512", 8192, False)])
+def test_square_strips_follow_the_table_the_isa_the_width_and_the_run_length(monkeypatch, vendor, family, width,
+                                                                            isa, p_len, expected):
+    monkeypatch.setattr(planner.system, "cpu_vendor", lambda: vendor)
+    monkeypatch.setattr(planner.system, "cpu_family", lambda: family)
+    dtype = {2: np.int16, 4: np.float32, 8: np.float64, 16: np.complex128}[width]
+    plan = _plan(np.empty((2**22 // p_len, p_len), dtype), (1, 0), isa=isa)  # 16 MiB or more: streamed
+    assert plan.kind == "tile" and plan.stream == planner.STREAM_TILES
+    assert plan.strips is expected
+    assert ("square strips of" in plan.describe()) is expected
+    assert set(planner.SQUARE_STRIPS) == set(planner.TILE_SHAPE_TABLES)
+
+
+def test_square_rows_make_one_output_line_per_register():
+    assert codegen.square_rows("avx512", 4) == 16 and codegen.square_rows("avx512", 8) == 8
+    assert all(codegen.square_rows(isa, w) == 0 for isa in ("scalar", "sse2", "avx2", "neon") for w in codegen.WIDTHS)
+    assert codegen.square_rows("avx512", 1) == codegen.square_rows("avx512", 2) == 0
+
+
+needs_avx512 = pytest.mark.skipif("avx512" not in __import__("qwenkit.permute", fromlist=["x"]).available_isas(),
+                                  reason="this CPU does not run AVX-512")
+
+
+@needs_avx512
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize(("shape", "axes"), [((304, 517), (1, 0)), ((64, 1030), (1, 0)), ((32, 33, 70), (2, 1, 0)),
+                                             ((9, 48, 130), (0, 2, 1)), ((12, 32, 70), (2, 0, 1))])
+@pytest.mark.parametrize("input_offset", [0, 8, 16, 24])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_square_strips_copy_the_right_bytes(forced_kernels, monkeypatch, dtype, shape, axes, input_offset, threads):
+    """The strip walk on planes with partial squares at every edge: rows past the last whole square, input rows
+    that start off a line (the squares then begin at the next line), output rows whose first line is partial, and
+    threads splitting a plane; each compared with NumPy's bytes, and with the tile kernel's (strips off)."""
+    import dataclasses
+
+    from qwenkit.permute import empty_aligned, make_plan
+
+    monkeypatch.setattr(planner, "SQUARE_STRIPS", dict.fromkeys(planner.SQUARE_STRIPS, True))
+    itemsize = np.dtype(dtype).itemsize
+    count = int(np.prod(shape))
+    raw = np.random.default_rng(11).integers(0, 256, size=count * itemsize + 128, dtype=np.uint8)
+    start = (-raw.ctypes.data) % 64 + input_offset
+    a = raw[start:start + count * itemsize].view(dtype).reshape(shape)
+    expected = np.ascontiguousarray(a.transpose(axes))
+    for out_offset in (0, 16):
+        buffer = empty_aligned((expected.nbytes + 64,), np.uint8)
+        out = buffer[out_offset:out_offset + expected.nbytes].view(dtype).reshape(expected.shape)
+        runner = make_plan(a, axes, out, threads=threads, isa="avx512")
+        assert runner.plan.kind == "tile" and runner.plan.strips and "square strips" in runner.describe()
+        for strips in (True, False):
+            runner._use(dataclasses.replace(runner.plan, strips=strips))
+            out.fill(0)
+            runner(a, out)
+            assert out.tobytes() == expected.tobytes(), (out_offset, strips)
+
+
+@needs_avx512
+def test_square_strip_probes_split_the_reads_from_the_writes(forced_kernels, monkeypatch):
+    """Diagnosis only: the reads probe leaves the squares' output lines unwritten, the writes probe fills them with
+    zeros without reading; the whole kernel writes NumPy's bytes."""
+    import dataclasses
+
+    from qwenkit.permute import empty_aligned, make_plan
+
+    monkeypatch.setattr(planner, "SQUARE_STRIPS", dict.fromkeys(planner.SQUARE_STRIPS, True))
+    a = empty_aligned((256, 512), np.float32)  # line-aligned input rows and 512 = 32 squares: no direct stores
+    a[...] = (np.arange(256 * 512, dtype=np.float32) + 1).reshape(256, 512)
+    out = empty_aligned((512, 256), np.float32)
+    runner = make_plan(a, (1, 0), out, threads=1, isa="avx512")
+    base = runner.plan
+    assert base.strips
+    runner._use(dataclasses.replace(base, probe=codegen.PROBE_READS))
+    out.fill(7)
+    runner(a, out)
+    assert np.all(out == 7)
+    runner._use(dataclasses.replace(base, probe=codegen.PROBE_WRITES))
+    runner(a, out)
+    assert np.all(out == 0)
+    runner._use(base)
+    runner(a, out)
+    assert np.array_equal(out, a.T)

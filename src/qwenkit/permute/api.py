@@ -191,7 +191,8 @@ def _bind_plan(plan: Plan, kernels: Kernels) -> tuple[list, list]:
             "np": plan.pb.size, "nq": plan.qa.size, "tp": plan.tp, "tq": plan.tq, "sp": plan.p_axes.sa[0],
             "column_order": int(plan.column_order), "pb": pointer(plan.pb), "qa": pointer(plan.qa),
             "nouter": nouter, "oshape": oshape, "oa": oa, "ob": ob, "stream": int(plan.stream),
-            "dense": int(plan.dense), "probe": plan.probe, "whole_row_strips": int(plan.whole_row_strips)})
+            "dense": int(plan.dense), "probe": plan.probe, "whole_row_strips": int(plan.whole_row_strips),
+            "strips": int(plan.strips)})
 
         def run(a, b, c):
             lib.qk_tile(a, b, args, c.o0, c.o1, c.p0, c.p1)

@@ -789,6 +789,7 @@ def write_sweep_report(record: dict, directory: Path, *, name: str = "permute_sw
 PROBE_READS_LABEL = "gather reads alone (the kernel's loads and shuffles, no output stores)"
 PROBE_WRITES_LABEL = "scattered writes alone (the kernel's output stores, no input loads)"
 NO_PREFETCH_LABEL = "the kernel without its software prefetches (Plan.probe 3)"
+STRIPS_OFF_LABEL = "the kernel with macro tiles instead of square strips (Plan.strips off)"
 STREAM_READ_LABEL = "streaming read of the same bytes (memory order)"
 STREAM_WRITE_LABEL = "streaming write of the same bytes (non-temporal stores)"
 ORDINARY_WRITE_LABEL = "ordinary write of the same bytes (each line read for ownership)"
@@ -901,6 +902,7 @@ def diagnose_case(case: Case, repeats: int = 3) -> dict:
     labels = []
     for index, variant in enumerate(plan_variants(base.plan)):
         mode = "dense block" if variant.dense else STREAM_MODES[variant.stream]
+        mode += ", square strips" if variant.strips and variant.stream == 1 and not variant.dense else ""
         label = f"variant {index}: outer {variant.outer.shape}, streaming {mode}"
         labels.append(label)
         contenders[label] = _run_with_plan(a, case.axes, out, variant)
@@ -909,6 +911,8 @@ def diagnose_case(case: Case, repeats: int = 3) -> dict:
         for probe, label in ((codegen.PROBE_READS, PROBE_READS_LABEL), (codegen.PROBE_WRITES, PROBE_WRITES_LABEL),
                              (codegen.PROBE_NO_PREFETCH, NO_PREFETCH_LABEL)):
             contenders[label] = _run_with_plan(a, case.axes, out, dataclasses.replace(base.plan, probe=probe))
+    if base.plan.strips:
+        contenders[STRIPS_OFF_LABEL] = _run_with_plan(a, case.axes, out, dataclasses.replace(base.plan, strips=False))
     two = make_plan(a, case.axes, out, threads=2)
     contenders["qwenkit 2 threads"] = functools.partial(two, a, out)
     flat_src, flat_dst = a.reshape(-1), out.reshape(-1)
@@ -1393,6 +1397,7 @@ def write_diagnosis_report(entries: list[dict], directory: Path, record_info: di
                               (PROBE_WRITES_LABEL, "writes alone % of kernel time")):
             row[column] = 100 * t[label] / kernel if label in t else "-"
         row["prefetch off, kernel time x"] = t[NO_PREFETCH_LABEL] / kernel if NO_PREFETCH_LABEL in t else "-"
+        row["strips off, kernel time x"] = t[STRIPS_OFF_LABEL] / kernel if STRIPS_OFF_LABEL in t else "-"
         for label, column in ((STREAM_READ_LABEL, "stream read GB/s"), (STREAM_WRITE_LABEL, "stream write GB/s"),
                               (ORDINARY_WRITE_LABEL, "ordinary write GB/s")):
             row[column] = g.get(label, "-")

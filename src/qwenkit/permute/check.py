@@ -77,6 +77,8 @@ FORCED_SETTINGS = {
     "SPAN_RUN_BYTES": (1, 1 << 62),
     # small macro tiles in both walking orders, so that small arrays hold several full tiles plus edges
     "TILE_SHAPES": {w: (128, 64, w in (2, 8)) for w in (1, 2, 4, 8, 16)},
+    # square strips (where this machine's table takes them) on planes of any length
+    "STRIP_MIN_RUN_BYTES": 0,
 }
 
 

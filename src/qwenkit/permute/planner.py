@@ -132,6 +132,21 @@ benchmarks/results/permute_zen4/permute_tile_table.md (``bench.tile_table_experi
 same loop."""
 
 
+SQUARE_STRIPS: dict[str, bool] = {"intel": False, "amd": True, "amd-family-23": False}
+"""Per table (``tile_table_name``): whether a whole-line tile plan of an ISA with a square register tile
+(``codegen.square_rows``: AVX-512, elements of 4-16 bytes) walks square strips instead (``Plan.strips``): the tile
+kernel reads 16 input rows (float32; 8 float64, 4 complex128) sequentially along the whole plane and streams each
+square's output lines straight from the registers, with no tile buffer and no software prefetch. On the Zen 4
+guest (``amd``) the first prototype (an ad-hoc C program, 8192^2 float32, 16 rows x whole rows) ran at 86-90 % of
+memcpy where the tile kernel ran at 50-56 %; the committed A/B is ``bench.strip_experiment``. Off on the Xeon
+(``intel``, AVX-512 too): not measured there. The Zen 2 (``amd-family-23``) runs AVX2, which has no square tile."""
+
+STRIP_MIN_RUN_BYTES = 1024
+"""Square strips (``SQUARE_STRIPS``) only for planes whose input rows are at least this long: a strip reads each of
+its input rows as one run, and the hardware prefetchers need a long one. Ad-hoc interleaved A/Bs on the Zen 4 guest,
+% of np.copyto, strips / tiles: NHWC->NCHW float32 (256-byte runs) 57 / 75, 256^3 float32 (0, 2, 1) (1 KiB runs)
+81 / 58; in the C prototype (8192^2 float32) strips over 1, 2 and 4 KiB of each row gave 66-72, 78-80 and 86-90 %."""
+
 ALIAS_CUT: dict[str, bool] = {"intel": True, "amd": True, "amd-family-23": False}
 """Per table (``tile_table_name``): whether a tile whose input rows alias in the L2 gets fewer input rows and a long
 p side (``_alias_free_tq``). Measured with the earlier micro-tile order (output rows outermost, which reads each input
@@ -211,6 +226,7 @@ class Plan:
     dense: bool = False  # tile: the block's output is one contiguous span, streamed whole
     column_order: bool = False  # tile: walk macro tiles down columns (True) or along rows
     whole_row_strips: bool = True  # tile, whole-line tiles: back-to-back output rows off a line go out as row strips
+    strips: bool = False  # tile, whole-line tiles: square strips straight to the output (SQUARE_STRIPS)
     probe: int = 0  # tile, diagnosis only: one of codegen.PROBE_READS, PROBE_WRITES, PROBE_NO_PREFETCH
     spans: bool = False  # rows: stream runs in spans of several runs (SPAN_RUN_BYTES)
     short_idx: np.ndarray | None = field(default=None, repr=False)  # (de)interleave: permute index vectors
@@ -228,8 +244,11 @@ class Plan:
         if self.kind == "tile":
             lines.append(f"block {math.prod(self.p_axes.shape)} x {math.prod(self.q_axes.shape)}: p axes "
                          f"{self.p_axes.shape} (A-contiguous), q axes {self.q_axes.shape} (B-contiguous); "
-                         f"macro tile {self.tp} x {self.tq} in {'column' if self.column_order else 'row'} order; "
-                         f"streaming stores: {DENSE_MODE if self.dense else STREAM_MODES[self.stream]}")
+                         + (f"square strips of {codegen.square_rows(self.isa, self.width)} input rows along the "
+                            "plane, streamed from the registers; "
+                            if self.strips and self.stream == STREAM_TILES else
+                            f"macro tile {self.tp} x {self.tq} in {'column' if self.column_order else 'row'} order; ")
+                         + f"streaming stores: {DENSE_MODE if self.dense else STREAM_MODES[self.stream]}")
         if self.kind in {"interleave", "deinterleave"}:
             lines.append(f"short axis {self.q_axes.shape[0]} x long axis {self.p_axes.shape[0]}, "
                          + (f"{int(np.count_nonzero(self.short_mask))} masked register permutes"
@@ -526,16 +545,20 @@ def _plan_tile(axes: Axes, p: int, n_threads: int, common: dict) -> Plan:
         stream = STREAM_WHOLE_ROWS
         tq = n_q
         tp = max(mp, min(tp, codegen.TILE_BUFFER_BYTES // (n_q * width) // mp * mp))
+    square = codegen.square_rows(isa, width)
+    strips = bool(SQUARE_STRIPS[tile_table_name()] and square and stream == STREAM_TILES and axes.sa[p] == width
+                  and n_q >= square and n_p * width >= STRIP_MIN_RUN_BYTES)
     chunks = _split_planes(math.prod(outer.shape), n_p, n_threads, tp)
     return Plan("tile", reason, outer=outer,
                 p_axes=axes.take(p_side), q_axes=axes.take(q_side), pb=pb, qa=qa, tp=tp, tq=tq, stream=stream,
                 dense=dense, column_order=column_order, whole_row_strips=WHOLE_ROW_STRIPS[tile_table_name()],
-                chunks=chunks, **common)
+                strips=strips, chunks=chunks, **common)
 
 
 def plan_variants(plan: Plan) -> list[Plan]:
     """Candidates for measured tuning (``make_plan(..., tune=True)``, FFTW's MEASURE): the same kernel with the
-    outer loops in locality, input and output order, and with streaming stores as planned or off. Every candidate
+    outer loops in locality, input and output order, with streaming stores as planned or off, and a plan with square
+    strips also with macro tiles instead. Every candidate
     writes the same bytes; with several threads the first outer axis (the one split across threads) stays first."""
     if plan.kind not in {"rows", "tile", "strided", "interleave", "deinterleave"}:
         return [plan]
@@ -544,12 +567,14 @@ def plan_variants(plan: Plan) -> list[Plan]:
     rest = range(len(fixed), len(outer.shape))
     orders = [list(range(len(outer.shape)))] + [fixed + sorted(rest, key=key) for key in
                                                 (lambda k: -abs(outer.sa[k]), lambda k: -abs(outer.sb[k]))]
-    stores = {(plan.stream, plan.dense), (plan.stream, False), (0, False)}
+    stores = {(plan.stream, plan.dense, plan.strips), (plan.stream, False, plan.strips), (0, False, False)}
+    if plan.strips:
+        stores.add((plan.stream, False, False))
     variants, seen = [], set()
     for order in orders:
-        for stream, dense in sorted(stores, reverse=True):
-            candidate = dataclasses.replace(plan, outer=outer.take(order), stream=stream, dense=dense)
-            key = (candidate.outer, stream, dense)
+        for stream, dense, strips in sorted(stores, reverse=True):
+            candidate = dataclasses.replace(plan, outer=outer.take(order), stream=stream, dense=dense, strips=strips)
+            key = (candidate.outer, stream, dense, strips)
             if key not in seen:
                 seen.add(key)
                 variants.append(candidate)
