@@ -445,12 +445,11 @@ static inline void micro_part(const char *a, const int64_t *qa, int nqv, char *b
 def _square_micro(spec: IsaSpec, width: int) -> str:
     """``square_full``: the square register tile of ``square_rows`` (AVX-512), streamed straight to the output.
 
-    Register ``g*m + k`` is loaded with input row ``g*m + load_rows[k]``; ``transpose_lanes`` on each group of ``m``
-    leaves lane ``l`` of register ``g*m + c`` holding output row ``l*m + c``'s elements of input rows ``g*m .. g*m+m-1``;
-    for each ``c`` the four registers' lanes are then transposed: ``x = shuffle(r_g0, r_g1, 0x44 / 0xEE)`` pairs
-    lanes 0-1 / 2-3, ``y = shuffle(x_a, x_b, 0x88 / 0xDD)`` takes the even / odd lanes, so ``y_l`` is output row
-    ``l*m + c`` whole."""
-    n = 64 // width
+    Register ``g*m + k`` is loaded with input row ``g*m + load_rows[k]``; ``transpose_lanes`` on each group of
+    ``m`` leaves lane ``l`` of register ``g*m + c`` holding output row ``l*m + c``'s elements of input rows
+    ``g*m .. g*m+m-1``; for each ``c`` the four registers' lanes are then transposed:
+    ``x = shuffle(r_g0, r_g1, 0x44 / 0xEE)`` pairs lanes 0-1 / 2-3, ``y = shuffle(x_a, x_b, 0x88 / 0xDD)`` takes the
+    even / odd lanes, so ``y_l`` is output row ``l*m + c`` whole."""
     m = LANE_BYTES // width
     load_rows, _ = transpose_network(m)
     loads = "\n".join(f"        r[{g * m + k}] = {spec.load.format(p=f'rows[{g * m + row}] + off')};"
