@@ -324,24 +324,26 @@ def test_back_to_back_rows_off_a_cache_line_copy_the_right_bytes_as_strips_or_ti
 @pytest.mark.parametrize(("vendor", "family", "width", "isa", "p_len", "expected"), [
     ("AuthenticAMD", 25, 4, "avx512", 8192, True), ("AuthenticAMD", 25, 8, "avx512", 8192, True),
     ("AuthenticAMD", 25, 4, "avx512", 64, False),  # 256-byte input runs: shorter than STRIP_MIN_RUN_BYTES
-    ("AuthenticAMD", 25, 16, "avx512", 8192, False), ("AuthenticAMD", 25, 2, "avx512", 8192, False),
+    ("AuthenticAMD", 25, 16, "avx512", 8192, False), ("AuthenticAMD", 25, 2, "avx512", 8192, True),
+    ("AuthenticAMD", 25, 1, "avx512", 8192, False),
     ("AuthenticAMD", 25, 4, "avx2", 8192, False), ("GenuineIntel", 6, 4, "avx512", 8192, False)])
 def test_square_strips_follow_the_table_the_isa_the_width_and_the_run_length(monkeypatch, vendor, family, width,
                                                                             isa, p_len, expected):
     monkeypatch.setattr(planner.system, "cpu_vendor", lambda: vendor)
     monkeypatch.setattr(planner.system, "cpu_family", lambda: family)
-    dtype = {2: np.int16, 4: np.float32, 8: np.float64, 16: np.complex128}[width]
-    plan = _plan(np.empty((2**22 // p_len, p_len), dtype), (1, 0), isa=isa)  # 16 MiB or more: streamed
+    dtype = {1: np.uint8, 2: np.int16, 4: np.float32, 8: np.float64, 16: np.complex128}[width]
+    plan = _plan(np.empty((2**24 // (p_len * width), p_len), dtype), (1, 0), isa=isa)  # 16 MiB: streamed
     assert plan.kind == "tile" and plan.stream == planner.STREAM_TILES
     assert plan.strips is expected
     assert ("square strips of" in plan.describe()) is expected
     assert set(planner.SQUARE_STRIPS) == set(planner.TILE_SHAPE_TABLES)
 
 
-def test_square_rows_make_one_output_line_per_register():
-    assert codegen.square_rows("avx512", 4) == 16 and codegen.square_rows("avx512", 8) == 8
-    assert all(codegen.square_rows(isa, w) == 0 for isa in ("scalar", "sse2", "avx2", "neon") for w in codegen.WIDTHS)
-    assert codegen.square_rows("avx512", 1) == codegen.square_rows("avx512", 2) == 0
+def test_square_steps_make_one_output_line_per_input_strip():
+    assert [codegen.square_shape("avx512", w) for w in (2, 4, 8)] == [(16, 32), (16, 16), (8, 8)]
+    assert all(codegen.square_shape(isa, w) == (0, 0) for isa in ("scalar", "sse2", "avx2", "neon")
+               for w in codegen.WIDTHS)
+    assert codegen.square_shape("avx512", 1) == codegen.square_shape("avx512", 16) == (0, 0)
 
 
 needs_avx512 = pytest.mark.skipif("avx512" not in __import__("qwenkit.permute", fromlist=["x"]).available_isas(),
@@ -349,9 +351,9 @@ needs_avx512 = pytest.mark.skipif("avx512" not in __import__("qwenkit.permute", 
 
 
 @needs_avx512
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize(("shape", "axes"), [((304, 517), (1, 0)), ((64, 1030), (1, 0)), ((32, 33, 70), (2, 1, 0)),
-                                             ((9, 48, 130), (0, 2, 1)), ((12, 32, 70), (2, 0, 1))])
+@pytest.mark.parametrize("dtype", ["int16", "float32", "float64"])
+@pytest.mark.parametrize(("shape", "axes"), [((320, 517), (1, 0)), ((64, 1030), (1, 0)), ((32, 33, 70), (2, 1, 0)),
+                                             ((9, 64, 130), (0, 2, 1)), ((12, 32, 70), (2, 0, 1))])
 @pytest.mark.parametrize("input_offset", [0, 8, 16, 24])
 @pytest.mark.parametrize("threads", [1, 2])
 def test_square_strips_copy_the_right_bytes(forced_kernels, monkeypatch, dtype, shape, axes, input_offset, threads):

@@ -291,16 +291,22 @@ def micro_shape(isa: str, width: int) -> tuple[int, int]:
     return spec.vector_bytes // width, LANE_BYTES // width
 
 
-def square_rows(isa: str, width: int) -> int:
-    """Rows (= columns) of the square register tile of ``isa`` for ``width``-byte elements, or 0 where there is none.
+def square_shape(isa: str, width: int) -> tuple[int, int]:
+    """``(output rows, input rows)`` of one square step of ``isa`` for ``width``-byte elements (``Plan.strips``), or
+    ``(0, 0)`` where there is none. The input rows always make one 64-byte output line (``64 / width``).
 
-    The square tile (``Plan.strips``) is ``n = 64 / width`` input rows of one 64-byte register each, transposed whole
-    in registers: the lane-parallel network of the micro tile on each group of ``m = 16 / width`` registers, then a
-    4 x 4 transpose of their 128-bit lanes (two stages of ``shuffle_i64x2``), so that each of the ``n`` registers holds
-    one output row's whole cache line. AVX-512 only, elements of 4 or 8 bytes (16 or 8 registers; 2-byte elements
-    would need all 32, and 16-byte ones make a strip of 4 input rows, which ran 8192^2 complex128 at 73 % of
-    np.copyto against 80 % for the tile kernel in an ad-hoc interleaved A/B on the Zen 4 guest)."""
-    return 64 // width if isa == "avx512" and width in (4, 8) else 0
+    AVX-512 only. Elements of 4 or 8 bytes: one square of ``n = 64 / width`` input rows of one 64-byte register each,
+    transposed whole in registers: the lane-parallel network of the micro tile on each group of ``m = 16 / width``
+    registers, then a 4 x 4 transpose of their 128-bit lanes (two stages of ``shuffle_i64x2``), so that each of the
+    ``n`` registers holds one output row's whole line. 2-byte elements: two squares of 16 rows of 32 bytes (16 x 16
+    in 256-bit registers: the network, then ``permute2x128``), whose halves are joined into each output line before
+    it is stored (streaming each half alone, 16 lines apart, ran at 22 % of memcpy in the C prototype against 69 %
+    joined). Bytes (64 input rows a line) ran at 40 % in the prototype, no better than the tile kernel; 16-byte
+    elements make a strip of 4 input rows, which ran 8192^2 complex128 at 73 % of np.copyto against 80 % for the tile
+    kernel (ad-hoc interleaved A/Bs on the Zen 4 guest). Neither has a square step."""
+    if isa != "avx512" or width not in (2, 4, 8):
+        return 0, 0
+    return (16 if width == 2 else 64 // width), 64 // width
 
 
 def generate_source(isa: str, width: int) -> str:
@@ -333,7 +339,8 @@ def generate_source(isa: str, width: int) -> str:
 #define MAX_SHORT_AXIS {MAX_SHORT_AXIS}
 #define HAVE_STREAM {1 if spec.stream else 0}
 #define VB {max(spec.vector_bytes, 16)}
-#define SQUARE {square_rows(isa, width)}
+#define SQUARE_P {square_shape(isa, width)[0]}
+#define SQUARE {square_shape(isa, width)[1]}
 {CDEF}
 """
     stream_row = _stream_row(spec)
@@ -343,7 +350,8 @@ def generate_source(isa: str, width: int) -> str:
         short = _SHORT_AXIS_SHUFFLE_C
     else:
         short = ""
-    square = _square_micro(spec, width) if square_rows(isa, width) else ""
+    square = "" if not square_shape(isa, width)[0] else _square_half_micro(width) if width == 2 \
+        else _square_micro(spec, width)
     return head + micro + square + stream_row + _COMMON_C + short
 
 
@@ -443,7 +451,8 @@ static inline void micro_part(const char *a, const int64_t *qa, int nqv, char *b
 
 
 def _square_micro(spec: IsaSpec, width: int) -> str:
-    """``square_full``: the square register tile of ``square_rows`` (AVX-512), streamed straight to the output.
+    """``square_full``: the square register tile of ``square_shape`` (AVX-512, elements of 4 or 8 bytes), streamed
+    straight to the output.
 
     Register ``g*m + k`` is loaded with input row ``g*m + load_rows[k]``; ``transpose_lanes`` on each group of
     ``m`` leaves lane ``l`` of register ``g*m + c`` holding output row ``l*m + c``'s elements of input rows
@@ -469,28 +478,85 @@ def _square_micro(spec: IsaSpec, width: int) -> str:
                   f"        y[{3 * m + c}] = _mm512_shuffle_i64x2(x{c}_1, x{c}_3, 0xDD);"]
     cross_text = "\n".join(cross)
     return f"""
-/* One square tile: B[pb[i] + j*W] = rows[j][off + i*W] for i, j < SQUARE, each output row one whole 64-byte
-   line, streamed (the caller guarantees every b + pb[i] is line-aligned). The input rows come as a local array of
-   pointers, not as the plan's offset table: loads from the table cannot be moved above the stores before them
-   (the compiler must assume a char store may alias it), and in an ad-hoc C prototype (8192^2 float32, Zen 4 guest)
-   the table cost 83-86 -> 60-64 % of memcpy, the local array 80-82 %. PROBE_READS stores the lines to `sink` (a
+/* One square tile: B[pb[i] + j*W] = rows[j][off + i*W] for i, j < SQUARE (= SQUARE_P), each output row one whole
+   64-byte line, streamed (the caller guarantees every b + pb[i] is line-aligned). The input rows come as a local
+   array of pointers, not as the plan's offset table: loads from the table cannot be moved above the stores before
+   them (the compiler must assume a char store may alias it), and in an ad-hoc C prototype (8192^2 float32, Zen 4
+   guest) the table cost 83-86 -> 60-64 % of memcpy, the local array 80-82 %. PROBE_READS stores the lines to `sink` (a
    cached buffer) instead; PROBE_WRITES streams zeros without loading. */
 static inline void square_full(const char *const *rows, int64_t off, char *b, const int64_t *pb, int probe,
                                char *sink)
 {{
-    vec_t r[SQUARE], y[SQUARE];
+    vec_t r[SQUARE], y[SQUARE_P];
     if (probe == PROBE_WRITES) {{
-        for (int k = 0; k < SQUARE; ++k) y[k] = {spec.zero};
+        for (int k = 0; k < SQUARE_P; ++k) y[k] = {spec.zero};
     }} else {{
 {loads}
 {lanes}
 {cross_text}
     }}
-    if (probe == PROBE_READS)
-        for (int k = 0; k < SQUARE; ++k) _mm512_store_si512((void *)(sink + 64 * k), y[k]);
+{_SQUARE_STORES}}}
+"""
+
+
+_SQUARE_STORES = """    if (probe == PROBE_READS)
+        for (int k = 0; k < SQUARE_P; ++k) _mm512_store_si512((void *)(sink + 64 * k), y[k]);
     else
-        for (int k = 0; k < SQUARE; ++k) _mm512_stream_si512((void *)(b + pb[k]), y[k]);
-}}
+        for (int k = 0; k < SQUARE_P; ++k) _mm512_stream_si512((void *)(b + pb[k]), y[k]);
+"""
+
+
+def _square_half_micro(width: int) -> str:
+    """``square_full`` for 2-byte elements: two 16 x 16 squares in 256-bit registers, joined into whole lines.
+
+    Square ``h`` (input rows ``16h .. 16h+15``): register ``16h + 8g + k`` is loaded with input row
+    ``16h + 8g + load_rows[k]``; the lane network on each group of 8 leaves lane ``l`` of register ``16h + 8g + c``
+    holding output row ``8l + c``'s elements of input rows ``16h + 8g .. +7``; ``permute2x128(.., 0x20 / 0x31)`` of
+    groups 0 and 1 gives output row ``c`` / ``8 + c`` of the square (32 bytes), and ``inserti64x4`` puts square 1's
+    half after square 0's."""
+    m = LANE_BYTES // width
+    load_rows, stages = transpose_network(m)
+    lines = ["static inline void transpose_lanes_half(__m256i *r)", "{"]
+    unpack = _x86_unpack("_mm256")
+    for stage_start in range(0, len(stages), m):
+        block = stages[stage_start:stage_start + m]
+        lo, hi = unpack[block[0][0] * width * 8]
+        names = [f"t{stage_start // m}_{k}" for k in range(m)]
+        for (_, k, src_a, src_b), name in zip(block, names, strict=True):
+            lines.append(f"    __m256i {name} = {(hi if k % 2 else lo).format(a=f'r[{src_a}]', b=f'r[{src_b}]')};")
+        lines += [f"    r[{k}] = {name};" for k, name in enumerate(names)]
+    lines.append("}")
+    network = "\n".join(lines)
+    loads = "\n".join(
+        f"        r[{16 * h + m * g + k}] = _mm256_loadu_si256((const __m256i *)(rows[{16 * h + m * g + row}] + off));"
+        for h in range(2) for g in range(2) for k, row in enumerate(load_rows))
+    lanes = "\n".join(f"        transpose_lanes_half(r + {16 * h + m * g});" for h in range(2) for g in range(2))
+    joins = []
+    for c in range(m):
+        for out_row, imm in ((c, "0x20"), (m + c, "0x31")):
+            halves = [f"_mm256_permute2x128_si256(r[{16 * h + c}], r[{16 * h + m + c}], {imm})" for h in range(2)]
+            joins.append(f"        y[{out_row}] = _mm512_inserti64x4(_mm512_castsi256_si512({halves[0]}), "
+                         f"{halves[1]}, 1);")
+    join_text = "\n".join(joins)
+    return f"""
+{network}
+
+/* One square step of 2-byte elements: B[pb[i] + j*W] = rows[j][off + i*W] for i < SQUARE_P (16), j < SQUARE (32),
+   each output row one whole 64-byte line, streamed; rows, PROBE_READS and PROBE_WRITES as for the 64-byte squares
+   of the other widths (codegen._square_micro). */
+static inline void square_full(const char *const *rows, int64_t off, char *b, const int64_t *pb, int probe,
+                               char *sink)
+{{
+    __m256i r[SQUARE];
+    __m512i y[SQUARE_P];
+    if (probe == PROBE_WRITES) {{
+        for (int k = 0; k < SQUARE_P; ++k) y[k] = _mm512_setzero_si512();
+    }} else {{
+{loads}
+{lanes}
+{join_text}
+    }}
+{_SQUARE_STORES}}}
 """
 
 
@@ -723,8 +789,9 @@ static void transpose_block(const char *a, int64_t sp, const int64_t *qa, char *
 }
 
 #if SQUARE
-/* Square strips (Plan.strips): SQUARE input rows at a time, each strip walked along the plane's whole p range in
-   square register tiles that go straight to the output as whole streamed lines. The strip's SQUARE input rows are
+/* Square strips (Plan.strips): SQUARE input rows at a time (one output line), each strip walked along the plane's
+   whole p range, SQUARE_P output rows a step, in square register tiles that go straight to the output as whole
+   streamed lines. The strip's SQUARE input rows are
    read as long sequential runs, which the hardware prefetchers follow (no software prefetch), and there is no tile
    buffer. The partial-line columns [0, head) and [lines_end, nq) and the rows after the last whole square get direct
    stores. */
@@ -747,8 +814,8 @@ static void plane_strips(const char *a, char *b, const qk_tile_args *t, int64_t 
         if (first > p1) first = p1;
         if (first > p0)
             transpose_block(a + p0 * W, W, t->qa + jq, b + jq * W, t->pb + p0, first - p0, SQUARE, 0);
-        const int64_t square_end = first + (p1 - first) / SQUARE * SQUARE;
-        for (int64_t ip = first; ip < square_end; ip += SQUARE)
+        const int64_t square_end = first + (p1 - first) / SQUARE_P * SQUARE_P;
+        for (int64_t ip = first; ip < square_end; ip += SQUARE_P)
             square_full(rows, ip * W, b + jq * W, t->pb + ip, t->probe, sink);
         if (square_end < p1)
             transpose_block(a + square_end * W, W, t->qa + jq, b + jq * W, t->pb + square_end, p1 - square_end,

@@ -134,12 +134,13 @@ same loop."""
 
 SQUARE_STRIPS: dict[str, bool] = {"intel": False, "amd": True, "amd-family-23": False}
 """Per table (``tile_table_name``): whether a whole-line tile plan of an ISA with a square register tile
-(``codegen.square_rows``: AVX-512, elements of 4-16 bytes) walks square strips instead (``Plan.strips``): the tile
-kernel reads 16 input rows (float32; 8 float64, 4 complex128) sequentially along the whole plane and streams each
-square's output lines straight from the registers, with no tile buffer and no software prefetch. On the Zen 4
-guest (``amd``) the first prototype (an ad-hoc C program, 8192^2 float32, 16 rows x whole rows) ran at 86-90 % of
-memcpy where the tile kernel ran at 50-56 %; the committed A/B is ``bench.strip_experiment``. Off on the Xeon
-(``intel``, AVX-512 too): not measured there. The Zen 2 (``amd-family-23``) runs AVX2, which has no square tile."""
+(``codegen.square_shape``: AVX-512, elements of 2, 4 or 8 bytes) walks square strips instead (``Plan.strips``): the
+tile kernel reads one output line's input rows (32 int16, 16 float32, 8 float64) sequentially along the whole plane
+and streams each square's output lines straight from the registers, with no tile buffer and no software prefetch.
+On the Zen 4 guest (``amd``) the first prototype (an ad-hoc C program, 8192^2 float32, 16 rows x whole rows) ran at
+86-90 % of memcpy where the tile kernel ran at 50-56 %; the committed A/B is the column "strips off" of the
+diagnosis (benchmarks/results/permute_zen4/permute_limits.md). Off on the Xeon (``intel``, AVX-512 too): not
+measured there. The Zen 2 (``amd-family-23``) runs AVX2, which has no square step."""
 
 STRIP_MIN_RUN_BYTES = 1024
 """Square strips (``SQUARE_STRIPS``) only for planes whose input rows are at least this long: a strip reads each of
@@ -244,7 +245,7 @@ class Plan:
         if self.kind == "tile":
             lines.append(f"block {math.prod(self.p_axes.shape)} x {math.prod(self.q_axes.shape)}: p axes "
                          f"{self.p_axes.shape} (A-contiguous), q axes {self.q_axes.shape} (B-contiguous); "
-                         + (f"square strips of {codegen.square_rows(self.isa, self.width)} input rows along the "
+                         + (f"square strips of {codegen.square_shape(self.isa, self.width)[1]} input rows along the "
                             "plane, streamed from the registers; "
                             if self.strips and self.stream == STREAM_TILES else
                             f"macro tile {self.tp} x {self.tq} in {'column' if self.column_order else 'row'} order; ")
@@ -545,7 +546,7 @@ def _plan_tile(axes: Axes, p: int, n_threads: int, common: dict) -> Plan:
         stream = STREAM_WHOLE_ROWS
         tq = n_q
         tp = max(mp, min(tp, codegen.TILE_BUFFER_BYTES // (n_q * width) // mp * mp))
-    square = codegen.square_rows(isa, width)
+    square = codegen.square_shape(isa, width)[1]
     strips = bool(SQUARE_STRIPS[tile_table_name()] and square and stream == STREAM_TILES and axes.sa[p] == width
                   and n_q >= square and n_p * width >= STRIP_MIN_RUN_BYTES)
     chunks = _split_planes(math.prod(outer.shape), n_p, n_threads, tp)
