@@ -21,7 +21,10 @@ doubling chunk sizes transpose every lane at once (``transpose_network`` derives
 Python), so one micro tile is ``m`` input rows of ``V/width`` elements, giving ``V/width`` output rows of ``m``
 elements (16 bytes each). Where the output is large and its rows are cache-line aligned, a macro tile is transposed
 into an aligned L1 buffer and then written with non-temporal stores of whole cache lines: partial-line streaming
-stores break write combining and run slower than NumPy (docs/permute.md).
+stores break write combining and run slower than NumPy (docs/permute.md). On AVX-512 with elements of 2, 4 or 8
+bytes such planes can instead walk *square strips* (``square_shape``, ``Plan.strips``): the input rows of one output
+line are transposed whole in registers, square by square along the plane, and each output line is streamed straight
+from a register, with no buffer.
 """
 
 from __future__ import annotations
