@@ -296,12 +296,15 @@ def micro_shape(isa: str, width: int) -> tuple[int, int]:
 
 def square_shape(isa: str, width: int) -> tuple[int, int]:
     """``(output rows, input rows)`` of one square step of ``isa`` for ``width``-byte elements (``Plan.strips``), or
-    ``(0, 0)`` where there is none. The input rows always make one 64-byte output line (``64 / width``).
+    ``(0, 0)`` where there is none. The input rows make one 64-byte line of each output row, two for float64.
 
     AVX-512 only. Elements of 4 or 8 bytes: one square of ``n = 64 / width`` input rows of one 64-byte register each,
     transposed whole in registers: the lane-parallel network of the micro tile on each group of ``m = 16 / width``
     registers, then a 4 x 4 transpose of their 128-bit lanes (two stages of ``shuffle_i64x2``), so that each of the
-    ``n`` registers holds one output row's whole line. 2-byte elements: two squares of 16 rows of 32 bytes (16 x 16
+    ``n`` registers holds one output row's whole line. float64 takes two such squares a step (16 input rows, two
+    lines of each output row streamed back to back): in the C prototype (8192^2 float64) 8 rows a strip ran at
+    84-85 % of memcpy and 16 rows at 108-110 % (glibc's memcpy of 512 MiB is not the limit there); float32 ran at
+    82-86 % with either. 2-byte elements: two squares of 16 rows of 32 bytes (16 x 16
     in 256-bit registers: the network, then ``permute2x128``), whose halves are joined into each output line before
     it is stored (streaming each half alone, 16 lines apart, ran at 22 % of memcpy in the C prototype against 69 %
     joined). Bytes (64 input rows a line) ran at 40 % in the prototype, no better than the tile kernel; 16-byte
@@ -309,7 +312,7 @@ def square_shape(isa: str, width: int) -> tuple[int, int]:
     kernel (ad-hoc interleaved A/Bs on the Zen 4 guest). Neither has a square step."""
     if isa != "avx512" or width not in (2, 4, 8):
         return 0, 0
-    return (16 if width == 2 else 64 // width), 64 // width
+    return {2: (16, 32), 4: (16, 16), 8: (8, 16)}[width]
 
 
 def generate_source(isa: str, width: int) -> str:
@@ -344,6 +347,7 @@ def generate_source(isa: str, width: int) -> str:
 #define VB {max(spec.vector_bytes, 16)}
 #define SQUARE_P {square_shape(isa, width)[0]}
 #define SQUARE {square_shape(isa, width)[1]}
+#define SQUARE_LINES {square_shape(isa, width)[1] * width // 64}
 {CDEF}
 """
     stream_row = _stream_row(spec)
@@ -454,45 +458,51 @@ static inline void micro_part(const char *a, const int64_t *qa, int nqv, char *b
 
 
 def _square_micro(spec: IsaSpec, width: int) -> str:
-    """``square_full``: the square register tile of ``square_shape`` (AVX-512, elements of 4 or 8 bytes), streamed
-    straight to the output.
+    """``square_full``: the square register tiles of ``square_shape`` (AVX-512, elements of 4 or 8 bytes), streamed
+    straight to the output: one square of 16 float32 rows, two of 8 float64 rows (``SQUARE_LINES``: two lines of each
+    output row a step).
 
-    Register ``g*m + k`` is loaded with input row ``g*m + load_rows[k]``; ``transpose_lanes`` on each group of
-    ``m`` leaves lane ``l`` of register ``g*m + c`` holding output row ``l*m + c``'s elements of input rows
-    ``g*m .. g*m+m-1``; for each ``c`` the four registers' lanes are then transposed:
-    ``x = shuffle(r_g0, r_g1, 0x44 / 0xEE)`` pairs lanes 0-1 / 2-3, ``y = shuffle(x_a, x_b, 0x88 / 0xDD)`` takes the
-    even / odd lanes, so ``y_l`` is output row ``l*m + c`` whole."""
+    In square ``h``, register ``h*n + g*m + k`` (``n = 64 / width``) is loaded with input row
+    ``h*n + g*m + load_rows[k]``; ``transpose_lanes`` on each group of ``m`` leaves lane ``l`` of register
+    ``h*n + g*m + c`` holding output row ``l*m + c``'s elements of input rows ``h*n + g*m .. +m-1``; for each ``c``
+    the four registers' lanes are then transposed: ``x = shuffle(r_g0, r_g1, 0x44 / 0xEE)`` pairs lanes 0-1 / 2-3,
+    ``y = shuffle(x_a, x_b, 0x88 / 0xDD)`` takes the even / odd lanes, so ``y_l`` is output row ``l*m + c``'s line
+    ``h`` whole."""
     m = LANE_BYTES // width
+    n = 64 // width
+    lines = square_shape("avx512", width)[1] // n
     load_rows, _ = transpose_network(m)
-    loads = "\n".join(f"        r[{g * m + k}] = {spec.load.format(p=f'rows[{g * m + row}] + off')};"
-                      for g in range(4) for k, row in enumerate(load_rows))
-    lanes = "\n".join(f"        transpose_lanes(r + {g * m});" for g in range(4)) if m > 1 else ""
+    loads = "\n".join(f"        r[{h * n + g * m + k}] = {spec.load.format(p=f'rows[{h * n + g * m + row}] + off')};"
+                      for h in range(lines) for g in range(4) for k, row in enumerate(load_rows))
+    lanes = "\n".join(f"        transpose_lanes(r + {h * n + g * m});" for h in range(lines) for g in range(4)) \
+        if m > 1 else ""
     cross = []
-    for c in range(m):
-        r0, r1, r2, r3 = (f"r[{g * m + c}]" for g in range(4))
-        cross += [f"        const vec_t x{c}_0 = _mm512_shuffle_i64x2({r0}, {r1}, 0x44);",
-                  f"        const vec_t x{c}_1 = _mm512_shuffle_i64x2({r0}, {r1}, 0xEE);",
-                  f"        const vec_t x{c}_2 = _mm512_shuffle_i64x2({r2}, {r3}, 0x44);",
-                  f"        const vec_t x{c}_3 = _mm512_shuffle_i64x2({r2}, {r3}, 0xEE);"]
-    for c in range(m):
-        cross += [f"        y[{0 * m + c}] = _mm512_shuffle_i64x2(x{c}_0, x{c}_2, 0x88);",
-                  f"        y[{1 * m + c}] = _mm512_shuffle_i64x2(x{c}_0, x{c}_2, 0xDD);",
-                  f"        y[{2 * m + c}] = _mm512_shuffle_i64x2(x{c}_1, x{c}_3, 0x88);",
-                  f"        y[{3 * m + c}] = _mm512_shuffle_i64x2(x{c}_1, x{c}_3, 0xDD);"]
+    for h in range(lines):
+        for c in range(m):
+            r0, r1, r2, r3 = (f"r[{h * n + g * m + c}]" for g in range(4))
+            cross += [f"        const vec_t x{h}_{c}_0 = _mm512_shuffle_i64x2({r0}, {r1}, 0x44);",
+                      f"        const vec_t x{h}_{c}_1 = _mm512_shuffle_i64x2({r0}, {r1}, 0xEE);",
+                      f"        const vec_t x{h}_{c}_2 = _mm512_shuffle_i64x2({r2}, {r3}, 0x44);",
+                      f"        const vec_t x{h}_{c}_3 = _mm512_shuffle_i64x2({r2}, {r3}, 0xEE);"]
+        for c in range(m):
+            cross += [f"        y[{h * n + 0 * m + c}] = _mm512_shuffle_i64x2(x{h}_{c}_0, x{h}_{c}_2, 0x88);",
+                      f"        y[{h * n + 1 * m + c}] = _mm512_shuffle_i64x2(x{h}_{c}_0, x{h}_{c}_2, 0xDD);",
+                      f"        y[{h * n + 2 * m + c}] = _mm512_shuffle_i64x2(x{h}_{c}_1, x{h}_{c}_3, 0x88);",
+                      f"        y[{h * n + 3 * m + c}] = _mm512_shuffle_i64x2(x{h}_{c}_1, x{h}_{c}_3, 0xDD);"]
     cross_text = "\n".join(cross)
     return f"""
-/* One square tile: B[pb[i] + j*W] = rows[j][off + i*W] for i, j < SQUARE (= SQUARE_P), each output row one whole
-   64-byte line, streamed (the caller guarantees every b + pb[i] is line-aligned). The input rows come as a local
-   array of pointers, not as the plan's offset table: loads from the table cannot be moved above the stores before
-   them (the compiler must assume a char store may alias it), and in an ad-hoc C prototype (8192^2 float32, Zen 4
-   guest) the table cost 83-86 -> 60-64 % of memcpy, the local array 80-82 %. PROBE_READS stores the lines to `sink` (a
-   cached buffer) instead; PROBE_WRITES streams zeros without loading. */
+/* One square step: B[pb[i] + j*W] = rows[j][off + i*W] for i < SQUARE_P, j < SQUARE, SQUARE_LINES whole 64-byte
+   lines of each output row, streamed one after the other (the caller guarantees every b + pb[i] is line-aligned).
+   The input rows come as a local array of pointers, not as the plan's offset table: loads from the table cannot be
+   moved above the stores before them (the compiler must assume a char store may alias it), and in an ad-hoc C
+   prototype (8192^2 float32, Zen 4 guest) the table cost 83-86 -> 60-64 % of memcpy, the local array 80-82 %.
+   PROBE_READS stores the lines to `sink` (a cached buffer) instead; PROBE_WRITES streams zeros without loading. */
 static inline void square_full(const char *const *rows, int64_t off, char *b, const int64_t *pb, int probe,
                                char *sink)
 {{
-    vec_t r[SQUARE], y[SQUARE_P];
+    vec_t r[SQUARE], y[SQUARE_P * SQUARE_LINES];
     if (probe == PROBE_WRITES) {{
-        for (int k = 0; k < SQUARE_P; ++k) y[k] = {spec.zero};
+        for (int k = 0; k < SQUARE_P * SQUARE_LINES; ++k) y[k] = {spec.zero};
     }} else {{
 {loads}
 {lanes}
@@ -503,9 +513,11 @@ static inline void square_full(const char *const *rows, int64_t off, char *b, co
 
 
 _SQUARE_STORES = """    if (probe == PROBE_READS)
-        for (int k = 0; k < SQUARE_P; ++k) _mm512_store_si512((void *)(sink + 64 * k), y[k]);
+        for (int k = 0; k < SQUARE_P * SQUARE_LINES; ++k) _mm512_store_si512((void *)(sink + 64 * k), y[k]);
     else
-        for (int k = 0; k < SQUARE_P; ++k) _mm512_stream_si512((void *)(b + pb[k]), y[k]);
+        for (int k = 0; k < SQUARE_P; ++k)
+            for (int h = 0; h < SQUARE_LINES; ++h)
+                _mm512_stream_si512((void *)(b + pb[k] + 64 * h), y[h * SQUARE_P + k]);
 """
 
 
@@ -792,12 +804,11 @@ static void transpose_block(const char *a, int64_t sp, const int64_t *qa, char *
 }
 
 #if SQUARE
-/* Square strips (Plan.strips): SQUARE input rows at a time (one output line), each strip walked along the plane's
-   whole p range, SQUARE_P output rows a step, in square register tiles that go straight to the output as whole
-   streamed lines. The strip's SQUARE input rows are
-   read as long sequential runs, which the hardware prefetchers follow (no software prefetch), and there is no tile
-   buffer. The partial-line columns [0, head) and [lines_end, nq) and the rows after the last whole square get direct
-   stores. */
+/* Square strips (Plan.strips): SQUARE input rows at a time (SQUARE_LINES lines of each output row), each strip
+   walked along the plane's whole p range, SQUARE_P output rows a step, in square register tiles that go straight to
+   the output as whole streamed lines. The strip's SQUARE input rows are read as long sequential runs, which the
+   hardware prefetchers follow (no software prefetch), and there is no tile buffer. The partial-line columns
+   [0, head) and [lines_end, nq) and the rows after the last whole square get direct stores. */
 static void plane_strips(const char *a, char *b, const qk_tile_args *t, int64_t p0, int64_t p1, int64_t head,
                          int64_t lines_end, char *sink)
 {
@@ -805,7 +816,13 @@ static void plane_strips(const char *a, char *b, const qk_tile_args *t, int64_t 
     if (head > 0) transpose_block(a + p0 * W, W, t->qa, b, t->pb + p0, p1 - p0, head, 0);
     if (lines_end < nq)
         transpose_block(a + p0 * W, W, t->qa + lines_end, b + lines_end * W, t->pb + p0, p1 - p0, nq - lines_end, 0);
-    for (int64_t jq = head; jq < lines_end; jq += SQUARE) {
+    /* whole strips; a last line of columns that makes no whole strip (float64: an odd number of lines) is stored
+       directly */
+    const int64_t strips_end = head + (lines_end - head) / SQUARE * SQUARE;
+    if (strips_end < lines_end)
+        transpose_block(a + p0 * W, W, t->qa + strips_end, b + strips_end * W, t->pb + p0, p1 - p0,
+                        lines_end - strips_end, 0);
+    for (int64_t jq = head; jq < strips_end; jq += SQUARE) {
         const char *rows[SQUARE];
         for (int k = 0; k < SQUARE; ++k) rows[k] = a + t->qa[jq + k];
         /* Input rows that start alike within a line (NumPy's arrays start 16 bytes past one) begin their squares at
