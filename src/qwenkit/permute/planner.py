@@ -135,7 +135,7 @@ same loop."""
 SQUARE_STRIPS: dict[str, bool] = {"intel": False, "amd": True, "amd-family-23": False}
 """Per table (``tile_table_name``): whether a whole-line tile plan of an ISA with a square register tile
 (``codegen.square_shape``: AVX-512, elements of 2, 4 or 8 bytes) walks square strips instead (``Plan.strips``): the
-tile kernel reads one output line's input rows (32 int16, 16 float32, 8 float64) sequentially along the whole plane
+tile kernel reads the input rows of one output line (32 int16, 16 float32) or two (16 float64) along the whole plane
 and streams each square's output lines straight from the registers, with no tile buffer and no software prefetch.
 On the Zen 4 guest (``amd``) the first prototype (an ad-hoc C program, 8192^2 float32, 16 rows x whole rows) ran at
 86-90 % of memcpy where the tile kernel ran at 50-56 %; the committed A/B is the column "strips off" of the
