@@ -559,8 +559,8 @@ def _plan_tile(axes: Axes, p: int, n_threads: int, common: dict) -> Plan:
 def plan_variants(plan: Plan) -> list[Plan]:
     """Candidates for measured tuning (``make_plan(..., tune=True)``, FFTW's MEASURE): the same kernel with the
     outer loops in locality, input and output order, with streaming stores as planned or off, and a plan with square
-    strips also with macro tiles instead. Every candidate
-    writes the same bytes; with several threads the first outer axis (the one split across threads) stays first."""
+    strips also with macro tiles instead. Every candidate writes the same bytes; with several threads the first outer
+    axis (the one split across threads) stays first. The planner's own plan comes first."""
     if plan.kind not in {"rows", "tile", "strided", "interleave", "deinterleave"}:
         return [plan]
     outer = plan.outer
