@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from qwenkit.permute import codegen, planner
+from qwenkit.permute import available_isas, codegen, planner
 from qwenkit.permute.planner import make_plan_for, normalize
 
 
@@ -129,7 +129,7 @@ def test_short_output_runs_without_masks_copy_along_the_long_input_run(dtype):
     """NCHW->NHWC with 3 channels on an ISA without masked stores: element copies along the input's unit-stride
     axis (W*H), the channel axis an outer loop; the reverse layout with short input runs of bytes stays with
     NumPy."""
-    from qwenkit.permute import available_isas, make_plan
+    from qwenkit.permute import make_plan
 
     a = np.arange(4 * 3 * 96 * 64).astype(dtype).reshape(4, 3, 96, 64)
     assert planner.STRIDED_MIN_INPUT_RUN <= 96 * 64
@@ -151,7 +151,7 @@ def test_short_output_runs_without_masks_copy_along_the_long_input_run(dtype):
 def test_avx2_shuffles_a_short_axis_beside_a_long_one(dtype):
     """AVX2 has pshufb but no masked stores: NCHW->NHWC and NHWC->NCHW with 3 channels run the byte-shuffle
     kernels for elements of up to 4 bytes (a 16-byte register holds 4 or more); 8-byte elements do not."""
-    from qwenkit.permute import available_isas, make_plan
+    from qwenkit.permute import make_plan
 
     nchw = np.arange(4 * 3 * 96 * 64).astype(dtype).reshape(4, 3, 96, 64)
     nhwc = np.ascontiguousarray(nchw.transpose(0, 2, 3, 1))
@@ -339,15 +339,14 @@ def test_square_strips_follow_the_table_the_isa_the_width_and_the_run_length(mon
     assert set(planner.SQUARE_STRIPS) == set(planner.TILE_SHAPE_TABLES)
 
 
-def test_square_steps_make_one_output_line_per_input_strip():
+def test_square_steps_cover_whole_output_lines():
     assert [codegen.square_shape("avx512", w) for w in (2, 4, 8)] == [(16, 32), (16, 16), (8, 16)]
     assert all(codegen.square_shape(isa, w) == (0, 0) for isa in ("scalar", "sse2", "avx2", "neon")
                for w in codegen.WIDTHS)
     assert codegen.square_shape("avx512", 1) == codegen.square_shape("avx512", 16) == (0, 0)
 
 
-needs_avx512 = pytest.mark.skipif("avx512" not in __import__("qwenkit.permute", fromlist=["x"]).available_isas(),
-                                  reason="this CPU does not run AVX-512")
+needs_avx512 = pytest.mark.skipif("avx512" not in available_isas(), reason="this CPU does not run AVX-512")
 
 
 @needs_avx512

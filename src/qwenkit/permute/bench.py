@@ -902,7 +902,7 @@ def diagnose_case(case: Case, repeats: int = 3) -> dict:
     labels = []
     for index, variant in enumerate(plan_variants(base.plan)):
         mode = "dense block" if variant.dense else STREAM_MODES[variant.stream]
-        mode += ", square strips" if variant.strips and variant.stream == 1 and not variant.dense else ""
+        mode += ", square strips" if variant.square_strips and not variant.dense else ""
         label = f"variant {index}: outer {variant.outer.shape}, streaming {mode}"
         labels.append(label)
         contenders[label] = _run_with_plan(a, case.axes, out, variant)

@@ -236,6 +236,11 @@ class Plan:
     threads: int = 1
 
     @property
+    def square_strips(self) -> bool:
+        """Whether the tile kernel walks square strips: ``strips`` takes effect on whole-line tile plans only."""
+        return self.strips and self.stream == STREAM_TILES
+
+    @property
     def outer_count(self) -> int:
         return math.prod(self.outer.shape)
 
@@ -247,7 +252,7 @@ class Plan:
                          f"{self.p_axes.shape} (A-contiguous), q axes {self.q_axes.shape} (B-contiguous); "
                          + (f"square strips of {codegen.square_shape(self.isa, self.width)[1]} input rows along the "
                             "plane, streamed from the registers; "
-                            if self.strips and self.stream == STREAM_TILES else
+                            if self.square_strips else
                             f"macro tile {self.tp} x {self.tq} in {'column' if self.column_order else 'row'} order; ")
                          + f"streaming stores: {DENSE_MODE if self.dense else STREAM_MODES[self.stream]}")
         if self.kind in {"interleave", "deinterleave"}:
